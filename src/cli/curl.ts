@@ -1,5 +1,145 @@
-/** CLI command group: curl (not built yet). */
+/**
+ * `hsmkit curl`: an HTTPS request with mutual TLS whose client key may live in a token
+ * or KMS. Exit codes follow curl: 0 ok, 22 HTTP >= 400, 35 TLS failure, 60 certificate
+ * verification failure, 58 client key/certificate problem, 7 connection failure, 28 timeout.
+ */
+import { createWriteStream, readFileSync } from "node:fs";
 import type { Command } from "commander";
+import { curl } from "../https/curl.ts";
+import { openKey } from "../keys/index.ts";
+import { KeyError, type PrivateKeyHandle } from "../keys/types.ts";
+import { TlsError } from "../tls/alert.ts";
+import { CliError } from "./errors.ts";
 
-/** Adds the curl command(s) to the program. */
-export function registerCurlCommand(_program: Command): void {}
+interface CurlFlags {
+  request?: string;
+  data?: string;
+  header: string[];
+  output?: string;
+  verbose?: boolean;
+  cacert?: string;
+  cert?: string;
+  key?: string;
+  tlsMin?: string;
+  tlsMax?: string;
+  ciphers?: string;
+  servername?: string;
+  insecure?: boolean;
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new CliError(
+      `cannot read ${what} '${path}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      58,
+    );
+  }
+}
+
+function parseHeaders(lines: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of lines) {
+    const i = line.indexOf(":");
+    if (i <= 0) throw new CliError(`bad header '${line}' (expected 'Name: value')`, 2);
+    out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+  }
+  return out;
+}
+
+/** Maps a failure to curl's exit code and a one-line message. */
+export function curlFailure(err: unknown): CliError {
+  if (err instanceof CliError) return err;
+  if (err instanceof TlsError) {
+    if (err.kind === "certificate")
+      return new CliError(`server certificate verification failed: ${err.message}`, 60);
+    if (err.kind === "key") return new CliError(err.message, 58);
+    return new CliError(`TLS handshake failed: ${err.message}`, 35);
+  }
+  if (err instanceof KeyError) return new CliError(err.message, 58);
+  const code = (err as NodeJS.ErrnoException).code;
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EHOSTUNREACH") {
+    return new CliError(`failed to connect: ${message}`, 7);
+  }
+  if (/timed out/.test(message)) return new CliError(message, 28);
+  if (code === "ECONNRESET" || code === "EPIPE") return new CliError(`connection reset: ${message}`, 56);
+  return new CliError(message, 1);
+}
+
+/** Adds `hsmkit curl`. */
+export function registerCurlCommand(program: Command): void {
+  program
+    .command("curl")
+    .description("HTTPS request with mutual TLS; the client key may stay in a PKCS#11 token or KMS")
+    .argument("<url>", "https URL")
+    .option("-X, --request <method>", "HTTP method")
+    .option("-d, --data <data>", "request body, or @FILE to read it from a file")
+    .option(
+      "-H, --header <header>",
+      "extra header 'Name: value' (repeatable)",
+      (v: string, acc: string[]) => [...acc, v],
+      [],
+    )
+    .option("-o, --output <file>", "write the body to FILE instead of stdout")
+    .option("-v, --verbose", "tell TLS version, suite and server certificate on stderr")
+    .option("--cacert <file>", "CA certificates (PEM) to trust instead of the system store")
+    .option("--cert <file>", "client certificate chain (PEM, leaf first)")
+    .option("--key <keyref>", "client key: file path, pkcs11: URI or kms:// reference")
+    .option("--tls-min <version>", "lowest TLS version: 1.1, 1.2 or 1.3")
+    .option("--tls-max <version>", "highest TLS version: 1.1, 1.2 or 1.3")
+    .option("--ciphers <list>", "comma-separated IANA (or OpenSSL) cipher suite names")
+    .option("--servername <name>", "name for SNI and certificate checks")
+    .option("-k, --insecure", "do not verify the server certificate")
+    .action(async (url: string, flags: CurlFlags) => {
+      let key: PrivateKeyHandle | undefined;
+      try {
+        if (flags.cert && !flags.key) throw new CliError("--cert needs --key", 2);
+        if (flags.key && !flags.cert)
+          throw new CliError("--key needs --cert (the client certificate chain)", 2);
+        const versions = ["1.1", "1.2", "1.3"];
+        for (const v of [flags.tlsMin, flags.tlsMax]) {
+          if (v !== undefined && !versions.includes(v))
+            throw new CliError(`unknown TLS version '${v}' (use 1.1, 1.2 or 1.3)`, 2);
+        }
+        const body =
+          flags.data === undefined
+            ? undefined
+            : flags.data.startsWith("@")
+              ? readFileSync(flags.data.slice(1))
+              : Buffer.from(flags.data);
+        const headers = parseHeaders(flags.header);
+        if (body && !Object.keys(headers).some((h) => h.toLowerCase() === "content-type")) {
+          headers["Content-Type"] = "application/x-www-form-urlencoded";
+        }
+        const ca = flags.cacert ? readText(flags.cacert, "CA file") : undefined;
+        const cert = flags.cert ? readText(flags.cert, "certificate file") : undefined;
+        key = flags.key ? await openKey(flags.key) : undefined;
+        const output = flags.output ? createWriteStream(flags.output) : process.stdout;
+        const log = flags.verbose ? (line: string) => process.stderr.write(`${line}\n`) : undefined;
+        const res = await curl({
+          url,
+          method: flags.request,
+          headers,
+          body,
+          ca,
+          cert,
+          key,
+          minVersion: flags.tlsMin as "1.1" | undefined,
+          maxVersion: flags.tlsMax as "1.1" | undefined,
+          ciphers: flags.ciphers,
+          servername: flags.servername,
+          insecure: flags.insecure,
+          output,
+          log,
+        });
+        if (output !== process.stdout) await new Promise<void>((r) => output.end(r));
+        if (res.status >= 400) throw new CliError(`The requested URL returned error: ${res.status}`, 22);
+      } catch (err) {
+        throw curlFailure(err);
+      } finally {
+        await key?.close();
+      }
+    });
+}

@@ -1,0 +1,34 @@
+/**
+ * An http.Agent whose sockets are hsmkit TLS connections, so Node's http client (and
+ * anything built on it) can do mutual TLS with a key that stays in a token or KMS.
+ */
+import { Agent, type AgentOptions } from "node:http";
+import type { Duplex } from "node:stream";
+import { type ConnectOptions, connect } from "../tls/client.ts";
+
+/** TLS settings shared by every connection the agent opens (host and port come per request). */
+export type AgentTlsOptions = Omit<ConnectOptions, "host" | "port" | "socket">;
+
+/** An http.Agent that opens hsmkit TLS sockets; use it with http.request on https URLs' host/port. */
+export class HsmkitAgent extends Agent {
+  constructor(
+    private readonly tls: AgentTlsOptions,
+    options: AgentOptions = {},
+  ) {
+    super({ keepAlive: true, ...options });
+  }
+
+  /** Called by http for each new connection. */
+  override createConnection(options: {
+    host?: string | null;
+    port?: number | null;
+    servername?: string;
+  }): Duplex {
+    return connect({
+      ...this.tls,
+      host: options.host ?? "127.0.0.1",
+      port: options.port ?? 443,
+      servername: this.tls.servername ?? options.servername,
+    });
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * A curl-like HTTPS request over hsmkit TLS: Node's http client on a TlsSocket.
+ * The CLI (`hsmkit curl`) is a thin layer over {@link curl}.
+ */
+import { request } from "node:http";
+import type { Writable } from "node:stream";
+import type { PrivateKeyHandle } from "../keys/types.ts";
+import type { TlsError } from "../tls/alert.ts";
+import { type ConnectOptions, connect } from "../tls/client.ts";
+import type { TlsSocket } from "../tls/conn.ts";
+
+/** A request as curl describes one. */
+export interface CurlRequest {
+  url: string;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: Buffer;
+  /** CA certificates (PEM) to trust; default: the system store. */
+  ca?: string;
+  /** Client certificate chain (PEM) and its key, for mutual TLS. */
+  cert?: string;
+  key?: PrivateKeyHandle;
+  minVersion?: ConnectOptions["minVersion"];
+  maxVersion?: ConnectOptions["maxVersion"];
+  ciphers?: string;
+  servername?: string;
+  /** Skip server certificate verification (-k). */
+  insecure?: boolean;
+  /** Where the response body goes. */
+  output: Writable;
+  /** Receives -v lines (without the trailing newline). */
+  log?: (line: string) => void;
+  /** Whole-exchange timeout in milliseconds (default 60 s). */
+  timeout?: number;
+}
+
+/** The outcome of a completed exchange. */
+export interface CurlResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  protocol: string | null;
+  cipher: string | undefined;
+}
+
+function describeTls(sock: TlsSocket, log: (line: string) => void, insecure: boolean): void {
+  log(`* TLS connection using ${sock.getProtocol()} / ${sock.getCipher()?.standardName}`);
+  const cert = sock.getPeerCertificate();
+  if ("subject" in cert) {
+    log("* Server certificate:");
+    log(
+      `*  subject: ${Object.entries(cert.subject)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(", ")}`,
+    );
+    log(
+      `*  issuer: ${Object.entries(cert.issuer)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(", ")}`,
+    );
+    log(`*  start date: ${cert.valid_from}`);
+    log(`*  expire date: ${cert.valid_to}`);
+    if (cert.subjectaltname) log(`*  subjectAltName: ${cert.subjectaltname}`);
+    log(`*  SHA-256 fingerprint: ${cert.fingerprint256}`);
+  }
+  log(insecure ? "* SSL certificate verify result: skipped (-k)" : "* SSL certificate verify ok.");
+}
+
+/** Performs one HTTPS exchange. Rejects with the TLS or network error on failure. */
+export function curl(req: CurlRequest): Promise<CurlResponse> {
+  const url = new URL(req.url);
+  if (url.protocol !== "https:") throw new Error(`unsupported URL scheme '${url.protocol}' (only https)`);
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  const port = url.port ? Number(url.port) : 443;
+  const log = req.log ?? (() => {});
+  return new Promise<CurlResponse>((resolve, reject) => {
+    let sock: TlsSocket;
+    try {
+      sock = connect({
+        host,
+        port,
+        servername: req.servername ?? host,
+        ca: req.ca,
+        cert: req.cert,
+        key: req.key,
+        minVersion: req.minVersion,
+        maxVersion: req.maxVersion,
+        ciphers: req.ciphers,
+        rejectUnauthorized: !req.insecure,
+        ALPNProtocols: ["http/1.1"],
+      });
+    } catch (err) {
+      reject(err);
+      return;
+    }
+    log(`*   Trying ${host}:${port}...`);
+    sock.transport.once("connect", () => log(`* Connected to ${url.hostname} port ${port}`));
+    sock.once("secureConnect", () => describeTls(sock, log, req.insecure === true));
+    const headers: Record<string, string> = {
+      Host: url.host,
+      "User-Agent": "hsmkit-curl/0.1",
+      Accept: "*/*",
+      ...req.headers,
+    };
+    if (req.body) headers["Content-Length"] = String(req.body.length);
+    const r = request({
+      method: req.method ?? (req.body ? "POST" : "GET"),
+      path: `${url.pathname}${url.search}`,
+      headers,
+      createConnection: () => sock,
+      agent: false,
+      timeout: req.timeout ?? 60_000,
+    });
+    let tlsError: TlsError | undefined;
+    sock.once("error", (err: TlsError) => {
+      tlsError = err;
+    });
+    r.on("timeout", () => r.destroy(new Error(`operation timed out after ${req.timeout ?? 60_000} ms`)));
+    r.on("error", (err) => reject(tlsError ?? err));
+    r.on("response", (res) => {
+      log(`< HTTP/${res.httpVersion} ${res.statusCode} ${res.statusMessage}`);
+      for (let i = 0; i < res.rawHeaders.length; i += 2)
+        log(`< ${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}`);
+      res.pipe(req.output, { end: false });
+      res.on("error", reject);
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          protocol: sock.getProtocol(),
+          cipher: sock.getCipher()?.standardName,
+        }),
+      );
+    });
+    for (const [k, v] of Object.entries(headers)) log(`> ${k}: ${v}`);
+    r.end(req.body);
+  });
+}

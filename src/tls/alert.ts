@@ -1,0 +1,77 @@
+/**
+ * TLS alerts (RFC 8446 §6, RFC 5246 §7.2) and the error type that carries one.
+ * Every failure inside the stack is a TlsError naming the alert to send, so no peer
+ * input can end a connection without telling the peer why.
+ */
+
+/** Alert description code points. */
+export enum AlertDescription {
+  close_notify = 0,
+  unexpected_message = 10,
+  bad_record_mac = 20,
+  record_overflow = 22,
+  handshake_failure = 40,
+  bad_certificate = 42,
+  unsupported_certificate = 43,
+  certificate_revoked = 44,
+  certificate_expired = 45,
+  certificate_unknown = 46,
+  illegal_parameter = 47,
+  unknown_ca = 48,
+  access_denied = 49,
+  decode_error = 50,
+  decrypt_error = 51,
+  protocol_version = 70,
+  insufficient_security = 71,
+  internal_error = 80,
+  inappropriate_fallback = 86,
+  user_canceled = 90,
+  no_renegotiation = 100,
+  missing_extension = 109,
+  unsupported_extension = 110,
+  unrecognized_name = 112,
+  bad_certificate_status_response = 113,
+  unknown_psk_identity = 115,
+  certificate_required = 116,
+  no_application_protocol = 120,
+}
+
+/** Alert levels. */
+export enum AlertLevel {
+  warning = 1,
+  fatal = 2,
+}
+
+/** The name of an alert code, or its number when unknown. */
+export function alertName(code: number): string {
+  return AlertDescription[code] ?? `alert ${code}`;
+}
+
+/** What kind of failure a TlsError is, for callers that map failures to exit codes. */
+export type TlsErrorKind =
+  | "protocol" // we detected a protocol violation and sent `alert`
+  | "peer-alert" // the peer sent us a fatal alert (`alert` is theirs)
+  | "certificate" // the peer's certificate failed validation
+  | "closed" // the transport closed or timed out mid-handshake
+  | "config" // our own options are unusable
+  | "key"; // the key handle failed (token, PIN, KMS)
+
+/** A TLS failure, carrying the alert that was (or will be) sent and a one-line reason. */
+export class TlsError extends Error {
+  /** The alert this failure sends (or, for "peer-alert", received). */
+  readonly alert: AlertDescription;
+  /** Broad category of the failure. */
+  readonly kind: TlsErrorKind;
+
+  constructor(
+    alert: AlertDescription,
+    message: string,
+    kind: TlsErrorKind = "protocol",
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "TlsError";
+    this.alert = alert;
+    this.kind = kind;
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * The client entry point, in the shape of tls.connect(): resolves options into a
+ * ClientConfig and returns a TlsSocket whose handshake runs over a new TCP connection
+ * (or a transport the caller supplies).
+ */
+import { isIP, connect as tcpConnect } from "node:net";
+import type { Duplex } from "node:stream";
+import type { PrivateKeyHandle } from "../keys/types.ts";
+import { type CipherSuite, defaultSuites, parseSuiteList } from "./cipher_suites.ts";
+import type { ClientConfig } from "./config.ts";
+import { TlsSocket } from "./conn.ts";
+import { ProtocolVersion, parseVersion } from "./constants.ts";
+import { clientHandshake } from "./handshake_client.ts";
+import { DEFAULT_GROUPS } from "./key_share.ts";
+import { serverVerifier } from "./verify_peer.ts";
+import { type Certificate, parsePemBundle } from "./x509/certificate.ts";
+import { loadSystemRoots } from "./x509/verify.ts";
+
+/** A TLS version as a wire value or as "1.1" / "1.2" / "1.3". */
+export type VersionOption = ProtocolVersion | "1.1" | "1.2" | "1.3";
+
+/** Options for {@link connect}, named like tls.connect()'s where they overlap. */
+export interface ConnectOptions {
+  /** Host to connect to (default 127.0.0.1), also the name checked against the certificate. */
+  host?: string;
+  port?: number;
+  /** An already-connected transport to run TLS over instead of a new TCP connection. */
+  socket?: Duplex;
+  /** The name for SNI and certificate checks when it differs from `host`. */
+  servername?: string;
+  minVersion?: VersionOption;
+  maxVersion?: VersionOption;
+  /** Suites by IANA or OpenSSL name (comma-separated) or as objects; default: all implemented. */
+  ciphers?: string | readonly CipherSuite[];
+  /** Trust anchors (PEM text or parsed); default: the system store. */
+  ca?: string | Buffer | readonly Certificate[];
+  /** Client key for mutual TLS. */
+  key?: PrivateKeyHandle;
+  /** Client certificate chain, PEM (leaf first), that goes with `key`. */
+  cert?: string | Buffer;
+  /** Fail on an untrusted server certificate (default true). */
+  rejectUnauthorized?: boolean;
+  ALPNProtocols?: readonly string[];
+  handshakeTimeout?: number;
+  /** Offer encrypt_then_mac for CBC suites (default true). */
+  encryptThenMac?: boolean;
+}
+
+function version(v: VersionOption | undefined, fallback: ProtocolVersion): ProtocolVersion {
+  if (v === undefined) return fallback;
+  if (typeof v === "number") return v;
+  const parsed = parseVersion(v);
+  if (parsed === undefined) throw new Error(`unknown TLS version '${v}'`);
+  return parsed;
+}
+
+function certificates(input: string | Buffer | readonly Certificate[]): Certificate[] {
+  return typeof input === "string" || Buffer.isBuffer(input) ? parsePemBundle(input.toString()) : [...input];
+}
+
+/** Resolves user options into the handshake's configuration. Throws on unusable options. */
+export function clientConfig(options: ConnectOptions): ClientConfig {
+  const host = options.servername ?? options.host ?? "127.0.0.1";
+  const minVersion = version(options.minVersion, ProtocolVersion.TLS12);
+  const maxVersion = version(options.maxVersion, ProtocolVersion.TLS12);
+  if (minVersion > maxVersion) throw new Error("the minimum TLS version is above the maximum");
+  const suites =
+    typeof options.ciphers === "string"
+      ? parseSuiteList(options.ciphers)
+      : (options.ciphers ?? defaultSuites());
+  const chain = options.cert ? parsePemBundle(options.cert.toString()).map((c) => c.der) : [];
+  if (options.key && chain.length === 0) throw new Error("a client key was given without its certificate");
+  if (chain.length > 0 && !options.key) throw new Error("a client certificate was given without its key");
+  const roots = options.ca ? certificates(options.ca) : loadSystemRoots();
+  return {
+    serverName: isIP(host) ? undefined : host,
+    minVersion,
+    maxVersion,
+    suites,
+    groups: DEFAULT_GROUPS,
+    key: options.key,
+    certificateChain: chain,
+    verifyServer: serverVerifier(roots, host),
+    rejectUnauthorized: options.rejectUnauthorized ?? true,
+    alpn: options.ALPNProtocols ?? [],
+    encryptThenMac: options.encryptThenMac ?? true,
+  };
+}
+
+/** Opens a TLS connection; listen for 'secureConnect' (or just write: data waits for the handshake). */
+export function connect(options: ConnectOptions): TlsSocket {
+  const cfg = clientConfig(options);
+  const transport =
+    options.socket ?? tcpConnect({ host: options.host ?? "127.0.0.1", port: options.port ?? 443 });
+  return new TlsSocket(transport, "client", (io) => clientHandshake(io, cfg), {
+    handshakeTimeout: options.handshakeTimeout,
+  });
+}

@@ -1,0 +1,164 @@
+/**
+ * Bounds-checked reading and writing of TLS presentation-language structures (RFC 8446 §3).
+ * Every read past the end raises a decode_error, so peer input can never index out of range.
+ */
+import { AlertDescription, TlsError } from "./alert.ts";
+
+/** Reads big-endian integers and length-prefixed vectors from a buffer, never past its end. */
+export class Reader {
+  private offset = 0;
+
+  constructor(
+    private readonly buf: Buffer,
+    /** Names the structure in error messages. */
+    private readonly what = "message",
+  ) {}
+
+  /** Bytes not yet read. */
+  get remaining(): number {
+    return this.buf.length - this.offset;
+  }
+
+  private take(n: number): Buffer {
+    if (n > this.remaining) {
+      throw new TlsError(AlertDescription.decode_error, `truncated ${this.what}`);
+    }
+    const out = this.buf.subarray(this.offset, this.offset + n);
+    this.offset += n;
+    return out;
+  }
+
+  /** One byte. */
+  u8(): number {
+    return this.take(1)[0]!;
+  }
+
+  /** Two bytes, big-endian. */
+  u16(): number {
+    return this.take(2).readUInt16BE(0);
+  }
+
+  /** Three bytes, big-endian. */
+  u24(): number {
+    return this.take(3).readUIntBE(0, 3);
+  }
+
+  /** Four bytes, big-endian. */
+  u32(): number {
+    return this.take(4).readUInt32BE(0);
+  }
+
+  /** Exactly `n` bytes (a view into the input). */
+  bytes(n: number): Buffer {
+    return this.take(n);
+  }
+
+  /** A vector with a 1-byte length prefix; `min` is the smallest legal length. */
+  vec8(min = 0): Buffer {
+    return this.checked(this.take(this.u8()), min);
+  }
+
+  /** A vector with a 2-byte length prefix. */
+  vec16(min = 0): Buffer {
+    return this.checked(this.take(this.u16()), min);
+  }
+
+  /** A vector with a 3-byte length prefix. */
+  vec24(min = 0): Buffer {
+    return this.checked(this.take(this.u24()), min);
+  }
+
+  /** All bytes that are left. */
+  rest(): Buffer {
+    return this.take(this.remaining);
+  }
+
+  /** Fails unless every byte has been consumed. */
+  end(): void {
+    if (this.remaining !== 0) {
+      throw new TlsError(AlertDescription.decode_error, `trailing bytes in ${this.what}`);
+    }
+  }
+
+  private checked(v: Buffer, min: number): Buffer {
+    if (v.length < min) throw new TlsError(AlertDescription.decode_error, `short vector in ${this.what}`);
+    return v;
+  }
+}
+
+/** Reads a list of fixed-size items (e.g. u16 code points) from a vector body. */
+export function readU16List(body: Buffer, what: string): number[] {
+  if (body.length % 2 !== 0) throw new TlsError(AlertDescription.decode_error, `odd-length ${what}`);
+  const out: number[] = [];
+  for (let i = 0; i < body.length; i += 2) out.push(body.readUInt16BE(i));
+  return out;
+}
+
+/** Accumulates bytes; length-prefixed vectors are written with their prefix. */
+export class Writer {
+  private readonly parts: Buffer[] = [];
+
+  /** One byte. */
+  u8(v: number): this {
+    this.parts.push(Buffer.from([v & 0xff]));
+    return this;
+  }
+
+  /** Two bytes, big-endian. */
+  u16(v: number): this {
+    const b = Buffer.alloc(2);
+    b.writeUInt16BE(v);
+    this.parts.push(b);
+    return this;
+  }
+
+  /** Three bytes, big-endian. */
+  u24(v: number): this {
+    const b = Buffer.alloc(3);
+    b.writeUIntBE(v, 0, 3);
+    this.parts.push(b);
+    return this;
+  }
+
+  /** Raw bytes. */
+  bytes(v: Uint8Array): this {
+    this.parts.push(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+    return this;
+  }
+
+  /** A vector with a 1-byte length prefix. */
+  vec8(v: Uint8Array): this {
+    return this.prefixed(v, 1);
+  }
+
+  /** A vector with a 2-byte length prefix. */
+  vec16(v: Uint8Array): this {
+    return this.prefixed(v, 2);
+  }
+
+  /** A vector with a 3-byte length prefix. */
+  vec24(v: Uint8Array): this {
+    return this.prefixed(v, 3);
+  }
+
+  /** The bytes written so far. */
+  finish(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+
+  private prefixed(v: Uint8Array, size: 1 | 2 | 3): this {
+    if (v.length >= 2 ** (8 * size))
+      throw new RangeError(`vector of ${v.length} bytes exceeds its length prefix`);
+    const len = Buffer.alloc(size);
+    len.writeUIntBE(v.length, 0, size);
+    this.parts.push(len);
+    return this.bytes(v);
+  }
+}
+
+/** Encodes a list of u16 values as a vector with a 2-byte length prefix. */
+export function u16List(values: readonly number[]): Buffer {
+  const w = new Writer();
+  for (const v of values) w.u16(v);
+  return new Writer().vec16(w.finish()).finish();
+}

@@ -1,0 +1,36 @@
+/**
+ * Client and server settings as the handshakes consume them (already resolved: suites,
+ * versions, keys and trust anchors are objects, not strings).
+ */
+import type { PrivateKeyHandle } from "../keys/types.ts";
+import type { AlertDescription } from "./alert.ts";
+import type { CipherSuite } from "./cipher_suites.ts";
+import type { ProtocolVersion } from "./constants.ts";
+import type { NamedGroup } from "./key_share.ts";
+
+/** The verdict on a peer's certificate chain. */
+export type ChainVerdict = { ok: true } | { ok: false; reason: string; alert: AlertDescription };
+
+/** Everything the client handshake needs. */
+export interface ClientConfig {
+  /** The DNS name sent as SNI; undefined for IP literals. */
+  serverName: string | undefined;
+  minVersion: ProtocolVersion;
+  maxVersion: ProtocolVersion;
+  /** Offered suites, in preference order. */
+  suites: readonly CipherSuite[];
+  /** Offered ECDHE groups, in preference order. */
+  groups: readonly NamedGroup[];
+  /** The client key for mutual TLS, if any. */
+  key: PrivateKeyHandle | undefined;
+  /** The client certificate chain (DER, leaf first) that goes with `key`. */
+  certificateChain: readonly Buffer[];
+  /** Checks the server's chain (leaf first); undefined skips checking. */
+  verifyServer: ((chain: Buffer[]) => ChainVerdict) | undefined;
+  /** Fail the handshake when verifyServer refuses (default true). */
+  rejectUnauthorized: boolean;
+  /** ALPN protocols to offer. */
+  alpn: readonly string[];
+  /** Offer encrypt_then_mac for CBC suites (RFC 7366). */
+  encryptThenMac: boolean;
+}

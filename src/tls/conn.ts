@@ -1,0 +1,526 @@
+/**
+ * TlsSocket: a stream.Duplex that speaks TLS over any transport Duplex (usually a
+ * net.Socket), shaped like Node's tls.TLSSocket where callers look (authorized,
+ * getPeerCertificate(), getProtocol(), getCipher(), alpnProtocol), so http, https,
+ * undici and Express run on top unchanged. It owns the record layer and hands whole
+ * handshake messages to the handshake code through HandshakeIO.
+ */
+import { X509Certificate } from "node:crypto";
+import type { Socket } from "node:net";
+import { Duplex } from "node:stream";
+import { AlertDescription, AlertLevel, alertName, TlsError } from "./alert.ts";
+import type { CipherSuite } from "./cipher_suites.ts";
+import { ContentType, HandshakeType, MAX_PLAINTEXT, ProtocolVersion, versionName } from "./constants.ts";
+import { HandshakeAssembler, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
+import { NULL_PROTECTION, type RecordProtection } from "./protection.ts";
+import { fragments, frameRecord, RecordReader } from "./record.ts";
+
+/** What a completed handshake tells the connection. */
+export interface HandshakeResult {
+  version: ProtocolVersion;
+  suite: CipherSuite;
+  /** The peer's chain as sent, leaf first (DER). */
+  peerCertificates: Buffer[];
+  /** True when the peer's chain was validated (or, on a server, a valid client chain was presented). */
+  authorized: boolean;
+  /** Why the peer is not authorized, when it is not. */
+  authorizationError: string | undefined;
+  alpnProtocol: string | false;
+  /** Handles post-handshake messages (TLS 1.3 tickets, KeyUpdate); undefined refuses them all. */
+  postHandshake?: (msg: HandshakeMessage) => void;
+}
+
+/** Runs one side's handshake over the given IO. */
+export type HandshakeRunner = (io: HandshakeIO, socket: TlsSocket) => Promise<HandshakeResult>;
+
+/** Options common to both sides. */
+export interface TlsSocketOptions {
+  /** Abort the handshake after this many milliseconds (default 30 s). */
+  handshakeTimeout?: number;
+}
+
+/** The peer certificate in the shape of Node's tls getPeerCertificate(). */
+export interface PeerCertificate {
+  subject: Record<string, string>;
+  issuer: Record<string, string>;
+  subjectaltname: string | undefined;
+  valid_from: string;
+  valid_to: string;
+  serialNumber: string;
+  fingerprint256: string;
+  raw: Buffer;
+}
+
+function parseDn(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split("\n")) {
+    const i = line.indexOf("=");
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1);
+  }
+  return out;
+}
+
+/** A TLS connection as a Duplex stream of application data. */
+export class TlsSocket extends Duplex implements HandshakeIO {
+  /** Always true: this is a TLS socket (Node's http checks it). */
+  readonly encrypted = true;
+  /** True once the peer's certificate chain validated. */
+  authorized = false;
+  /** Why the peer is not authorized. */
+  authorizationError: string | undefined;
+  /** The negotiated ALPN protocol, or false. */
+  alpnProtocol: string | false = false;
+
+  private readonly reader = new RecordReader();
+  private readonly assembler = new HandshakeAssembler();
+  private readProtection: RecordProtection = NULL_PROTECTION;
+  private writeProtection: RecordProtection = NULL_PROTECTION;
+  private pendingRead: RecordProtection | undefined;
+  private recordVersion: number = ProtocolVersion.TLS10;
+  private readonly queue: HandshakeMessage[] = [];
+  private waiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  private ccsSeen = false;
+  private handshaking = true;
+  private readonly earlyData: Buffer[] = [];
+  private outbox: Buffer[] = [];
+  private handshakeOut: Buffer[] = [];
+  private result: HandshakeResult | undefined;
+  private failure: Error | undefined;
+  private readonly pendingWrites: Array<() => void> = [];
+  private closeNotifySent = false;
+
+  constructor(
+    /** The transport carrying records. */
+    readonly transport: Duplex,
+    private readonly role: "client" | "server",
+    runner: HandshakeRunner,
+    options: TlsSocketOptions = {},
+  ) {
+    super({ allowHalfOpen: false });
+    transport.on("data", (chunk: Buffer) => this.onData(chunk));
+    transport.on("end", () => this.onTransportEnd());
+    transport.on("error", (err: Error) =>
+      this.fail(new TlsError(AlertDescription.internal_error, err.message, "closed", { cause: err })),
+    );
+    transport.on("close", () => {
+      if (!this.destroyed) this.onTransportEnd();
+    });
+    transport.on("timeout", () => this.emit("timeout"));
+    const timer = setTimeout(() => {
+      if (this.handshaking)
+        this.fail(new TlsError(AlertDescription.user_canceled, "TLS handshake timed out", "closed"));
+    }, options.handshakeTimeout ?? 30_000);
+    timer.unref();
+    queueMicrotask(() => this.runHandshake(runner).finally(() => clearTimeout(timer)));
+  }
+
+  private async runHandshake(runner: HandshakeRunner): Promise<void> {
+    try {
+      const result = await runner(this, this);
+      if (this.failure) return;
+      this.result = result;
+      this.authorized = result.authorized;
+      this.authorizationError = result.authorizationError;
+      this.alpnProtocol = result.alpnProtocol;
+      this.handshaking = false;
+      for (const msg of this.queue.splice(0)) this.onPostHandshake(msg);
+      for (const data of this.earlyData.splice(0)) this.push(data);
+      for (const w of this.pendingWrites.splice(0)) w();
+      this.emit(this.role === "client" ? "secureConnect" : "secure");
+      if (this.role === "client") this.emit("secure");
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  // ---- HandshakeIO -------------------------------------------------------------------
+
+  readMessage(): Promise<HandshakeMessage> {
+    const next = this.queue.shift();
+    if (next) return Promise.resolve(next);
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<void>((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    }).then(() => this.readMessage());
+  }
+
+  writeMessage(type: HandshakeType, body: Buffer): Buffer {
+    const raw = Buffer.concat([
+      Buffer.from([type, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff]),
+      body,
+    ]);
+    this.handshakeOut.push(raw);
+    return raw;
+  }
+
+  writeChangeCipherSpec(next: RecordProtection): void {
+    this.sealHandshake();
+    this.outbox.push(this.seal(ContentType.change_cipher_spec, Buffer.from([1])));
+    this.writeProtection = next;
+  }
+
+  setWriteProtection(next: RecordProtection): void {
+    this.sealHandshake();
+    this.writeProtection = next;
+  }
+
+  setPendingRead(next: RecordProtection): void {
+    this.pendingRead = next;
+    this.ccsSeen = false;
+  }
+
+  setReadProtection(next: RecordProtection): void {
+    if (this.assembler.partial) {
+      throw new TlsError(AlertDescription.unexpected_message, "handshake message spans a key change");
+    }
+    this.readProtection = next;
+  }
+
+  async readChangeCipherSpec(): Promise<void> {
+    while (!this.ccsSeen) {
+      if (this.queue.length > 0) {
+        throw new TlsError(
+          AlertDescription.unexpected_message,
+          "handshake message where ChangeCipherSpec was expected",
+        );
+      }
+      if (this.failure) throw this.failure;
+      await new Promise<void>((resolve, reject) => {
+        this.waiter = { resolve, reject };
+      });
+    }
+  }
+
+  flush(): Promise<void> {
+    this.sealHandshake();
+    const data = Buffer.concat(this.outbox);
+    this.outbox = [];
+    if (data.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.transport.write(data, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  setRecordVersion(version: number): void {
+    this.recordVersion = version;
+  }
+
+  // ---- record layer ------------------------------------------------------------------
+
+  private seal(type: ContentType, fragment: Buffer): Buffer {
+    return frameRecord(
+      type,
+      this.recordVersion,
+      this.writeProtection.seal(type, this.recordVersion, fragment),
+    );
+  }
+
+  private sealHandshake(): void {
+    if (this.handshakeOut.length === 0) return;
+    const all = Buffer.concat(this.handshakeOut);
+    this.handshakeOut = [];
+    for (const f of fragments(all)) this.outbox.push(this.seal(ContentType.handshake, f));
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.failure || this.destroyed) return;
+    this.reader.push(chunk);
+    try {
+      for (let rec = this.reader.next(); rec; rec = this.reader.next()) {
+        if (this.readProtection.isNull && rec.type === ContentType.application_data) {
+          throw new TlsError(
+            AlertDescription.unexpected_message,
+            "application data before the handshake finished",
+          );
+        }
+        const { type, plaintext } = this.readProtection.open(rec.type, rec.version, rec.body);
+        if (plaintext.length > MAX_PLAINTEXT)
+          throw new TlsError(AlertDescription.record_overflow, "record plaintext too long");
+        this.onRecord(type, plaintext);
+        if (this.failure || this.destroyed) return;
+      }
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private onRecord(type: ContentType, plaintext: Buffer): void {
+    switch (type) {
+      case ContentType.alert:
+        this.onAlert(plaintext);
+        return;
+      case ContentType.change_cipher_spec:
+        this.onChangeCipherSpec(plaintext);
+        return;
+      case ContentType.handshake: {
+        if (plaintext.length === 0)
+          throw new TlsError(AlertDescription.unexpected_message, "empty handshake record");
+        this.assembler.push(plaintext);
+        for (let m = this.assembler.next(); m; m = this.assembler.next()) {
+          if (this.handshaking) this.queue.push(m);
+          else this.onPostHandshake(m);
+        }
+        this.wake();
+        return;
+      }
+      case ContentType.application_data:
+        if (this.handshaking) {
+          this.earlyData.push(plaintext);
+        } else if (plaintext.length > 0 && !this.push(plaintext)) {
+          (this.transport as Socket).pause?.();
+        }
+        return;
+      default:
+        throw new TlsError(AlertDescription.unexpected_message, `unexpected record type ${type}`);
+    }
+  }
+
+  private onAlert(body: Buffer): void {
+    if (body.length !== 2) throw new TlsError(AlertDescription.decode_error, "malformed alert");
+    const [level, desc] = [body[0]!, body[1]!];
+    if (desc === AlertDescription.close_notify) {
+      if (this.handshaking)
+        throw new TlsError(
+          AlertDescription.close_notify,
+          "peer closed the connection during the handshake",
+          "closed",
+        );
+      this.push(null);
+      return;
+    }
+    if (
+      level === AlertLevel.warning &&
+      desc !== AlertDescription.user_canceled &&
+      this.result?.version !== ProtocolVersion.TLS13
+    ) {
+      return; // TLS 1.2 warnings (no_renegotiation etc.) are informational.
+    }
+    const err = new TlsError(
+      desc,
+      `${this.role === "client" ? "server" : "client"} sent alert ${alertName(desc)}`,
+      "peer-alert",
+    );
+    this.fail(err, false);
+  }
+
+  private onChangeCipherSpec(body: Buffer): void {
+    if (body.length !== 1 || body[0] !== 1)
+      throw new TlsError(AlertDescription.decode_error, "malformed ChangeCipherSpec");
+    if (!this.pendingRead || this.assembler.partial) {
+      throw new TlsError(AlertDescription.unexpected_message, "unexpected ChangeCipherSpec");
+    }
+    this.readProtection = this.pendingRead;
+    this.pendingRead = undefined;
+    this.ccsSeen = true;
+    this.wake();
+  }
+
+  private onPostHandshake(msg: HandshakeMessage): void {
+    if (this.result?.postHandshake) {
+      this.result.postHandshake(msg);
+      return;
+    }
+    if (msg.type === HandshakeType.hello_request) {
+      // RFC 5746: renegotiation is refused politely with a warning.
+      this.writeAlert(AlertLevel.warning, AlertDescription.no_renegotiation);
+      return;
+    }
+    throw new TlsError(
+      AlertDescription.unexpected_message,
+      `unexpected ${HandshakeType[msg.type] ?? msg.type} after the handshake`,
+    );
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.resolve();
+  }
+
+  private writeAlert(level: AlertLevel, desc: AlertDescription): void {
+    if (this.transport.destroyed || !this.transport.writable) return;
+    try {
+      this.transport.write(this.seal(ContentType.alert, Buffer.from([level, desc])));
+    } catch {
+      // Nothing more can be said on a broken transport.
+    }
+  }
+
+  private onTransportEnd(): void {
+    if (this.handshaking) {
+      this.fail(
+        new TlsError(
+          AlertDescription.close_notify,
+          "connection closed by peer during the TLS handshake",
+          "closed",
+        ),
+        false,
+      );
+    } else {
+      this.push(null);
+      if (!this.destroyed) this.destroy();
+    }
+  }
+
+  /** Ends the connection with an error, telling the peer with a fatal alert when we found the fault. */
+  private fail(err: unknown, sendAlert = true): void {
+    if (this.failure || this.destroyed) return;
+    const error =
+      err instanceof TlsError
+        ? err
+        : new TlsError(
+            AlertDescription.internal_error,
+            err instanceof Error ? err.message : String(err),
+            "protocol",
+            { cause: err },
+          );
+    this.failure = error;
+    if (sendAlert && error.kind !== "peer-alert" && error.kind !== "closed") {
+      this.outbox = [];
+      this.writeAlert(AlertLevel.fatal, error.alert);
+    }
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.reject(error);
+    this.transport.end();
+    this.destroy(error);
+  }
+
+  // ---- Duplex ------------------------------------------------------------------------
+
+  override _read(): void {
+    (this.transport as Socket).resume?.();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    const send = () => {
+      if (this.failure) return callback(this.failure);
+      const records: Buffer[] = [];
+      for (const f of fragments(chunk)) records.push(this.seal(ContentType.application_data, f));
+      this.transport.write(Buffer.concat(records), callback);
+    };
+    if (this.handshaking) this.pendingWrites.push(send);
+    else send();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    const finish = () => {
+      if (!this.closeNotifySent && !this.failure) {
+        this.closeNotifySent = true;
+        this.writeAlert(AlertLevel.warning, AlertDescription.close_notify);
+      }
+      this.transport.end();
+      callback();
+    };
+    if (this.handshaking) this.pendingWrites.push(finish);
+    else finish();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.failure && this.handshaking)
+      this.failure = error ?? new TlsError(AlertDescription.user_canceled, "socket destroyed", "closed");
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.reject(this.failure ?? new Error("socket destroyed"));
+    this.transport.destroy();
+    callback(error);
+  }
+
+  // ---- tls.TLSSocket look-alike ------------------------------------------------------
+
+  /** "TLSv1.2" etc., or null before the handshake completes. */
+  getProtocol(): string | null {
+    return this.result ? versionName(this.result.version) : null;
+  }
+
+  /** The negotiated suite in Node's shape. */
+  getCipher(): { name: string; standardName: string; version: string } | undefined {
+    if (!this.result) return undefined;
+    const s = this.result.suite;
+    return { name: s.opensslName, standardName: s.name, version: versionName(this.result.version) };
+  }
+
+  /** The peer's chain as DER, leaf first. */
+  getPeerCertificateChain(): Buffer[] {
+    return this.result?.peerCertificates ?? [];
+  }
+
+  /** The peer's leaf certificate like Node's getPeerCertificate(), or {} when there is none. */
+  getPeerCertificate(): PeerCertificate | Record<string, never> {
+    const der = this.result?.peerCertificates[0];
+    if (!der) return {};
+    const c = new X509Certificate(der);
+    return {
+      subject: parseDn(c.subject),
+      issuer: parseDn(c.issuer),
+      subjectaltname: c.subjectAltName,
+      valid_from: c.validFrom,
+      valid_to: c.validTo,
+      serialNumber: c.serialNumber,
+      fingerprint256: c.fingerprint256,
+      raw: der,
+    };
+  }
+
+  /** The peer's leaf as an X509Certificate, like Node's getPeerX509Certificate(). */
+  getPeerX509Certificate(): X509Certificate | undefined {
+    const der = this.result?.peerCertificates[0];
+    return der ? new X509Certificate(der) : undefined;
+  }
+
+  /** Passes through to the transport, like net.Socket. */
+  setTimeout(ms: number, callback?: () => void): this {
+    (this.transport as Socket).setTimeout?.(ms);
+    if (callback) this.once("timeout", callback);
+    return this;
+  }
+
+  /** Passes through to the transport. */
+  setNoDelay(noDelay?: boolean): this {
+    (this.transport as Socket).setNoDelay?.(noDelay);
+    return this;
+  }
+
+  /** Passes through to the transport. */
+  setKeepAlive(enable?: boolean, delay?: number): this {
+    (this.transport as Socket).setKeepAlive?.(enable, delay);
+    return this;
+  }
+
+  /** Passes through to the transport. */
+  ref(): this {
+    (this.transport as Socket).ref?.();
+    return this;
+  }
+
+  /** Passes through to the transport. */
+  unref(): this {
+    (this.transport as Socket).unref?.();
+    return this;
+  }
+
+  /** The transport's remote address. */
+  get remoteAddress(): string | undefined {
+    return (this.transport as Socket).remoteAddress;
+  }
+
+  /** The transport's remote port. */
+  get remotePort(): number | undefined {
+    return (this.transport as Socket).remotePort;
+  }
+
+  /** The transport's local address. */
+  get localAddress(): string | undefined {
+    return (this.transport as Socket).localAddress;
+  }
+
+  /** The transport's local port. */
+  get localPort(): number | undefined {
+    return (this.transport as Socket).localPort;
+  }
+
+  /** The transport's address(). */
+  address(): ReturnType<Socket["address"]> | Record<string, never> {
+    return (this.transport as Socket).address?.() ?? {};
+  }
+}

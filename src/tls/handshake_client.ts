@@ -1,0 +1,343 @@
+/**
+ * The client handshake for TLS 1.1 and 1.2 (RFC 5246 §7.3), written straight through:
+ * send ClientHello, read each server message, check it, compute, answer. Client
+ * authentication signs CertificateVerify with the key handle; the private key never
+ * leaves it.
+ */
+import {
+  constants,
+  type KeyObject,
+  publicEncrypt,
+  randomBytes,
+  timingSafeEqual,
+  X509Certificate,
+} from "node:crypto";
+import { AlertDescription, TlsError } from "./alert.ts";
+import type { CipherSuite } from "./cipher_suites.ts";
+import type { ClientConfig } from "./config.ts";
+import type { HandshakeResult } from "./conn.ts";
+import {
+  DOWNGRADE_TLS11,
+  DOWNGRADE_TLS12,
+  ExtensionType,
+  HandshakeType,
+  ProtocolVersion,
+  TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
+  versionName,
+} from "./constants.ts";
+import {
+  alpnExtension,
+  decodeAlpn,
+  decodeRenegotiationInfo,
+  ecPointFormats,
+  emptyExtension,
+  expectEmpty,
+  serverNameExtension,
+  u16ListExtension,
+} from "./extensions.ts";
+import { expectType, type HandshakeIO } from "./handshake_io.ts";
+import { generateKeyShare, isSupportedGroup } from "./key_share.ts";
+import {
+  type CertificateRequest12,
+  decodeCertificate12,
+  decodeCertificateRequest12,
+  decodeEcdheServerKeyExchange,
+  decodeServerHello,
+  type Extension,
+  encodeCertificate12,
+  encodeClientHello,
+  encodeDigitallySigned,
+  encodeEcdheClientKeyExchange,
+  encodeRsaClientKeyExchange,
+} from "./messages.ts";
+import { finishedData, keyBlock, masterSecret, type PrfHash, transcriptHash } from "./prf.ts";
+import { keyBlockLayout, protectionFor, splitKeyBlock } from "./protection.ts";
+import { chooseScheme, signWith, verifyHandshakeSignature, verifySchemeCodes } from "./signature.ts";
+
+const CERT_TYPE_RSA_SIGN = 1;
+const CERT_TYPE_ECDSA_SIGN = 64;
+
+function fail(alert: AlertDescription, message: string): never {
+  throw new TlsError(alert, message);
+}
+
+/** Runs the client side of a TLS 1.1/1.2 handshake. */
+export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promise<HandshakeResult> {
+  const transcript: Buffer[] = [];
+  const offered = Math.min(cfg.maxVersion, ProtocolVersion.TLS12) as ProtocolVersion;
+  if (offered < cfg.minVersion)
+    fail(
+      AlertDescription.protocol_version,
+      "no TLS version left to offer (TLS 1.3 is not enabled in this client yet)",
+    );
+  const suites = cfg.suites.filter(
+    (s) => s.kx !== "tls13" && s.minVersion <= offered && s.maxVersion >= cfg.minVersion,
+  );
+  if (suites.length === 0)
+    fail(
+      AlertDescription.handshake_failure,
+      "none of the configured cipher suites fits the TLS versions allowed",
+    );
+
+  // ClientHello
+  const clientRandom = randomBytes(32);
+  const ecdhe = suites.some((s) => s.kx === "ecdhe_rsa" || s.kx === "ecdhe_ecdsa");
+  const extensions: Extension[] = [];
+  const sni = cfg.serverName ? serverNameExtension(cfg.serverName) : undefined;
+  if (sni) extensions.push(sni);
+  extensions.push(emptyExtension(ExtensionType.extended_master_secret));
+  if (cfg.encryptThenMac && suites.some((s) => s.mac))
+    extensions.push(emptyExtension(ExtensionType.encrypt_then_mac));
+  if (ecdhe) extensions.push(u16ListExtension(ExtensionType.supported_groups, cfg.groups), ecPointFormats());
+  if (offered >= ProtocolVersion.TLS12) {
+    extensions.push(
+      u16ListExtension(ExtensionType.signature_algorithms, verifySchemeCodes(ProtocolVersion.TLS12)),
+    );
+  }
+  if (cfg.alpn.length > 0) extensions.push(alpnExtension(cfg.alpn));
+  const hello = {
+    version: offered,
+    random: clientRandom,
+    sessionId: Buffer.alloc(0),
+    cipherSuites: [...suites.map((s) => s.id), TLS_EMPTY_RENEGOTIATION_INFO_SCSV],
+    compressionMethods: [0],
+    extensions,
+  };
+  io.setRecordVersion(ProtocolVersion.TLS10);
+  transcript.push(io.writeMessage(HandshakeType.client_hello, encodeClientHello(hello)));
+  await io.flush();
+
+  // ServerHello
+  let msg = await io.readMessage();
+  expectType(msg, HandshakeType.server_hello);
+  transcript.push(msg.raw);
+  const sh = decodeServerHello(msg.body);
+  const version = sh.version;
+  if (version < cfg.minVersion || version > offered) {
+    fail(
+      AlertDescription.protocol_version,
+      `server chose ${versionName(version)}, outside the allowed range`,
+    );
+  }
+  const tail = sh.random.subarray(24);
+  if (
+    (offered >= ProtocolVersion.TLS12 && version < ProtocolVersion.TLS12 && tail.equals(DOWNGRADE_TLS11)) ||
+    (cfg.maxVersion >= ProtocolVersion.TLS13 &&
+      offered >= ProtocolVersion.TLS13 &&
+      tail.equals(DOWNGRADE_TLS12))
+  ) {
+    fail(
+      AlertDescription.illegal_parameter,
+      "downgrade attack detected (server random carries the downgrade sentinel)",
+    );
+  }
+  const suite = suites.find((s) => s.id === sh.cipherSuite);
+  if (!suite || version < suite.minVersion || version > suite.maxVersion) {
+    fail(
+      AlertDescription.illegal_parameter,
+      `server chose a cipher suite we did not offer (0x${sh.cipherSuite.toString(16)})`,
+    );
+  }
+  if (sh.compressionMethod !== 0) fail(AlertDescription.illegal_parameter, "server chose compression");
+  const negotiated = checkServerExtensions(sh.extensions, extensions, suite);
+  io.setRecordVersion(version);
+  const prfHash: PrfHash = version >= ProtocolVersion.TLS12 ? suite.prfHash : "md5-sha1";
+
+  // Certificate
+  msg = await io.readMessage();
+  expectType(msg, HandshakeType.certificate);
+  transcript.push(msg.raw);
+  const chain = decodeCertificate12(msg.body);
+  if (chain.length === 0) fail(AlertDescription.handshake_failure, "server sent no certificate");
+  let serverKey: KeyObject;
+  try {
+    serverKey = new X509Certificate(chain[0]!).publicKey;
+  } catch {
+    fail(AlertDescription.bad_certificate, "server certificate cannot be parsed");
+  }
+  let authorized = true;
+  let authorizationError: string | undefined;
+  if (cfg.verifyServer) {
+    const verdict = cfg.verifyServer(chain);
+    if (!verdict.ok) {
+      authorized = false;
+      authorizationError = verdict.reason;
+      if (cfg.rejectUnauthorized) throw new TlsError(verdict.alert, verdict.reason, "certificate");
+    }
+  }
+  const keyType = serverKey.asymmetricKeyType;
+  const wantKey = suite.kx === "ecdhe_ecdsa" ? "ec" : "rsa";
+  if (keyType !== wantKey)
+    fail(
+      AlertDescription.unsupported_certificate,
+      `server certificate key (${keyType}) does not fit ${suite.name}`,
+    );
+
+  // ServerKeyExchange (ECDHE only)
+  let premaster: Buffer;
+  let clientKeyExchange: Buffer;
+  if (suite.kx === "rsa") {
+    premaster = Buffer.concat([Buffer.from([offered >> 8, offered & 0xff]), randomBytes(46)]);
+    const encrypted = publicEncrypt({ key: serverKey, padding: constants.RSA_PKCS1_PADDING }, premaster);
+    clientKeyExchange = encodeRsaClientKeyExchange(encrypted);
+    msg = await io.readMessage();
+  } else {
+    msg = await io.readMessage();
+    expectType(msg, HandshakeType.server_key_exchange);
+    transcript.push(msg.raw);
+    const ske = decodeEcdheServerKeyExchange(msg.body, version);
+    if (!isSupportedGroup(ske.group) || !cfg.groups.includes(ske.group)) {
+      fail(AlertDescription.illegal_parameter, `server chose a group we did not offer (${ske.group})`);
+    }
+    verifyHandshakeSignature(
+      serverKey,
+      ske.scheme,
+      Buffer.concat([clientRandom, sh.random, ske.params]),
+      ske.signature,
+      version,
+    );
+    const share = generateKeyShare(ske.group);
+    premaster = share.agree(ske.publicKey);
+    clientKeyExchange = encodeEcdheClientKeyExchange(share.publicKey);
+    msg = await io.readMessage();
+  }
+
+  // CertificateRequest (optional), ServerHelloDone
+  let certRequest: CertificateRequest12 | undefined;
+  if (msg.type === HandshakeType.certificate_request) {
+    transcript.push(msg.raw);
+    certRequest = decodeCertificateRequest12(msg.body, version);
+    msg = await io.readMessage();
+  }
+  expectType(msg, HandshakeType.server_hello_done);
+  if (msg.body.length !== 0) fail(AlertDescription.decode_error, "ServerHelloDone must be empty");
+  transcript.push(msg.raw);
+
+  // Client Certificate, ClientKeyExchange, CertificateVerify
+  const signingKey = certRequest ? usableClientKey(cfg, certRequest, version) : undefined;
+  if (certRequest) {
+    transcript.push(
+      io.writeMessage(HandshakeType.certificate, encodeCertificate12(signingKey ? cfg.certificateChain : [])),
+    );
+  }
+  transcript.push(io.writeMessage(HandshakeType.client_key_exchange, clientKeyExchange));
+  const sessionHash = negotiated.ems ? transcriptHash(prfHash, transcript) : undefined;
+  const master = masterSecret(prfHash, premaster, clientRandom, sh.random, sessionHash);
+  premaster.fill(0);
+  if (signingKey && certRequest) {
+    const scheme = chooseScheme(signingKey, version, certRequest.signatureSchemes);
+    const signature = await signWith(signingKey, scheme, Buffer.concat(transcript));
+    const body = encodeDigitallySigned({
+      scheme: version >= ProtocolVersion.TLS12 ? scheme.code : undefined,
+      signature,
+    });
+    transcript.push(io.writeMessage(HandshakeType.certificate_verify, body));
+  }
+
+  // ChangeCipherSpec, Finished; then the server's
+  const [m, k, i] = keyBlockLayout(suite);
+  const block = keyBlock(prfHash, master, clientRandom, sh.random, 2 * (m + k + i));
+  const keys = splitKeyBlock(suite, block);
+  io.writeChangeCipherSpec(protectionFor(suite, keys.client, negotiated.etm));
+  const clientFinished = finishedData(prfHash, master, "client", transcriptHash(prfHash, transcript));
+  transcript.push(io.writeMessage(HandshakeType.finished, clientFinished));
+  io.setPendingRead(protectionFor(suite, keys.server, negotiated.etm));
+  block.fill(0);
+  await io.flush();
+
+  try {
+    await io.readChangeCipherSpec();
+    msg = await io.readMessage();
+  } catch (err) {
+    throw explainRefusal(err, certRequest !== undefined && !signingKey);
+  }
+  expectType(msg, HandshakeType.finished);
+  const expected = finishedData(prfHash, master, "server", transcriptHash(prfHash, transcript));
+  master.fill(0);
+  if (msg.body.length !== expected.length || !timingSafeEqual(msg.body, expected)) {
+    fail(AlertDescription.decrypt_error, "server Finished did not verify");
+  }
+  return {
+    version,
+    suite,
+    peerCertificates: chain,
+    authorized,
+    authorizationError,
+    alpnProtocol: negotiated.alpn,
+  };
+}
+
+interface Negotiated {
+  ems: boolean;
+  etm: boolean;
+  alpn: string | false;
+}
+
+/** Checks ServerHello extensions: only ones we sent, each well-formed (RFC 5246 §7.4.1.4). */
+function checkServerExtensions(
+  exts: readonly Extension[],
+  sent: readonly Extension[],
+  suite: CipherSuite,
+): Negotiated {
+  const out: Negotiated = { ems: false, etm: false, alpn: false };
+  const sentTypes = new Set(sent.map((e) => e.type));
+  for (const e of exts) {
+    if (e.type !== ExtensionType.renegotiation_info && !sentTypes.has(e.type)) {
+      fail(AlertDescription.unsupported_extension, `server sent extension ${e.type} we did not offer`);
+    }
+    switch (e.type) {
+      case ExtensionType.renegotiation_info:
+        if (decodeRenegotiationInfo(e.data).length !== 0)
+          fail(AlertDescription.handshake_failure, "bad renegotiation_info");
+        break;
+      case ExtensionType.extended_master_secret:
+        expectEmpty(e, "extended_master_secret");
+        out.ems = true;
+        break;
+      case ExtensionType.encrypt_then_mac:
+        expectEmpty(e, "encrypt_then_mac");
+        out.etm = suite.mac !== undefined;
+        break;
+      case ExtensionType.alpn: {
+        const list = decodeAlpn(e.data);
+        const ours = sent.find((x) => x.type === ExtensionType.alpn);
+        if (list.length !== 1 || !ours || !decodeAlpn(ours.data).includes(list[0]!)) {
+          fail(AlertDescription.illegal_parameter, "server chose an ALPN protocol we did not offer");
+        }
+        out.alpn = list[0]!;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
+/** The client key to authenticate with, if it fits what the server asked for. */
+function usableClientKey(cfg: ClientConfig, req: CertificateRequest12, version: number) {
+  const key = cfg.key;
+  if (!key || cfg.certificateChain.length === 0) return undefined;
+  const type = key.type === "rsa" ? CERT_TYPE_RSA_SIGN : CERT_TYPE_ECDSA_SIGN;
+  if (!req.certificateTypes.includes(type)) return undefined;
+  if (version >= ProtocolVersion.TLS12) {
+    try {
+      chooseScheme(key, version, req.signatureSchemes);
+    } catch {
+      return undefined;
+    }
+  }
+  return key;
+}
+
+/** Turns "server sent alert handshake_failure" into the reason when we had no certificate to give. */
+function explainRefusal(err: unknown, sentNoCertificate: boolean): unknown {
+  if (sentNoCertificate && err instanceof TlsError && err.kind === "peer-alert") {
+    return new TlsError(
+      err.alert,
+      `${err.message}: the server requires a client certificate and none was given (use --cert and --key)`,
+      "peer-alert",
+    );
+  }
+  return err;
+}

@@ -1,0 +1,86 @@
+/**
+ * Record framing (RFC 5246 §6.2, RFC 8446 §5.1): cuts a byte stream into records and
+ * builds records from fragments. It knows nothing of sockets: bytes in, records out.
+ */
+import { AlertDescription, TlsError } from "./alert.ts";
+import { ContentType, MAX_CIPHERTEXT, MAX_PLAINTEXT } from "./constants.ts";
+
+/** One record as read from the wire (body still protected). */
+export interface RawRecord {
+  type: ContentType;
+  version: number;
+  body: Buffer;
+}
+
+const KNOWN_TYPES = new Set<number>([
+  ContentType.change_cipher_spec,
+  ContentType.alert,
+  ContentType.handshake,
+  ContentType.application_data,
+]);
+
+/** Accumulates incoming bytes and yields complete records, enforcing the size limits. */
+export class RecordReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  /** Adds bytes received from the transport. */
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+  }
+
+  /** Bytes received but not yet returned as records. */
+  get pending(): number {
+    return this.buffered;
+  }
+
+  /** The next complete record, or undefined when more bytes are needed. */
+  next(): RawRecord | undefined {
+    if (this.buffered < 5) return undefined;
+    const head = this.peek(5);
+    const type = head[0]!;
+    const version = head.readUInt16BE(1);
+    const length = head.readUInt16BE(3);
+    if (!KNOWN_TYPES.has(type)) {
+      throw new TlsError(AlertDescription.unexpected_message, `unknown record type ${type}`);
+    }
+    if (head[1] !== 3)
+      throw new TlsError(AlertDescription.protocol_version, "record is not TLS (bad version)");
+    if (length > MAX_CIPHERTEXT) {
+      throw new TlsError(AlertDescription.record_overflow, `record of ${length} bytes exceeds the limit`);
+    }
+    if (this.buffered < 5 + length) return undefined;
+    const all = this.take(5 + length);
+    return { type: type as ContentType, version, body: all.subarray(5) };
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0]!.subarray(0, n);
+  }
+
+  private take(n: number): Buffer {
+    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
+    const first = this.chunks[0]!;
+    const out = first.subarray(0, n);
+    if (first.length === n) this.chunks.shift();
+    else this.chunks[0] = first.subarray(n);
+    this.buffered -= n;
+    return out;
+  }
+}
+
+/** Frames one protected record body. */
+export function frameRecord(type: ContentType, version: number, body: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head[0] = type;
+  head.writeUInt16BE(version, 1);
+  head.writeUInt16BE(body.length, 3);
+  return Buffer.concat([head, body]);
+}
+
+/** Splits data into plaintext fragments no larger than the record limit. */
+export function* fragments(data: Buffer, max = MAX_PLAINTEXT): Generator<Buffer> {
+  for (let o = 0; o < data.length; o += max) yield data.subarray(o, o + max);
+}

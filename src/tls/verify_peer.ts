@@ -1,0 +1,60 @@
+/**
+ * Bridges the handshakes to x509 path validation: one verifier per connection that turns
+ * a refused chain into the alert RFC 5246 §7.2.2 names for it.
+ */
+import { isIP } from "node:net";
+import { AlertDescription } from "./alert.ts";
+import type { ChainVerdict } from "./config.ts";
+import { Certificate } from "./x509/certificate.ts";
+import type { VerifyErrorCode } from "./x509/errors.ts";
+import { type Purpose, verifyChain } from "./x509/verify.ts";
+
+const ALERT_FOR: Partial<Record<VerifyErrorCode, AlertDescription>> = {
+  "untrusted-root": AlertDescription.unknown_ca,
+  expired: AlertDescription.certificate_expired,
+  "not-yet-valid": AlertDescription.certificate_expired,
+  revoked: AlertDescription.certificate_revoked,
+  "weak-key": AlertDescription.unsupported_certificate,
+  "weak-signature": AlertDescription.unsupported_certificate,
+  "unsupported-critical-extension": AlertDescription.unsupported_certificate,
+  hostname: AlertDescription.certificate_unknown,
+  "bad-purpose": AlertDescription.unsupported_certificate,
+};
+
+/** Parses and validates a peer chain (leaf first) for a purpose, host or IP. */
+export function verifyPeerChain(
+  chain: readonly Buffer[],
+  roots: readonly Certificate[],
+  purpose: Purpose,
+  name: string | undefined,
+): ChainVerdict {
+  let parsed: Certificate[];
+  try {
+    parsed = chain.map((der) => Certificate.fromDer(der));
+  } catch (err) {
+    return {
+      ok: false,
+      reason: `peer certificate cannot be parsed: ${(err as Error).message}`,
+      alert: AlertDescription.bad_certificate,
+    };
+  }
+  const [leaf, ...intermediates] = parsed;
+  if (!leaf)
+    return { ok: false, reason: "peer sent no certificate", alert: AlertDescription.bad_certificate };
+  const target = name === undefined ? {} : isIP(name) ? { ip: name } : { host: name };
+  const result = verifyChain(leaf, { roots: [...roots], intermediates, purpose, ...target });
+  if (result.ok) return { ok: true };
+  return {
+    ok: false,
+    reason: result.reason,
+    alert: ALERT_FOR[result.code] ?? AlertDescription.bad_certificate,
+  };
+}
+
+/** A server-certificate verifier for a client connecting to `host`. */
+export function serverVerifier(
+  roots: readonly Certificate[],
+  host: string,
+): (chain: Buffer[]) => ChainVerdict {
+  return (chain) => verifyPeerChain(chain, roots, "server", host.replace(/^\[|\]$/g, ""));
+}
