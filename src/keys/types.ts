@@ -64,6 +64,7 @@ export type KeyErrorKind =
   | "bad-passphrase" // an encrypted key file could not be opened
   | "unsupported" // the key cannot do the requested scheme or operation
   | "decrypt" // RSA decryption failed (deliberately vague)
+  | "exists" // key generation refused: the file or token object already exists
   | "backend"; // the token, module or service failed
 
 /** An error from a key backend, carrying a precise kind and a one-line message. */

@@ -1,0 +1,410 @@
+/**
+ * Keys on PKCS#11 tokens. Messages are always hashed here in software and the token is
+ * asked only for raw mechanisms (CKM_RSA_PKCS over a DigestInfo, CKM_RSA_PKCS_PSS over a
+ * digest, CKM_ECDSA over a digest), because that is what every token offers, down to the
+ * smallest USB key. Token calls run through C_SignAsync / C_DecryptAsync on worker threads.
+ */
+import { type KeyObject, randomBytes, X509Certificate } from "node:crypto";
+import pkcs11js from "pkcs11js";
+import { digestMessage } from "./digest.ts";
+import { KEY_GEN_TYPES, type KeyGenType } from "./keygen.ts";
+import { findToken, firstLine, loadModule, type Pkcs11Handle, readUlong } from "./pkcs11_module.ts";
+import { acquireTokenContext, type TokenContext } from "./pkcs11_session.ts";
+import { type Pkcs11Uri, parsePkcs11Uri, resolveModulePath } from "./pkcs11_uri.ts";
+import { ecdsaRawToDer, ecPublicKey, findCurve, keyShape, rsaPublicKey, spkiDer } from "./public_key.ts";
+import { checkDigestLength, digestInfo } from "./rsa_padding.ts";
+import { requireScheme, supportedSchemes } from "./scheme_check.ts";
+import type { HashName, SchemeInfo, SignatureScheme } from "./schemes.ts";
+import { readSecretFile } from "./secret_file.ts";
+import { KeyError, type KeyType, type NamedCurve, type PrivateKeyHandle, type SignInput } from "./types.ts";
+
+const { CKA_CLASS, CKA_LABEL, CKA_ID, CKA_KEY_TYPE, CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS } =
+  pkcs11js;
+const { CKA_EC_POINT, CKA_VALUE, CKA_ALWAYS_AUTHENTICATE, CKO_PRIVATE_KEY, CKO_PUBLIC_KEY } = pkcs11js;
+
+/** PKCS#11 hash mechanism and MGF1 constant per scheme hash, for CK_RSA_PKCS_PSS_PARAMS. */
+const PSS_PARAMS: Readonly<Record<Exclude<HashName, "md5-sha1">, readonly [number, number]>> = {
+  sha1: [pkcs11js.CKM_SHA_1, pkcs11js.CKG_MGF1_SHA1],
+  sha256: [pkcs11js.CKM_SHA256, pkcs11js.CKG_MGF1_SHA256],
+  sha384: [pkcs11js.CKM_SHA384, pkcs11js.CKG_MGF1_SHA384],
+  sha512: [pkcs11js.CKM_SHA512, pkcs11js.CKG_MGF1_SHA512],
+};
+
+/** What a key reference asks for, with its secrets loaded. */
+interface OpenedUri {
+  readonly uri: Pkcs11Uri;
+  readonly context: TokenContext;
+}
+
+/** Parses the URI, loads the module, finds the token and logs in. */
+async function openToken(ref: string): Promise<OpenedUri> {
+  const uri = parsePkcs11Uri(ref);
+  if (uri.type !== undefined && uri.type !== "private") {
+    throw new KeyError("bad-reference", `a private key URI needs type=private, not type=${uri.type}`);
+  }
+  let pin = uri.pinValue;
+  if (uri.pinSource !== undefined) {
+    const secret = await readSecretFile(uri.pinSource, "PIN file", "bad-pin");
+    pin = secret.toString("utf8");
+    secret.fill(0);
+  }
+  const module = loadModule(resolveModulePath(uri));
+  const token = findToken(module, uri);
+  return { uri, context: acquireTokenContext(module, token, pin) };
+}
+
+/** How a URI's object reads in a message: its label, else its id in hex. */
+function objectName(uri: Pkcs11Uri): string {
+  if (uri.object !== undefined) return `'${uri.object}'`;
+  return `with id ${uri.id?.toString("hex") ?? "?"}`;
+}
+
+/** Finds objects matching a template; at most `max` handles. */
+function findObjects(context: TokenContext, session: Pkcs11Handle, template: pkcs11js.Template, max: number) {
+  const { lib } = context.module;
+  lib.C_FindObjectsInit(session, template);
+  try {
+    return lib.C_FindObjects(session, max);
+  } finally {
+    lib.C_FindObjectsFinal(session);
+  }
+}
+
+/** Reads one attribute, or undefined when the token does not have or will not show it. */
+function readAttribute(context: TokenContext, session: Pkcs11Handle, object: Pkcs11Handle, type: number) {
+  try {
+    const [attr] = context.module.lib.C_GetAttributeValue(session, object, [{ type }]);
+    const value = attr?.value;
+    return value && value.length > 0 ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Opens a `pkcs11:` key reference (RFC 7512). */
+export async function openPkcs11Key(ref: string): Promise<PrivateKeyHandle> {
+  const { uri, context } = await openToken(ref);
+  try {
+    if (uri.object === undefined && uri.id === undefined) {
+      throw new KeyError("bad-reference", "the PKCS#11 URI names no key: add object=LABEL or id=%XX...");
+    }
+    const template: pkcs11js.Template = [{ type: CKA_CLASS, value: CKO_PRIVATE_KEY }];
+    if (uri.object !== undefined) template.push({ type: CKA_LABEL, value: uri.object });
+    if (uri.id !== undefined) template.push({ type: CKA_ID, value: uri.id });
+    const found = await context.withSession((session) => findObjects(context, session, template, 2));
+    if (found.length === 0) {
+      throw new KeyError("not-found", `no private key ${objectName(uri)} on token '${context.label}'`);
+    }
+    if (found.length > 1) {
+      throw new KeyError(
+        "bad-reference",
+        `several private keys ${objectName(uri)} on token '${context.label}'; add id=... to the URI`,
+      );
+    }
+    return await handleFor(context, found[0] as Pkcs11Handle, uri);
+  } catch (err) {
+    context.release();
+    throw err;
+  }
+}
+
+/** Builds the handle for a private key object: reads its type and finds its public half. */
+async function handleFor(
+  context: TokenContext,
+  key: Pkcs11Handle,
+  uri: Pkcs11Uri,
+): Promise<PrivateKeyHandle> {
+  const name = uri.object ?? uri.id?.toString("hex") ?? "key";
+  const description = `key '${name}' on token '${context.label}'`;
+  const facts = await context.withSession((session) => {
+    const read = (type: number, object = key) => readAttribute(context, session, object, type);
+    const keyType = read(CKA_KEY_TYPE);
+    const alwaysAuthenticate = read(CKA_ALWAYS_AUTHENTICATE)?.[0] === 1;
+    const publicKey = findPublicKey(context, session, key, keyType ? readUlong(keyType) : -1, description);
+    return { publicKey, alwaysAuthenticate };
+  });
+  return new Pkcs11KeyHandle(context, key, facts.publicKey, description, facts.alwaysAuthenticate);
+}
+
+/**
+ * The public key of a token private key: from the private object's own public
+ * attributes (RSA), else the public key object with the same CKA_ID (or label), else a
+ * certificate with the same CKA_ID.
+ */
+function findPublicKey(
+  context: TokenContext,
+  session: Pkcs11Handle,
+  key: Pkcs11Handle,
+  keyType: number,
+  description: string,
+): KeyObject {
+  const read = (type: number, object: Pkcs11Handle) => readAttribute(context, session, object, type);
+  if (keyType !== pkcs11js.CKK_RSA && keyType !== pkcs11js.CKK_EC) {
+    throw new KeyError("unsupported", `${description} is neither RSA nor EC`);
+  }
+  const fromObject = (object: Pkcs11Handle): KeyObject | undefined => {
+    if (keyType === pkcs11js.CKK_RSA) {
+      const n = read(CKA_MODULUS, object);
+      const e = read(CKA_PUBLIC_EXPONENT, object);
+      return n && e ? rsaPublicKey(n, e) : undefined;
+    }
+    const params = read(CKA_EC_PARAMS, object) ?? read(CKA_EC_PARAMS, key);
+    const point = read(CKA_EC_POINT, object);
+    return params && point ? ecPublicKey(params, point) : undefined;
+  };
+  const own = fromObject(key);
+  if (own) return own;
+  const id = read(CKA_ID, key);
+  const label = read(CKA_LABEL, key);
+  const match: pkcs11js.Template = id
+    ? [{ type: CKA_ID, value: id }]
+    : label
+      ? [{ type: CKA_LABEL, value: label }]
+      : [];
+  if (match.length > 0) {
+    for (const pub of findObjects(
+      context,
+      session,
+      [{ type: CKA_CLASS, value: CKO_PUBLIC_KEY }, ...match],
+      4,
+    )) {
+      const found = fromObject(pub);
+      if (found) return found;
+    }
+    for (const cert of findObjects(
+      context,
+      session,
+      [{ type: CKA_CLASS, value: pkcs11js.CKO_CERTIFICATE }, ...match],
+      4,
+    )) {
+      const der = read(CKA_VALUE, cert);
+      if (der) return new X509Certificate(der).publicKey;
+    }
+  }
+  throw new KeyError("not-found", `no public key or certificate for ${description}`);
+}
+
+/** A private key object on a token. */
+class Pkcs11KeyHandle implements PrivateKeyHandle {
+  readonly type: KeyType;
+  readonly bits: number;
+  readonly curve: NamedCurve | undefined;
+  readonly publicKey: KeyObject;
+  readonly spki: Buffer;
+  readonly schemes: readonly SignatureScheme[];
+  readonly description: string;
+  readonly #context: TokenContext;
+  readonly #key: Pkcs11Handle;
+  readonly #alwaysAuthenticate: boolean;
+  /** Signature size: the modulus length for RSA, r||s for ECDSA. */
+  readonly #outLength: number;
+  #closed = false;
+
+  constructor(
+    context: TokenContext,
+    key: Pkcs11Handle,
+    publicKey: KeyObject,
+    description: string,
+    alwaysAuthenticate: boolean,
+  ) {
+    const shape = keyShape(publicKey, description);
+    this.#context = context;
+    this.#key = key;
+    this.#alwaysAuthenticate = alwaysAuthenticate;
+    this.type = shape.type;
+    this.bits = shape.bits;
+    this.curve = shape.curve;
+    this.publicKey = publicKey;
+    this.spki = spkiDer(publicKey);
+    this.schemes = supportedSchemes(shape.type, shape.curve);
+    this.description = description;
+    this.#outLength =
+      shape.type === "rsa" ? Math.ceil(shape.bits / 8) : 2 * (findCurve(shape.curve ?? "")?.bytes ?? 0);
+  }
+
+  async sign(scheme: SignatureScheme, message: SignInput): Promise<Buffer> {
+    const info = requireScheme(this.schemes, scheme, this.description);
+    return this.#signDigest(info, await digestMessage(info.hash, message));
+  }
+
+  async signDigest(scheme: SignatureScheme, digest: Uint8Array): Promise<Buffer> {
+    const info = requireScheme(this.schemes, scheme, this.description);
+    checkDigestLength(info, digest);
+    return this.#signDigest(info, digest);
+  }
+
+  async #signDigest(info: SchemeInfo, digest: Uint8Array): Promise<Buffer> {
+    let mechanism: pkcs11js.Mechanism;
+    let input: Buffer;
+    if (info.padding === "pkcs1") {
+      mechanism = { mechanism: pkcs11js.CKM_RSA_PKCS };
+      input = digestInfo(info.hash, digest);
+    } else if (info.padding === "pss") {
+      const [hashAlg, mgf] = PSS_PARAMS[info.hash as Exclude<HashName, "md5-sha1">];
+      const parameter: pkcs11js.RsaPSS = {
+        type: pkcs11js.CK_PARAMS_RSA_PSS,
+        hashAlg,
+        mgf,
+        saltLen: info.hashLength,
+      };
+      mechanism = { mechanism: pkcs11js.CKM_RSA_PKCS_PSS, parameter };
+      input = Buffer.from(digest);
+    } else {
+      mechanism = { mechanism: pkcs11js.CKM_ECDSA };
+      // ECDSA uses the leftmost order-length bytes of a longer digest (SEC 1 §4.1.3); all
+      // our curves but P-521 have byte-aligned orders, and no hash exceeds P-521's order.
+      input = Buffer.from(digest.subarray(0, this.#outLength / 2));
+    }
+    const raw = await this.#run("signing", async (session) => {
+      const { lib } = this.#context.module;
+      lib.C_SignInit(session, mechanism, this.#key);
+      this.#contextLogin(session);
+      const out = Buffer.alloc(this.#outLength);
+      const signature = await this.#context.module.track(lib.C_SignAsync(session, input, out));
+      // The worker thread reads `input` by pointer; it is referenced until here.
+      input.fill(0);
+      return Buffer.from(signature);
+    });
+    return info.padding === "ecdsa" ? ecdsaRawToDer(raw) : raw;
+  }
+
+  async decrypt(ciphertext: Uint8Array): Promise<Buffer> {
+    if (this.type !== "rsa") throw new KeyError("unsupported", `${this.description} is not an RSA key`);
+    if (ciphertext.length !== this.#outLength) throw new KeyError("decrypt", "RSA decryption failed");
+    return this.#run("decryption", async (session) => {
+      const { lib } = this.#context.module;
+      lib.C_DecryptInit(session, { mechanism: pkcs11js.CKM_RSA_PKCS }, this.#key);
+      this.#contextLogin(session);
+      const input = Buffer.from(ciphertext);
+      const out = Buffer.alloc(this.#outLength);
+      try {
+        const plain = await this.#context.module.track(lib.C_DecryptAsync(session, input, out));
+        return Buffer.from(plain);
+      } catch {
+        // Deliberately vague: which check failed is exactly what a padding oracle wants.
+        throw new KeyError("decrypt", "RSA decryption failed");
+      } finally {
+        // The worker thread reads `input` by pointer; both stay referenced until here.
+        out.fill(0);
+        input.fill(0);
+      }
+    });
+  }
+
+  /** Keys with CKA_ALWAYS_AUTHENTICATE want the PIN again after every *Init. */
+  #contextLogin(session: Pkcs11Handle): void {
+    if (!this.#alwaysAuthenticate) return;
+    this.#context.module.lib.C_Login(session, pkcs11js.CKU_CONTEXT_SPECIFIC, this.#context.pin);
+  }
+
+  async #run<T>(what: string, fn: (session: Pkcs11Handle) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new KeyError("backend", `${this.description} is closed`);
+    try {
+      return await this.#context.withSession(fn);
+    } catch (err) {
+      if (err instanceof KeyError) throw err;
+      throw new KeyError("backend", `${this.description}: ${what} failed: ${firstLine(err)}`, { cause: err });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#context.release();
+  }
+}
+
+/**
+ * Generates a key pair on a token: non-extractable, sensitive, private, labelled with the
+ * URI's object and sharing a random CKA_ID with its public half. Refuses a label in use.
+ */
+export async function generatePkcs11Key(ref: string, type: KeyGenType): Promise<PrivateKeyHandle> {
+  const { uri, context } = await openToken(ref);
+  try {
+    const label = uri.object;
+    if (label === undefined) {
+      throw new KeyError("bad-reference", "key generation needs object=LABEL in the PKCS#11 URI");
+    }
+    const id = uri.id ?? randomBytes(16);
+    const params = KEY_GEN_TYPES[type];
+    const key = await context.exclusive(() =>
+      context.withSession(async (session) => {
+        const taken = [
+          ...findObjects(context, session, [{ type: CKA_LABEL, value: label }], 1),
+          ...findObjects(context, session, [{ type: CKA_ID, value: id }], 1),
+        ];
+        if (taken.length > 0) {
+          throw new KeyError(
+            "exists",
+            `token '${context.label}' already has an object '${label}' (or its id)`,
+          );
+        }
+        const { mechanism, publicTemplate, privateTemplate } = generationTemplates(
+          params.type,
+          params,
+          label,
+          id,
+        );
+        try {
+          const pair = await context.module.track(
+            context.module.lib.C_GenerateKeyPairAsync(session, mechanism, publicTemplate, privateTemplate),
+          );
+          return pair.privateKey;
+        } catch (err) {
+          throw new KeyError(
+            "backend",
+            `key generation on token '${context.label}' failed: ${firstLine(err)}`,
+            {
+              cause: err,
+            },
+          );
+        }
+      }),
+    );
+    return await handleFor(context, key, { ...uri, object: label });
+  } catch (err) {
+    context.release();
+    throw err;
+  }
+}
+
+/** Mechanism and attribute templates for C_GenerateKeyPair. */
+function generationTemplates(
+  type: KeyType,
+  params: (typeof KEY_GEN_TYPES)[KeyGenType],
+  label: string,
+  id: Buffer,
+): { mechanism: pkcs11js.Mechanism; publicTemplate: pkcs11js.Template; privateTemplate: pkcs11js.Template } {
+  const common: pkcs11js.Template = [
+    { type: pkcs11js.CKA_TOKEN, value: true },
+    { type: CKA_LABEL, value: label },
+    { type: CKA_ID, value: id },
+  ];
+  const publicTemplate: pkcs11js.Template = [
+    { type: CKA_CLASS, value: CKO_PUBLIC_KEY },
+    ...common,
+    { type: pkcs11js.CKA_PRIVATE, value: false },
+    { type: pkcs11js.CKA_VERIFY, value: true },
+  ];
+  const privateTemplate: pkcs11js.Template = [
+    { type: CKA_CLASS, value: CKO_PRIVATE_KEY },
+    ...common,
+    { type: pkcs11js.CKA_PRIVATE, value: true },
+    { type: pkcs11js.CKA_SENSITIVE, value: true },
+    { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+    { type: pkcs11js.CKA_SIGN, value: true },
+  ];
+  if (type === "rsa") {
+    publicTemplate.push(
+      { type: pkcs11js.CKA_ENCRYPT, value: true },
+      { type: pkcs11js.CKA_MODULUS_BITS, value: params.bits },
+      { type: CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+    );
+    privateTemplate.push({ type: pkcs11js.CKA_DECRYPT, value: true });
+    return { mechanism: { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN }, publicTemplate, privateTemplate };
+  }
+  const curve = findCurve(params.curve ?? "");
+  if (!curve) throw new KeyError("unsupported", `cannot generate a key on curve ${params.curve}`);
+  publicTemplate.push({ type: CKA_EC_PARAMS, value: curve.oidDer });
+  return { mechanism: { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN }, publicTemplate, privateTemplate };
+}

@@ -1,0 +1,52 @@
+/**
+ * Reading small secret files (passphrases, PINs) with clear errors. The trailing newline
+ * editors and `echo` add is not part of the secret.
+ */
+import { readFile } from "node:fs/promises";
+import { KeyError, type KeyErrorKind } from "./types.ts";
+
+/** Secrets larger than this are certainly not a passphrase or PIN. */
+const MAX_SECRET_BYTES = 4096;
+
+/**
+ * Reads a secret file and drops one trailing "\n" or "\r\n". Missing or unreadable files
+ * are KeyError("not-found"); empty or oversized ones are KeyError(`emptyKind`). The caller
+ * should zero the returned buffer when done.
+ */
+export async function readSecretFile(path: string, what: string, emptyKind: KeyErrorKind): Promise<Buffer> {
+  let data: Buffer;
+  try {
+    data = await readFile(path);
+  } catch (err) {
+    throw new KeyError("not-found", `cannot read ${what} '${path}': ${fsReason(err)}`, { cause: err });
+  }
+  if (data.length > MAX_SECRET_BYTES) {
+    data.fill(0);
+    throw new KeyError(emptyKind, `${what} '${path}' is larger than ${MAX_SECRET_BYTES} bytes`);
+  }
+  let end = data.length;
+  if (end > 0 && data[end - 1] === 0x0a) end--;
+  if (end > 0 && data[end - 1] === 0x0d) end--;
+  const secret = Buffer.from(data.subarray(0, end));
+  data.fill(0);
+  if (secret.length === 0) throw new KeyError(emptyKind, `${what} '${path}' is empty`);
+  return secret;
+}
+
+/** A short reason for a failed file system call ("no such file", "permission denied"...). */
+export function fsReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case "ENOENT":
+      return "no such file";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied";
+    case "EISDIR":
+      return "is a directory";
+    case "EEXIST":
+      return "already exists";
+    default:
+      return code ?? (err instanceof Error ? err.message : String(err));
+  }
+}
