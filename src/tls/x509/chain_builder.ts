@@ -1,0 +1,168 @@
+/**
+ * Chain building for path validation: depth-first enumeration of candidate paths from a
+ * leaf to a trust anchor, with each link's signature verified, loops cut, depth and work
+ * bounded, and a record of why each dead branch died.
+ */
+import { type SignatureCheck, verifySignature } from "./algorithms.ts";
+import type { Certificate } from "./certificate.ts";
+import type { VerifyErrorCode } from "./errors.ts";
+
+/** A refusal from the builder or the validator. */
+export interface PathFailure {
+  readonly ok: false;
+  readonly code: VerifyErrorCode;
+  readonly reason: string;
+  readonly certificate?: Certificate;
+}
+
+/** Signature verifications one call may spend building paths (bounds adversarial cross-certificate meshes). */
+const MAX_SIGNATURE_CHECKS = 100;
+/** Complete paths one call may validate. */
+const MAX_PATHS = 16;
+
+/** Depth-first enumeration of candidate paths, recording why branches died. */
+export class PathBuilder {
+  private readonly roots: Map<string, Certificate>;
+  private readonly pool: Certificate[];
+  private readonly maxDepth: number;
+  private readonly signatureCache = new Map<string, SignatureCheck>();
+  private signatureChecks = 0;
+  private pathsFound = 0;
+  private readonly failures: Array<PathFailure & { rank: number; length: number }> = [];
+
+  /** `maxDepth` counts intermediates only, as OpenSSL's -verify_depth. */
+  constructor(roots: readonly Certificate[], intermediates: readonly Certificate[], maxDepth: number) {
+    this.roots = new Map(roots.map((r) => [r.fingerprintSha256, r]));
+    const seen = new Set<string>();
+    // Roots first so the shortest path to an anchor is tried first; duplicates dropped.
+    this.pool = [...roots, ...intermediates].filter((c) => {
+      if (seen.has(c.fingerprintSha256)) return false;
+      seen.add(c.fingerprintSha256);
+      return true;
+    });
+    this.maxDepth = maxDepth;
+  }
+
+  /** Yields complete paths (leaf first, anchor last) in preference order. */
+  *paths(leaf: Certificate): Generator<Certificate[]> {
+    yield* this.extend([leaf]);
+  }
+
+  private *extend(path: Certificate[]): Generator<Certificate[]> {
+    const current = path[path.length - 1]!;
+    if (this.roots.has(current.fingerprintSha256)) {
+      this.pathsFound++;
+      yield path;
+      return;
+    }
+    const candidates = this.issuersOf(current);
+    if (candidates.length === 0) {
+      const detail = current.isSelfIssued
+        ? `certificate ${current.label} is self-signed and not a trusted root`
+        : `certificate ${current.label} was issued by '${current.issuer}', which is not a trusted root${path.length > 1 ? "" : " and was not among the given intermediates"}`;
+      this.fail("untrusted-root", detail, current, path.length, 0);
+      return;
+    }
+    for (const issuer of candidates) {
+      if (this.pathsFound >= MAX_PATHS) return;
+      if (
+        path.some(
+          (c) => c.equals(issuer) || (c.subjectDer.equals(issuer.subjectDer) && c.spki.equals(issuer.spki)),
+        )
+      ) {
+        this.fail(
+          "untrusted-root",
+          `certificate chain loops back to ${issuer.label} without reaching a trusted root`,
+          current,
+          path.length,
+          0,
+        );
+        continue;
+      }
+      const isAnchor = this.roots.has(issuer.fingerprintSha256);
+      const intermediates = isAnchor ? path.length - 1 : path.length;
+      if (intermediates > this.maxDepth) {
+        this.fail(
+          "depth",
+          `chain from ${path[0]!.label} needs more than ${this.maxDepth} intermediate certificates`,
+          current,
+          path.length,
+          2,
+        );
+        continue;
+      }
+      const signature = this.checkLink(current, issuer);
+      if (signature === undefined) {
+        this.fail(
+          "depth",
+          `gave up after ${MAX_SIGNATURE_CHECKS} signature checks while building the chain`,
+          current,
+          path.length,
+          2,
+        );
+        return;
+      }
+      if (!signature.ok) {
+        this.fail(
+          signature.code,
+          `certificate ${current.label}: ${signature.detail} with the key of ${issuer.label}`,
+          current,
+          path.length,
+          3,
+        );
+        continue;
+      }
+      yield* this.extend([...path, issuer]);
+    }
+  }
+
+  /** Certificates whose subject is this certificate's issuer and whose key id does not contradict it. */
+  private issuersOf(cert: Certificate): Certificate[] {
+    const byName = this.pool.filter((c) => c.subjectDer.equals(cert.issuerDer));
+    const aki = cert.authorityKeyId;
+    if (!aki) return byName;
+    const compatible = byName.filter((c) => !c.subjectKeyId || c.subjectKeyId.equals(aki));
+    // Exact key-id matches first, then candidates without a subjectKeyIdentifier.
+    return [...compatible.filter((c) => c.subjectKeyId), ...compatible.filter((c) => !c.subjectKeyId)];
+  }
+
+  /** The cached signature check of `child` under `issuer`'s key; undefined when the budget is spent. */
+  private checkLink(child: Certificate, issuer: Certificate): SignatureCheck | undefined {
+    const key = `${child.fingerprintSha256}:${issuer.fingerprintSha256}`;
+    const cached = this.signatureCache.get(key);
+    if (cached) return cached;
+    if (this.signatureChecks >= MAX_SIGNATURE_CHECKS) return undefined;
+    this.signatureChecks++;
+    const result = verifySignature(
+      child.signatureAlgorithm,
+      child.tbs,
+      child.signatureValue,
+      issuer.publicKey,
+    );
+    this.signatureCache.set(key, result);
+    return result;
+  }
+
+  private fail(
+    code: VerifyErrorCode,
+    reason: string,
+    certificate: Certificate,
+    length: number,
+    rank: number,
+  ): void {
+    this.failures.push({ ok: false, code, reason, certificate, rank, length });
+  }
+
+  /** The most telling reason no path was found: highest rank, then the longest partial path. */
+  bestFailure(leaf: Certificate): PathFailure {
+    const best = [...this.failures].sort((a, b) => b.rank - a.rank || b.length - a.length)[0];
+    if (!best)
+      return {
+        ok: false,
+        code: "untrusted-root",
+        reason: `no path from ${leaf.label} to a trusted root`,
+        certificate: leaf,
+      };
+    return { ok: false, code: best.code, reason: best.reason, certificate: best.certificate };
+  }
+}

@@ -1,0 +1,267 @@
+/**
+ * Certificate path validation: the one code path behind the TLS client and server
+ * handshakes and `hsmkit cert verify`. Strict, in the web-PKI spirit:
+ *
+ * - Building: from the leaf, issuers are looked up among `roots` and `intermediates`
+ *   (any order, duplicates and unrelated certificates ignored) by exact issuer/subject
+ *   name bytes, skipping candidates whose subjectKeyIdentifier contradicts the child's
+ *   authorityKeyIdentifier, and verifying each link's signature with node:crypto. All
+ *   alternatives are tried depth-first (roots before intermediates); a certificate never
+ *   appears twice in a path (loops end the branch); at most `maxDepth` intermediates.
+ *   A path ends at a certificate byte-identical to one in `roots` (the trust anchor,
+ *   whose own self-signature is not checked).
+ * - Each candidate path is then validated; the first that passes is returned. Checks:
+ *   unknown critical extensions; key strength (see algorithms.ts) on every certificate
+ *   including the anchor; validity at `at` on every certificate including the anchor;
+ *   every issuer (anchor included) must be v3 ("v1-ca" otherwise: v1 trust anchors are
+ *   refused too), have basicConstraints cA=true, keyCertSign when keyUsage is present,
+ *   satisfy its pathLenConstraint (self-issued intermediates not counted) and, when it
+ *   has extendedKeyUsage, allow the purpose (anyExtendedKeyUsage is accepted on CAs);
+ *   name constraints of every issuer (anchor included); the leaf's extendedKeyUsage, when
+ *   present, must list serverAuth/clientAuth for the purpose (anyExtendedKeyUsage is NOT
+ *   accepted on a leaf; an absent extension means unrestricted, as RFC 5280 says); the
+ *   leaf's keyUsage, when present, must allow a TLS signature or key exchange; host/IP
+ *   (hostname.ts); revocation when CRLs are given (crl.ts).
+ * - When nothing validates, the reported failure is that of the first complete path, or
+ *   else the most telling building failure (a failed signature, then depth, then an
+ *   unknown issuer).
+ */
+
+import { type Certificate, EkuOid, ExtensionOid, type KeyUsageName } from "./certificate.ts";
+import { PathBuilder } from "./chain_builder.ts";
+import { type Crl, checkRevocation } from "./crl.ts";
+import type { VerifyErrorCode } from "./errors.ts";
+import { firstUnknownCritical } from "./extensions.ts";
+import { checkHost, checkIp } from "./hostname.ts";
+import { checkNameConstraints } from "./nameconstraints.ts";
+
+export type { VerifyErrorCode } from "./errors.ts";
+
+/** What the leaf will be used for: a TLS server (serverAuth) or a TLS client (clientAuth). */
+export type Purpose = "server" | "client";
+
+/** Inputs to {@link verifyChain}. */
+export interface VerifyOptions {
+  /** Trust anchors. A path must end at a certificate byte-identical to one of these. */
+  roots: readonly Certificate[];
+  /** Untrusted certificates that may complete the path (a peer's chain, a bundle); order is irrelevant. */
+  intermediates?: readonly Certificate[];
+  /** Defaults to "server". */
+  purpose?: Purpose;
+  /** A host name to match against DNS SANs; an IP literal here is matched against IP SANs. */
+  host?: string;
+  /** An IP address (v4 or v6 text) to match against IP SANs. */
+  ip?: string;
+  /** Verification time; defaults to now. */
+  at?: Date;
+  /**
+   * Most intermediate CA certificates allowed between leaf and anchor (neither counts),
+   * as OpenSSL's -verify_depth. Default {@link DEFAULT_MAX_DEPTH}; 0..{@link MAX_MAX_DEPTH}.
+   */
+  maxDepth?: number;
+  /** Parsed CRLs (see {@link Crl.parse} to read DER or PEM files). When non-empty, revocation is checked. */
+  crls?: readonly Crl[];
+}
+
+/** A validated chain (leaf first, anchor last), or the one reason it was refused. */
+export type VerifyResult =
+  | { ok: true; chain: Certificate[] }
+  | { ok: false; code: VerifyErrorCode; reason: string; certificate?: Certificate };
+
+type Failure = Extract<VerifyResult, { ok: false }>;
+
+export { loadPemCertificates, loadSystemRoots, SYSTEM_ROOTS_PATH } from "./roots.ts";
+
+/** Default limit on intermediates. */
+export const DEFAULT_MAX_DEPTH = 8;
+/** Largest accepted `maxDepth`. */
+export const MAX_MAX_DEPTH = 32;
+
+/** Extensions this validator processes; any other critical extension is refused. */
+const UNDERSTOOD: ReadonlySet<string> = new Set(Object.values(ExtensionOid));
+
+const PURPOSE_EKU: Record<Purpose, string> = { server: EkuOid.serverAuth, client: EkuOid.clientAuth };
+const PURPOSE_TEXT: Record<Purpose, string> = {
+  server: "TLS server authentication",
+  client: "TLS client authentication",
+};
+
+/** Validates the path from `leaf` to a trusted root. Never throws. */
+export function verifyChain(leaf: Certificate, options: VerifyOptions): VerifyResult {
+  const inputProblem = checkOptions(options);
+  if (inputProblem) return { ok: false, code: "bad-input", reason: inputProblem };
+  const builder = new PathBuilder(
+    options.roots,
+    options.intermediates ?? [],
+    options.maxDepth ?? DEFAULT_MAX_DEPTH,
+  );
+  let firstPathFailure: Failure | undefined;
+  for (const path of builder.paths(leaf)) {
+    const result = validatePath(path, options);
+    if (result.ok) return result;
+    firstPathFailure ??= result;
+  }
+  return firstPathFailure ?? builder.bestFailure(leaf);
+}
+
+function checkOptions(options: VerifyOptions): string | undefined {
+  const depth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
+  if (!Number.isInteger(depth) || depth < 0 || depth > MAX_MAX_DEPTH) {
+    return `maxDepth must be an integer from 0 to ${MAX_MAX_DEPTH}`;
+  }
+  if (options.at && Number.isNaN(options.at.getTime())) return "verification time is not a valid date";
+  if (options.purpose && !(options.purpose in PURPOSE_EKU))
+    return `unknown purpose "${String(options.purpose)}"`;
+  return undefined;
+}
+
+/** Runs every non-building check on one complete path (leaf first, anchor last). */
+function validatePath(path: readonly Certificate[], options: VerifyOptions): VerifyResult {
+  const at = options.at ?? new Date();
+  const purpose = options.purpose ?? "server";
+  const fail = (code: VerifyErrorCode, reason: string, certificate: Certificate): Failure => ({
+    ok: false,
+    code,
+    reason,
+    certificate,
+  });
+
+  for (const cert of path) {
+    const unknown = firstUnknownCritical(cert.extensions, UNDERSTOOD);
+    if (unknown) {
+      return fail(
+        "unsupported-critical-extension",
+        `certificate ${cert.label} has unsupported critical extension ${unknown.oid}`,
+        cert,
+      );
+    }
+    if (cert.keyInfo.weakness)
+      return fail("weak-key", `certificate ${cert.label} has a weak key: ${cert.keyInfo.weakness}`, cert);
+    if (at.getTime() > cert.notAfter.getTime()) {
+      return fail(
+        "expired",
+        `certificate ${cert.label} expired at ${cert.notAfter.toISOString()} (checked at ${at.toISOString()})`,
+        cert,
+      );
+    }
+    if (at.getTime() < cert.notBefore.getTime()) {
+      return fail(
+        "not-yet-valid",
+        `certificate ${cert.label} is not valid before ${cert.notBefore.toISOString()} (checked at ${at.toISOString()})`,
+        cert,
+      );
+    }
+  }
+
+  for (let i = 1; i < path.length; i++) {
+    const problem = issuerProblem(path, i, purpose);
+    if (problem) return fail(problem.code, problem.reason, path[i]!);
+  }
+
+  for (let i = 1; i < path.length; i++) {
+    const constraints = path[i]!.nameConstraints;
+    if (!constraints) continue;
+    for (let j = 0; j < i; j++) {
+      // RFC 5280 §6.1.3(b): constraints do not apply to self-issued intermediates.
+      if (j > 0 && path[j]!.isSelfIssued) continue;
+      const check = checkNameConstraints(constraints, path[j]!);
+      if (!check.ok) {
+        return fail(
+          "name-constraints",
+          `certificate ${path[j]!.label} violates the name constraints of ${path[i]!.label}: ${check.detail}`,
+          path[j]!,
+        );
+      }
+    }
+  }
+
+  const leaf = path[0]!;
+  const leafProblem = leafPurposeProblem(leaf, purpose);
+  if (leafProblem) return fail(leafProblem.code, leafProblem.reason, leaf);
+
+  for (const identity of [
+    options.host === undefined ? undefined : checkHost(leaf, options.host),
+    options.ip === undefined ? undefined : checkIp(leaf, options.ip),
+  ]) {
+    if (identity && !identity.ok) return fail("hostname", identity.reason, leaf);
+  }
+
+  const crls = options.crls ?? [];
+  if (crls.length > 0) {
+    for (let i = 0; i < path.length - 1; i++) {
+      const check = checkRevocation(path[i]!, path[i + 1]!, crls, at, i === 0);
+      if (!check.ok) return fail(check.code, check.detail, path[i]!);
+    }
+  }
+  return { ok: true, chain: [...path] };
+}
+
+/** Issuer-position checks for path[i] (i >= 1). */
+function issuerProblem(
+  path: readonly Certificate[],
+  i: number,
+  purpose: Purpose,
+): { code: VerifyErrorCode; reason: string } | undefined {
+  const ca = path[i]!;
+  if (ca.version < 3)
+    return {
+      code: "v1-ca",
+      reason: `certificate ${ca.label} is a version ${ca.version} certificate and cannot act as a CA`,
+    };
+  if (!ca.basicConstraints?.ca) {
+    return {
+      code: "not-ca",
+      reason: `certificate ${ca.label} issued ${path[i - 1]!.label} but is not a CA (basicConstraints cA is not true)`,
+    };
+  }
+  if (ca.keyUsage && !ca.keyUsage.has("keyCertSign")) {
+    return { code: "key-usage", reason: `CA certificate ${ca.label} has a keyUsage without keyCertSign` };
+  }
+  const pathLen = ca.basicConstraints.pathLen;
+  if (pathLen !== undefined) {
+    const below = path.slice(1, i).filter((c) => !c.isSelfIssued).length;
+    if (below > pathLen) {
+      return {
+        code: "path-length",
+        reason: `CA certificate ${ca.label} allows ${pathLen} intermediate CA certificate(s) below it (pathLenConstraint), but the chain has ${below}`,
+      };
+    }
+  }
+  const eku = ca.extKeyUsage;
+  if (eku && !eku.includes(PURPOSE_EKU[purpose]) && !eku.includes(EkuOid.any)) {
+    return {
+      code: "bad-purpose",
+      reason: `CA certificate ${ca.label} restricts extendedKeyUsage and does not allow ${PURPOSE_TEXT[purpose]}`,
+    };
+  }
+  return undefined;
+}
+
+/** extendedKeyUsage and keyUsage of the leaf for TLS. */
+function leafPurposeProblem(
+  leaf: Certificate,
+  purpose: Purpose,
+): { code: VerifyErrorCode; reason: string } | undefined {
+  if (leaf.extKeyUsage && !leaf.extKeyUsage.includes(PURPOSE_EKU[purpose])) {
+    const any = leaf.extKeyUsage.includes(EkuOid.any)
+      ? " (anyExtendedKeyUsage is not accepted on a leaf)"
+      : "";
+    return {
+      code: "bad-purpose",
+      reason: `certificate ${leaf.label} is not valid for ${PURPOSE_TEXT[purpose]}: its extendedKeyUsage lacks ${purpose === "server" ? "serverAuth" : "clientAuth"}${any}`,
+    };
+  }
+  const ku = leaf.keyUsage;
+  // Servers sign (ECDHE, TLS 1.3), decrypt (RSA key exchange) or agree (static ECDH); clients sign.
+  const allowed: KeyUsageName[] =
+    purpose === "server"
+      ? ["digitalSignature", "keyEncipherment", "keyAgreement"]
+      : ["digitalSignature", "keyAgreement"];
+  if (ku && !allowed.some((u) => ku.has(u))) {
+    return {
+      code: "key-usage",
+      reason: `certificate ${leaf.label} has a keyUsage that allows no ${PURPOSE_TEXT[purpose]} (needs ${allowed.join(" or ")})`,
+    };
+  }
+  return undefined;
+}
