@@ -286,13 +286,6 @@ export const CIPHER_SUITES: readonly CipherSuite[] = [
   ),
 ];
 
-/** The suites implemented end to end so far (the rest of the table is reserved for later work). */
-export const IMPLEMENTED_KX: ReadonlySet<KeyExchange> = new Set<KeyExchange>([
-  "rsa",
-  "ecdhe_rsa",
-  "ecdhe_ecdsa",
-]);
-
 const byId = new Map(CIPHER_SUITES.map((s) => [s.id, s]));
 const byName = new Map(CIPHER_SUITES.flatMap((s) => [[s.name, s] as const, [s.opensslName, s] as const]));
 
@@ -312,11 +305,11 @@ export function suiteAllowsVersion(s: CipherSuite, version: number): boolean {
 }
 
 /**
- * The default client offer: forward-secret AEAD first, then ECDHE-CBC, then the RSA
- * key-exchange CBC suites that older peers (and the seed's servers) need.
+ * The default offer: TLS 1.3, then forward-secret AEAD, then ECDHE-CBC. The RSA key-exchange
+ * suites (no forward secrecy) are used only when named, as the seed's older peers need.
  */
 export function defaultSuites(): CipherSuite[] {
-  return CIPHER_SUITES.filter((s) => IMPLEMENTED_KX.has(s.kx));
+  return CIPHER_SUITES.filter((s) => s.kx !== "rsa");
 }
 
 /** Parses a comma-separated list of IANA or OpenSSL suite names; unknown names are an error. */

@@ -62,7 +62,7 @@ function certificates(input: string | Buffer | readonly Certificate[]): Certific
 export function clientConfig(options: ConnectOptions): ClientConfig {
   const host = options.servername ?? options.host ?? "127.0.0.1";
   const minVersion = version(options.minVersion, ProtocolVersion.TLS12);
-  const maxVersion = version(options.maxVersion, ProtocolVersion.TLS12);
+  const maxVersion = version(options.maxVersion, ProtocolVersion.TLS13);
   if (minVersion > maxVersion) throw new Error("the minimum TLS version is above the maximum");
   const suites =
     typeof options.ciphers === "string"

@@ -80,6 +80,7 @@ export class TlsSocket extends Duplex implements HandshakeIO {
   private readonly queue: HandshakeMessage[] = [];
   private waiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private ccsSeen = false;
+  private compatCcs = false;
   private handshaking = true;
   private readonly earlyData: Buffer[] = [];
   private outbox: Buffer[] = [];
@@ -125,6 +126,7 @@ export class TlsSocket extends Duplex implements HandshakeIO {
       this.handshaking = false;
       for (const msg of this.queue.splice(0)) this.onPostHandshake(msg);
       for (const data of this.earlyData.splice(0)) this.push(data);
+      this.drain();
       for (const w of this.pendingWrites.splice(0)) w();
       this.emit(this.role === "client" ? "secureConnect" : "secure");
       if (this.role === "client") this.emit("secure");
@@ -136,6 +138,7 @@ export class TlsSocket extends Duplex implements HandshakeIO {
   // ---- HandshakeIO -------------------------------------------------------------------
 
   readMessage(): Promise<HandshakeMessage> {
+    if (this.queue.length === 0) this.drain();
     const next = this.queue.shift();
     if (next) return Promise.resolve(next);
     if (this.failure) return Promise.reject(this.failure);
@@ -177,6 +180,7 @@ export class TlsSocket extends Duplex implements HandshakeIO {
   }
 
   async readChangeCipherSpec(): Promise<void> {
+    this.drain();
     while (!this.ccsSeen) {
       if (this.queue.length > 0) {
         throw new TlsError(
@@ -205,11 +209,16 @@ export class TlsSocket extends Duplex implements HandshakeIO {
     this.recordVersion = version;
   }
 
+  allowCompatChangeCipherSpec(): void {
+    this.compatCcs = true;
+  }
+
   // ---- record layer ------------------------------------------------------------------
 
   private seal(type: ContentType, fragment: Buffer): Buffer {
+    const outer = this.writeProtection.tls13 ? ContentType.application_data : type;
     return frameRecord(
-      type,
+      outer,
       this.recordVersion,
       this.writeProtection.seal(type, this.recordVersion, fragment),
     );
@@ -225,19 +234,44 @@ export class TlsSocket extends Duplex implements HandshakeIO {
   private onData(chunk: Buffer): void {
     if (this.failure || this.destroyed) return;
     this.reader.push(chunk);
+    this.drain();
+  }
+
+  /**
+   * Opens buffered records. During the handshake it stops as soon as a handshake message
+   * is waiting, so a record that follows a key change is opened only after the handshake
+   * code has installed the new keys (TLS 1.3 switches keys without a ChangeCipherSpec).
+   */
+  private drain(): void {
     try {
-      for (let rec = this.reader.next(); rec; rec = this.reader.next()) {
+      while (!this.failure && !this.destroyed && !(this.handshaking && this.queue.length > 0)) {
+        const rec = this.reader.next();
+        if (!rec) return;
+        if (rec.type === ContentType.change_cipher_spec && this.compatCcs && this.handshaking) {
+          // TLS 1.3 middlebox compatibility: an unprotected CCS is ignored (RFC 8446 §5).
+          if (rec.body.length !== 1 || rec.body[0] !== 1)
+            throw new TlsError(AlertDescription.unexpected_message, "malformed ChangeCipherSpec");
+          continue;
+        }
         if (this.readProtection.isNull && rec.type === ContentType.application_data) {
           throw new TlsError(
             AlertDescription.unexpected_message,
             "application data before the handshake finished",
           );
         }
+        if (this.readProtection.tls13 && rec.type !== ContentType.application_data) {
+          throw new TlsError(
+            AlertDescription.unexpected_message,
+            `unprotected record of type ${rec.type} after the key change`,
+          );
+        }
         const { type, plaintext } = this.readProtection.open(rec.type, rec.version, rec.body);
         if (plaintext.length > MAX_PLAINTEXT)
           throw new TlsError(AlertDescription.record_overflow, "record plaintext too long");
+        if (this.readProtection.tls13 && type === ContentType.change_cipher_spec) {
+          throw new TlsError(AlertDescription.unexpected_message, "protected ChangeCipherSpec");
+        }
         this.onRecord(type, plaintext);
-        if (this.failure || this.destroyed) return;
       }
     } catch (err) {
       this.fail(err);

@@ -32,13 +32,16 @@ import {
   ecPointFormats,
   emptyExtension,
   expectEmpty,
+  findExtension,
   serverNameExtension,
   u16ListExtension,
 } from "./extensions.ts";
+import { clientHandshake13 } from "./handshake_client13.ts";
 import { expectType, type HandshakeIO } from "./handshake_io.ts";
-import { generateKeyShare, isSupportedGroup } from "./key_share.ts";
+import { generateKeyShare, isSupportedGroup, type KeyShare } from "./key_share.ts";
 import {
   type CertificateRequest12,
+  type ClientHello,
   decodeCertificate12,
   decodeCertificateRequest12,
   decodeEcdheServerKeyExchange,
@@ -50,6 +53,13 @@ import {
   encodeEcdheClientKeyExchange,
   encodeRsaClientKeyExchange,
 } from "./messages.ts";
+import {
+  clientKeyShare,
+  clientSupportedVersions,
+  cookieExtension,
+  decodeServerSupportedVersion,
+  pskModes,
+} from "./messages13.ts";
 import { finishedData, keyBlock, masterSecret, type PrfHash, transcriptHash } from "./prf.ts";
 import { keyBlockLayout, protectionFor, splitKeyBlock } from "./protection.ts";
 import { chooseScheme, signWith, verifyHandshakeSignature, verifySchemeCodes } from "./signature.ts";
@@ -61,48 +71,85 @@ function fail(alert: AlertDescription, message: string): never {
   throw new TlsError(alert, message);
 }
 
-/** Runs the client side of a TLS 1.1/1.2 handshake. */
+/** The parts of the ClientHello that later steps (HelloRetryRequest, key shares) refer back to. */
+export interface HelloParams {
+  random: Buffer;
+  sessionId: Buffer;
+  suites: readonly CipherSuite[];
+  shares: readonly KeyShare[];
+  offer13: boolean;
+  /** The highest version below 1.3 offered (0 when none is). */
+  legacyMax: number;
+  cookie: Buffer | undefined;
+}
+
+/** Builds the ClientHello for the configuration (the same code builds the second one after HRR). */
+export function buildClientHello(cfg: ClientConfig, p: HelloParams): ClientHello {
+  const legacySuites = p.suites.filter((s) => s.kx !== "tls13");
+  const extensions: Extension[] = [];
+  const sni = cfg.serverName ? serverNameExtension(cfg.serverName) : undefined;
+  if (sni) extensions.push(sni);
+  if (p.legacyMax) {
+    extensions.push(emptyExtension(ExtensionType.extended_master_secret));
+    if (cfg.encryptThenMac && legacySuites.some((s) => s.mac))
+      extensions.push(emptyExtension(ExtensionType.encrypt_then_mac));
+  }
+  if (p.offer13 || legacySuites.some((s) => s.kx !== "rsa")) {
+    extensions.push(u16ListExtension(ExtensionType.supported_groups, cfg.groups), ecPointFormats());
+  }
+  if (p.offer13 || p.legacyMax >= ProtocolVersion.TLS12) {
+    extensions.push(
+      u16ListExtension(ExtensionType.signature_algorithms, verifySchemeCodes(ProtocolVersion.TLS12)),
+    );
+  }
+  if (cfg.alpn.length > 0) extensions.push(alpnExtension(cfg.alpn));
+  if (p.offer13) {
+    const versions = [ProtocolVersion.TLS13, ProtocolVersion.TLS12, ProtocolVersion.TLS11].filter(
+      (v) => v >= cfg.minVersion && (v === ProtocolVersion.TLS13 || v <= p.legacyMax),
+    );
+    extensions.push(clientSupportedVersions(versions));
+    extensions.push(clientKeyShare(p.shares.map((k) => ({ group: k.group, keyExchange: k.publicKey }))));
+    extensions.push(pskModes());
+    if (p.cookie) extensions.push(cookieExtension(p.cookie));
+  }
+  const scsv = p.legacyMax ? [TLS_EMPTY_RENEGOTIATION_INFO_SCSV] : [];
+  return {
+    version: p.offer13 ? ProtocolVersion.TLS12 : p.legacyMax,
+    random: p.random,
+    sessionId: p.sessionId,
+    cipherSuites: [...p.suites.map((s) => s.id), ...scsv],
+    compressionMethods: [0],
+    extensions,
+  };
+}
+
+/** Runs the client handshake: ClientHello, then TLS 1.3 or TLS 1.2/1.1 as the ServerHello decides. */
 export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promise<HandshakeResult> {
   const transcript: Buffer[] = [];
-  const offered = Math.min(cfg.maxVersion, ProtocolVersion.TLS12) as ProtocolVersion;
-  if (offered < cfg.minVersion)
-    fail(
-      AlertDescription.protocol_version,
-      "no TLS version left to offer (TLS 1.3 is not enabled in this client yet)",
-    );
-  const suites = cfg.suites.filter(
-    (s) => s.kx !== "tls13" && s.minVersion <= offered && s.maxVersion >= cfg.minVersion,
-  );
-  if (suites.length === 0)
+  const suites = cfg.suites.filter((s) => s.maxVersion >= cfg.minVersion && s.minVersion <= cfg.maxVersion);
+  const offer13 = cfg.maxVersion >= ProtocolVersion.TLS13 && suites.some((s) => s.kx === "tls13");
+  const legacyMax =
+    cfg.minVersion <= ProtocolVersion.TLS12 && suites.some((s) => s.kx !== "tls13")
+      ? Math.min(cfg.maxVersion, ProtocolVersion.TLS12)
+      : 0;
+  if (!offer13 && !legacyMax)
     fail(
       AlertDescription.handshake_failure,
       "none of the configured cipher suites fits the TLS versions allowed",
     );
 
   // ClientHello
-  const clientRandom = randomBytes(32);
-  const ecdhe = suites.some((s) => s.kx === "ecdhe_rsa" || s.kx === "ecdhe_ecdsa");
-  const extensions: Extension[] = [];
-  const sni = cfg.serverName ? serverNameExtension(cfg.serverName) : undefined;
-  if (sni) extensions.push(sni);
-  extensions.push(emptyExtension(ExtensionType.extended_master_secret));
-  if (cfg.encryptThenMac && suites.some((s) => s.mac))
-    extensions.push(emptyExtension(ExtensionType.encrypt_then_mac));
-  if (ecdhe) extensions.push(u16ListExtension(ExtensionType.supported_groups, cfg.groups), ecPointFormats());
-  if (offered >= ProtocolVersion.TLS12) {
-    extensions.push(
-      u16ListExtension(ExtensionType.signature_algorithms, verifySchemeCodes(ProtocolVersion.TLS12)),
-    );
-  }
-  if (cfg.alpn.length > 0) extensions.push(alpnExtension(cfg.alpn));
-  const hello = {
-    version: offered,
-    random: clientRandom,
-    sessionId: Buffer.alloc(0),
-    cipherSuites: [...suites.map((s) => s.id), TLS_EMPTY_RENEGOTIATION_INFO_SCSV],
-    compressionMethods: [0],
-    extensions,
+  const params: HelloParams = {
+    random: randomBytes(32),
+    // A non-empty legacy session id turns on middlebox compatibility mode (RFC 8446 §D.4).
+    sessionId: offer13 ? randomBytes(32) : Buffer.alloc(0),
+    suites,
+    shares: offer13 ? [generateKeyShare(cfg.groups[0]!)] : [],
+    offer13,
+    legacyMax,
+    cookie: undefined,
   };
+  const hello = buildClientHello(cfg, params);
   io.setRecordVersion(ProtocolVersion.TLS10);
   transcript.push(io.writeMessage(HandshakeType.client_hello, encodeClientHello(hello)));
   await io.flush();
@@ -112,7 +159,21 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
   expectType(msg, HandshakeType.server_hello);
   transcript.push(msg.raw);
   const sh = decodeServerHello(msg.body);
+  const supportedVersion = findExtension(sh.extensions, ExtensionType.supported_versions);
+  if (supportedVersion) {
+    if (!offer13)
+      fail(AlertDescription.unsupported_extension, "server sent supported_versions, which we did not offer");
+    if (decodeServerSupportedVersion(supportedVersion.data) !== ProtocolVersion.TLS13) {
+      fail(
+        AlertDescription.illegal_parameter,
+        "server selected a version through supported_versions that is not TLS 1.3",
+      );
+    }
+    return clientHandshake13(io, cfg, { transcript, params, serverHello: sh });
+  }
   const version = sh.version;
+  const offered = legacyMax;
+  const clientRandom = params.random;
   if (version < cfg.minVersion || version > offered) {
     fail(
       AlertDescription.protocol_version,
@@ -122,16 +183,14 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
   const tail = sh.random.subarray(24);
   if (
     (offered >= ProtocolVersion.TLS12 && version < ProtocolVersion.TLS12 && tail.equals(DOWNGRADE_TLS11)) ||
-    (cfg.maxVersion >= ProtocolVersion.TLS13 &&
-      offered >= ProtocolVersion.TLS13 &&
-      tail.equals(DOWNGRADE_TLS12))
+    (offer13 && tail.equals(DOWNGRADE_TLS12))
   ) {
     fail(
       AlertDescription.illegal_parameter,
       "downgrade attack detected (server random carries the downgrade sentinel)",
     );
   }
-  const suite = suites.find((s) => s.id === sh.cipherSuite);
+  const suite = suites.find((s) => s.id === sh.cipherSuite && s.kx !== "tls13");
   if (!suite || version < suite.minVersion || version > suite.maxVersion) {
     fail(
       AlertDescription.illegal_parameter,
@@ -139,7 +198,7 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
     );
   }
   if (sh.compressionMethod !== 0) fail(AlertDescription.illegal_parameter, "server chose compression");
-  const negotiated = checkServerExtensions(sh.extensions, extensions, suite);
+  const negotiated = checkServerExtensions(sh.extensions, hello.extensions, suite);
   io.setRecordVersion(version);
   const prfHash: PrfHash = version >= ProtocolVersion.TLS12 ? suite.prfHash : "md5-sha1";
 

@@ -21,6 +21,8 @@ import { ContentType, MAX_PLAINTEXT } from "./constants.ts";
 export interface RecordProtection {
   /** True for the initial, unprotected state. */
   readonly isNull: boolean;
+  /** True for TLS 1.3 protection (outer type is always application_data). */
+  readonly tls13: boolean;
   /** Protects one fragment; returns the record body. */
   seal(type: ContentType, version: number, plaintext: Buffer): Buffer;
   /** Opens one record body; returns the plaintext and, for TLS 1.3, the inner content type. */
@@ -30,6 +32,7 @@ export interface RecordProtection {
 /** The state before ChangeCipherSpec: records travel in the clear. */
 export const NULL_PROTECTION: RecordProtection = {
   isNull: true,
+  tls13: false,
   seal: (_type, _version, plaintext) => plaintext,
   open: (type, _version, body) => ({ type, plaintext: body }),
 };
@@ -64,6 +67,7 @@ function header(seq: Buffer, type: number, version: number, length: number): Buf
 /** CBC with HMAC, explicit per-record IV (TLS 1.1 and 1.2). */
 export class CbcProtection implements RecordProtection {
   readonly isNull = false;
+  readonly tls13 = false;
   private readonly seq = new Sequence();
   private readonly algorithm: string;
 
@@ -179,7 +183,7 @@ export class AeadProtection implements RecordProtection {
     private readonly key: Buffer,
     /** 4-byte salt (TLS 1.2 GCM) or 12-byte IV (ChaCha20 in 1.2, everything in 1.3). */
     private readonly iv: Buffer,
-    private readonly tls13: boolean,
+    readonly tls13: boolean,
   ) {
     this.explicitNonce = !tls13 && algorithm !== "chacha20-poly1305";
   }

@@ -1,0 +1,332 @@
+/**
+ * The client handshake for TLS 1.3 (RFC 8446 §2), from the first ServerHello on:
+ * HelloRetryRequest, key schedule, EncryptedExtensions, server authentication, optional
+ * client authentication signed by the key handle, Finished, and the post-handshake
+ * messages (NewSessionTicket, KeyUpdate).
+ */
+import { type KeyObject, timingSafeEqual, X509Certificate } from "node:crypto";
+import { AlertDescription, TlsError } from "./alert.ts";
+import type { CipherSuite } from "./cipher_suites.ts";
+import type { ClientConfig } from "./config.ts";
+import type { HandshakeResult } from "./conn.ts";
+import { ExtensionType, HandshakeType, ProtocolVersion } from "./constants.ts";
+import { decodeAlpn, decodeU16ListExtension, findExtension } from "./extensions.ts";
+import { buildClientHello, type HelloParams } from "./handshake_client.ts";
+import { expectType, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
+import {
+  finishedMac,
+  hashMessages,
+  KeySchedule,
+  nextTrafficSecret,
+  type Tls13Hash,
+  trafficKeys,
+} from "./key_schedule.ts";
+import { generateKeyShare, isSupportedGroup } from "./key_share.ts";
+import {
+  decodeDigitallySigned,
+  decodeServerHello,
+  type Extension,
+  encodeClientHello,
+  encodeDigitallySigned,
+  type ServerHello,
+} from "./messages.ts";
+import {
+  certificateVerifyContent,
+  decodeCertificate13,
+  decodeCertificateRequest13,
+  decodeCookie,
+  decodeEncryptedExtensions,
+  decodeHrrKeyShare,
+  decodeKeyUpdate,
+  decodeNewSessionTicket13,
+  decodeServerKeyShare,
+  encodeCertificate13,
+  HRR_RANDOM,
+} from "./messages13.ts";
+import { AeadProtection, NULL_PROTECTION, type RecordProtection } from "./protection.ts";
+import { chooseScheme, signWith, verifyHandshakeSignature } from "./signature.ts";
+
+/** What the version-neutral first flight hands over. */
+export interface Client13Start {
+  transcript: Buffer[];
+  params: HelloParams;
+  serverHello: ServerHello;
+}
+
+function fail(alert: AlertDescription, message: string): never {
+  throw new TlsError(alert, message);
+}
+
+/** Record protection for a TLS 1.3 traffic secret. */
+export function protection13(suite: CipherSuite, secret: Buffer): RecordProtection {
+  const { key, iv } = trafficKeys(suite.prfHash, secret, suite.keyLength);
+  return new AeadProtection(suite.cipher as "aes-128-gcm", key, iv, true);
+}
+
+/** The synthetic message_hash that replaces ClientHello1 after a HelloRetryRequest (RFC 8446 §4.4.1). */
+export function messageHash(hash: Tls13Hash, clientHello1: Buffer): Buffer {
+  const digest = hashMessages(hash, [clientHello1]);
+  return Buffer.concat([Buffer.from([HandshakeType.message_hash, 0, 0, digest.length]), digest]);
+}
+
+function onlyAllowed(exts: readonly Extension[], allowed: readonly ExtensionType[], where: string): void {
+  for (const e of exts) {
+    if (!allowed.includes(e.type))
+      fail(AlertDescription.unsupported_extension, `extension ${e.type} is not allowed in ${where}`);
+  }
+}
+
+/** Continues a handshake whose ServerHello selected TLS 1.3. */
+export async function clientHandshake13(
+  io: HandshakeIO,
+  cfg: ClientConfig,
+  start: Client13Start,
+): Promise<HandshakeResult> {
+  let { params, serverHello: sh } = start;
+  let transcript = start.transcript;
+  io.allowCompatChangeCipherSpec();
+  const suite = params.suites.find((s) => s.id === sh.cipherSuite && s.kx === "tls13");
+  if (!suite)
+    fail(
+      AlertDescription.illegal_parameter,
+      `server chose a TLS 1.3 cipher suite we did not offer (0x${sh.cipherSuite.toString(16)})`,
+    );
+  const hash = suite.prfHash;
+  let sentCcs = false;
+
+  if (sh.random.equals(HRR_RANDOM)) {
+    checkHello(sh, params, "HelloRetryRequest");
+    onlyAllowed(
+      sh.extensions,
+      [ExtensionType.supported_versions, ExtensionType.key_share, ExtensionType.cookie],
+      "HelloRetryRequest",
+    );
+    const groupExt = findExtension(sh.extensions, ExtensionType.key_share);
+    const cookieExt = findExtension(sh.extensions, ExtensionType.cookie);
+    if (!groupExt && !cookieExt)
+      fail(AlertDescription.illegal_parameter, "HelloRetryRequest changes nothing");
+    let shares = params.shares;
+    if (groupExt) {
+      const group = decodeHrrKeyShare(groupExt.data);
+      if (!isSupportedGroup(group) || !cfg.groups.includes(group) || shares.some((k) => k.group === group)) {
+        fail(
+          AlertDescription.illegal_parameter,
+          `HelloRetryRequest asks for group ${group}, which we cannot use`,
+        );
+      }
+      shares = [generateKeyShare(group)];
+    }
+    params = {
+      ...params,
+      suites: [suite],
+      shares,
+      cookie: cookieExt ? decodeCookie(cookieExt.data) : undefined,
+    };
+    transcript = [messageHash(hash, transcript[0]!), transcript[1]!];
+    io.writeChangeCipherSpec(NULL_PROTECTION);
+    sentCcs = true;
+    transcript.push(
+      io.writeMessage(HandshakeType.client_hello, encodeClientHello(buildClientHello(cfg, params))),
+    );
+    await io.flush();
+    const msg = await io.readMessage();
+    expectType(msg, HandshakeType.server_hello);
+    sh = decodeServerHello(msg.body);
+    if (sh.random.equals(HRR_RANDOM)) fail(AlertDescription.unexpected_message, "a second HelloRetryRequest");
+    if (sh.cipherSuite !== suite.id)
+      fail(AlertDescription.illegal_parameter, "ServerHello changed the suite chosen in HelloRetryRequest");
+    transcript.push(msg.raw);
+  }
+
+  // ServerHello
+  checkHello(sh, params, "ServerHello");
+  onlyAllowed(sh.extensions, [ExtensionType.supported_versions, ExtensionType.key_share], "ServerHello");
+  const shareExt = findExtension(sh.extensions, ExtensionType.key_share);
+  if (!shareExt) fail(AlertDescription.missing_extension, "ServerHello has no key_share");
+  const serverShare = decodeServerKeyShare(shareExt.data);
+  const ours = params.shares.find((k) => k.group === serverShare.group);
+  if (!ours) fail(AlertDescription.illegal_parameter, "server key share is for a group we did not send");
+  const shared = ours.agree(serverShare.keyExchange);
+  const schedule = new KeySchedule(hash, undefined);
+  const [clientHs, serverHs] = schedule.handshake(shared, hashMessages(hash, transcript));
+  shared.fill(0);
+  io.setRecordVersion(ProtocolVersion.TLS12);
+  io.setReadProtection(protection13(suite, serverHs));
+
+  // EncryptedExtensions
+  let msg = await io.readMessage();
+  expectType(msg, HandshakeType.encrypted_extensions);
+  transcript.push(msg.raw);
+  const ee = decodeEncryptedExtensions(msg.body);
+  const alpn = checkEncryptedExtensions(ee, cfg);
+
+  // CertificateRequest (optional), Certificate, CertificateVerify, Finished
+  msg = await io.readMessage();
+  let certRequest: { context: Buffer; schemes: number[] } | undefined;
+  if (msg.type === HandshakeType.certificate_request) {
+    transcript.push(msg.raw);
+    const cr = decodeCertificateRequest13(msg.body);
+    const sigAlgs = findExtension(cr.extensions, ExtensionType.signature_algorithms);
+    if (!sigAlgs) fail(AlertDescription.missing_extension, "CertificateRequest without signature_algorithms");
+    certRequest = {
+      context: cr.context,
+      schemes: decodeU16ListExtension(sigAlgs.data, "signature_algorithms"),
+    };
+    msg = await io.readMessage();
+  }
+  expectType(msg, HandshakeType.certificate);
+  transcript.push(msg.raw);
+  const cert = decodeCertificate13(msg.body);
+  if (cert.context.length !== 0)
+    fail(AlertDescription.illegal_parameter, "server Certificate has a request context");
+  if (cert.chain.length === 0) fail(AlertDescription.decode_error, "server sent no certificate");
+  let serverKey: KeyObject;
+  try {
+    serverKey = new X509Certificate(cert.chain[0]!).publicKey;
+  } catch {
+    fail(AlertDescription.bad_certificate, "server certificate cannot be parsed");
+  }
+  let authorized = true;
+  let authorizationError: string | undefined;
+  if (cfg.verifyServer) {
+    const verdict = cfg.verifyServer(cert.chain);
+    if (!verdict.ok) {
+      authorized = false;
+      authorizationError = verdict.reason;
+      if (cfg.rejectUnauthorized) throw new TlsError(verdict.alert, verdict.reason, "certificate");
+    }
+  }
+  msg = await io.readMessage();
+  expectType(msg, HandshakeType.certificate_verify);
+  const cv = decodeDigitallySigned(msg.body, true);
+  verifyHandshakeSignature(
+    serverKey,
+    cv.scheme,
+    certificateVerifyContent("server", hashMessages(hash, transcript)),
+    cv.signature,
+    ProtocolVersion.TLS13,
+  );
+  transcript.push(msg.raw);
+  msg = await io.readMessage();
+  expectType(msg, HandshakeType.finished);
+  const expected = finishedMac(hash, serverHs, hashMessages(hash, transcript));
+  if (msg.body.length !== expected.length || !timingSafeEqual(msg.body, expected)) {
+    fail(AlertDescription.decrypt_error, "server Finished did not verify");
+  }
+  transcript.push(msg.raw);
+  let [clientAp, serverAp] = schedule.application(hashMessages(hash, transcript));
+  // Switch at once: records after the server Finished (tickets, data) use application keys.
+  io.setReadProtection(protection13(suite, serverAp));
+
+  // Our flight: [Certificate, CertificateVerify,] Finished
+  if (sentCcs) io.setWriteProtection(protection13(suite, clientHs));
+  else io.writeChangeCipherSpec(protection13(suite, clientHs));
+  if (certRequest) {
+    const key = cfg.key && cfg.certificateChain.length > 0 ? cfg.key : undefined;
+    let scheme: ReturnType<typeof chooseScheme> | undefined;
+    if (key) {
+      try {
+        scheme = chooseScheme(key, ProtocolVersion.TLS13, certRequest.schemes);
+      } catch {
+        scheme = undefined;
+      }
+    }
+    const chain = key && scheme ? cfg.certificateChain : [];
+    transcript.push(
+      io.writeMessage(
+        HandshakeType.certificate,
+        encodeCertificate13({ context: certRequest.context, chain: [...chain] }),
+      ),
+    );
+    if (key && scheme) {
+      const signature = await signWith(
+        key,
+        scheme,
+        certificateVerifyContent("client", hashMessages(hash, transcript)),
+      );
+      transcript.push(
+        io.writeMessage(
+          HandshakeType.certificate_verify,
+          encodeDigitallySigned({ scheme: scheme.code, signature }),
+        ),
+      );
+    }
+  }
+  transcript.push(
+    io.writeMessage(HandshakeType.finished, finishedMac(hash, clientHs, hashMessages(hash, transcript))),
+  );
+  io.setWriteProtection(protection13(suite, clientAp));
+  await io.flush();
+  schedule.resumption(hashMessages(hash, transcript)).fill(0);
+  clientHs.fill(0);
+  serverHs.fill(0);
+
+  const postHandshake = (m: HandshakeMessage): void => {
+    switch (m.type) {
+      case HandshakeType.new_session_ticket:
+        decodeNewSessionTicket13(m.body); // validated; resumption from tickets is not used by this client yet
+        return;
+      case HandshakeType.key_update: {
+        const requested = decodeKeyUpdate(m.body);
+        serverAp = nextTrafficSecret(hash, serverAp);
+        io.setReadProtection(protection13(suite, serverAp));
+        if (requested) {
+          io.writeMessage(HandshakeType.key_update, Buffer.from([0]));
+          clientAp = nextTrafficSecret(hash, clientAp);
+          io.setWriteProtection(protection13(suite, clientAp));
+          void io.flush().catch(() => {});
+        }
+        return;
+      }
+      default:
+        fail(
+          AlertDescription.unexpected_message,
+          `unexpected ${HandshakeType[m.type] ?? m.type} after the handshake`,
+        );
+    }
+  };
+  return {
+    version: ProtocolVersion.TLS13,
+    suite,
+    peerCertificates: cert.chain,
+    authorized,
+    authorizationError,
+    alpnProtocol: alpn,
+    postHandshake,
+  };
+}
+
+function checkHello(sh: ServerHello, params: HelloParams, what: string): void {
+  if (sh.version !== ProtocolVersion.TLS12)
+    fail(AlertDescription.illegal_parameter, `${what} legacy_version must be TLS 1.2`);
+  if (!sh.sessionId.equals(params.sessionId))
+    fail(AlertDescription.illegal_parameter, `${what} did not echo our session id`);
+  if (sh.compressionMethod !== 0) fail(AlertDescription.illegal_parameter, `${what} chose compression`);
+}
+
+function checkEncryptedExtensions(exts: readonly Extension[], cfg: ClientConfig): string | false {
+  let alpn: string | false = false;
+  for (const e of exts) {
+    switch (e.type) {
+      case ExtensionType.server_name:
+        if (!cfg.serverName || e.data.length !== 0)
+          fail(AlertDescription.illegal_parameter, "unexpected server_name in EncryptedExtensions");
+        break;
+      case ExtensionType.supported_groups:
+        break; // the server's preference, informational
+      case ExtensionType.alpn: {
+        const list = decodeAlpn(e.data);
+        if (list.length !== 1 || !cfg.alpn.includes(list[0]!))
+          fail(AlertDescription.illegal_parameter, "server chose an ALPN protocol we did not offer");
+        alpn = list[0]!;
+        break;
+      }
+      default:
+        fail(
+          AlertDescription.unsupported_extension,
+          `extension ${e.type} is not allowed in EncryptedExtensions`,
+        );
+    }
+  }
+  return alpn;
+}

@@ -1,0 +1,138 @@
+/**
+ * The TLS 1.3 key schedule (RFC 8446 §7.1): HKDF-Extract, HKDF-Expand-Label, Derive-Secret,
+ * traffic keys and Finished keys. HKDF is built from node:crypto HMAC as RFC 5869 defines it.
+ */
+import { createHash, createHmac } from "node:crypto";
+import { Writer } from "./codec.ts";
+
+/** The hash of a TLS 1.3 suite. */
+export type Tls13Hash = "sha256" | "sha384";
+
+/** Digest length of a TLS 1.3 hash. */
+export function hashLength(hash: Tls13Hash): number {
+  return hash === "sha256" ? 32 : 48;
+}
+
+/** HKDF-Extract(salt, ikm). An empty salt means hashLength zero bytes. */
+export function hkdfExtract(hash: Tls13Hash, salt: Buffer, ikm: Buffer): Buffer {
+  return createHmac(hash, salt.length ? salt : Buffer.alloc(hashLength(hash)))
+    .update(ikm)
+    .digest();
+}
+
+/** HKDF-Expand(prk, info, length). */
+export function hkdfExpand(hash: Tls13Hash, prk: Buffer, info: Buffer, length: number): Buffer {
+  const out: Buffer[] = [];
+  let prev = Buffer.alloc(0);
+  for (let i = 1, total = 0; total < length; i++) {
+    prev = createHmac(hash, prk)
+      .update(prev)
+      .update(info)
+      .update(Buffer.from([i]))
+      .digest();
+    out.push(prev);
+    total += prev.length;
+  }
+  return Buffer.concat(out).subarray(0, length);
+}
+
+/** HKDF-Expand-Label(secret, label, context, length) with the "tls13 " prefix. */
+export function expandLabel(
+  hash: Tls13Hash,
+  secret: Buffer,
+  label: string,
+  context: Buffer,
+  length: number,
+): Buffer {
+  const info = new Writer()
+    .u16(length)
+    .vec8(Buffer.from(`tls13 ${label}`, "ascii"))
+    .vec8(context)
+    .finish();
+  return hkdfExpand(hash, secret, info, length);
+}
+
+/** Derive-Secret(secret, label, transcript hash). */
+export function deriveSecret(hash: Tls13Hash, secret: Buffer, label: string, transcriptHash: Buffer): Buffer {
+  return expandLabel(hash, secret, label, transcriptHash, hashLength(hash));
+}
+
+/** Hash of the concatenated handshake messages. */
+export function hashMessages(hash: Tls13Hash, messages: readonly Buffer[]): Buffer {
+  const h = createHash(hash);
+  for (const m of messages) h.update(m);
+  return h.digest();
+}
+
+/** Record key and IV for a traffic secret. */
+export function trafficKeys(hash: Tls13Hash, secret: Buffer, keyLength: number): { key: Buffer; iv: Buffer } {
+  return {
+    key: expandLabel(hash, secret, "key", Buffer.alloc(0), keyLength),
+    iv: expandLabel(hash, secret, "iv", Buffer.alloc(0), 12),
+  };
+}
+
+/** The next traffic secret after a KeyUpdate. */
+export function nextTrafficSecret(hash: Tls13Hash, secret: Buffer): Buffer {
+  return expandLabel(hash, secret, "traffic upd", Buffer.alloc(0), hashLength(hash));
+}
+
+/** Finished verify_data = HMAC(finished_key, transcript hash). */
+export function finishedMac(hash: Tls13Hash, baseSecret: Buffer, transcriptHash: Buffer): Buffer {
+  const key = expandLabel(hash, baseSecret, "finished", Buffer.alloc(0), hashLength(hash));
+  return createHmac(hash, key).update(transcriptHash).digest();
+}
+
+/** The secrets of one handshake, computed step by step as the transcript grows. */
+export class KeySchedule {
+  private readonly early: Buffer;
+  private handshakeSecret: Buffer | undefined;
+  private masterSecret: Buffer | undefined;
+
+  constructor(
+    readonly hash: Tls13Hash,
+    psk: Buffer | undefined,
+  ) {
+    this.early = hkdfExtract(hash, Buffer.alloc(0), psk ?? Buffer.alloc(hashLength(hash)));
+  }
+
+  /** binder_key for a resumption PSK. */
+  binderKey(): Buffer {
+    return deriveSecret(this.hash, this.early, "res binder", hashMessages(this.hash, []));
+  }
+
+  /** Mixes in the (EC)DHE shared secret; returns [client, server] handshake traffic secrets. */
+  handshake(shared: Buffer, helloHash: Buffer): [Buffer, Buffer] {
+    const derived = deriveSecret(this.hash, this.early, "derived", hashMessages(this.hash, []));
+    this.handshakeSecret = hkdfExtract(this.hash, derived, shared);
+    return [
+      deriveSecret(this.hash, this.handshakeSecret, "c hs traffic", helloHash),
+      deriveSecret(this.hash, this.handshakeSecret, "s hs traffic", helloHash),
+    ];
+  }
+
+  /** After the server Finished: [client, server] application traffic secrets. */
+  application(serverFinishedHash: Buffer): [Buffer, Buffer] {
+    if (!this.handshakeSecret) throw new Error("key schedule used out of order");
+    const derived = deriveSecret(this.hash, this.handshakeSecret, "derived", hashMessages(this.hash, []));
+    this.masterSecret = hkdfExtract(this.hash, derived, Buffer.alloc(hashLength(this.hash)));
+    this.handshakeSecret.fill(0);
+    return [
+      deriveSecret(this.hash, this.masterSecret, "c ap traffic", serverFinishedHash),
+      deriveSecret(this.hash, this.masterSecret, "s ap traffic", serverFinishedHash),
+    ];
+  }
+
+  /** After the client Finished: the resumption master secret. */
+  resumption(clientFinishedHash: Buffer): Buffer {
+    if (!this.masterSecret) throw new Error("key schedule used out of order");
+    const out = deriveSecret(this.hash, this.masterSecret, "res master", clientFinishedHash);
+    this.masterSecret.fill(0);
+    return out;
+  }
+}
+
+/** The PSK for a ticket: HKDF-Expand-Label(resumption_master_secret, "resumption", nonce, Hash.length). */
+export function ticketPsk(hash: Tls13Hash, resumptionSecret: Buffer, nonce: Buffer): Buffer {
+  return expandLabel(hash, resumptionSecret, "resumption", nonce, hashLength(hash));
+}
