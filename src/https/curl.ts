@@ -107,7 +107,6 @@ export function curl(req: CurlRequest): Promise<CurlResponse> {
       path: `${url.pathname}${url.search}`,
       headers,
       createConnection: () => sock,
-      agent: false,
       timeout: req.timeout ?? 60_000,
     });
     let tlsError: TlsError | undefined;
