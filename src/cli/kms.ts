@@ -1,5 +1,321 @@
-/** CLI command group: kms (not built yet). */
+/**
+ * `hsmkit kms ...`: run the KMS (`serve`) and administer its data directory (keys, aliases,
+ * access points, the instance CA, the audit log). Thin over src/kms/.
+ */
+import { copyFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
+import {
+  accessPointTable,
+  adminCreateAccessPoint,
+  adminCreateKey,
+  adminDeleteAlias,
+  adminRevokeAccessPoint,
+  adminRotateKey,
+  adminSetAlias,
+  adminSetKeyState,
+  adminVerifyAudit,
+  formatTable,
+  keyTable,
+} from "../kms/admin.ts";
+import { KmsInstance, type OpenOptions } from "../kms/instance.ts";
+import { KmsServer } from "../kms/server.ts";
+import { CliError } from "./errors.ts";
 
-/** Adds the kms command(s) to the program. */
-export function registerKmsCommands(_program: Command): void {}
+interface MasterOptions {
+  data: string;
+  passphraseFile?: string;
+  masterKey?: string;
+}
+
+function masterOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption("--data <dir>", "KMS data directory")
+    .option(
+      "--passphrase-file <file>",
+      "file holding the master key passphrase (else $HSMKIT_KMS_PASSPHRASE)",
+    )
+    .option(
+      "--master-key <pkcs11-uri>",
+      "master key in a PKCS#11 token: pkcs11:token=T;object=O?pin-value=P",
+    );
+}
+
+function openOptions(o: MasterOptions, create: boolean): OpenOptions {
+  return {
+    dataDir: o.data,
+    create,
+    ...(o.passphraseFile !== undefined ? { passphraseFile: o.passphraseFile } : {}),
+    ...(o.masterKey !== undefined ? { pkcs11: o.masterKey } : {}),
+  };
+}
+
+/** Opens the data directory, runs `work`, closes it; every failure becomes a one-line CliError. */
+async function withInstance<T>(
+  o: MasterOptions,
+  work: (i: KmsInstance) => Promise<T> | T,
+  create = false,
+): Promise<T> {
+  let instance: KmsInstance;
+  try {
+    instance = await KmsInstance.open(openOptions(o, create));
+  } catch (err) {
+    throw new CliError(`kms: ${(err as Error).message}`);
+  }
+  try {
+    return await work(instance);
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    throw new CliError(`kms: ${(err as Error).message}`);
+  } finally {
+    await instance.close();
+  }
+}
+
+function parseListen(text: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[2]);
+  if (!m?.[1] || port > 65535) throw new CliError(`kms: --listen wants HOST:PORT, got "${text}"`);
+  return { host: m[1].replace(/^\[|\]$/g, ""), port };
+}
+
+const out = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+function registerServe(kms: Command): void {
+  masterOptions(
+    kms.command("serve").description("run the KMS instance endpoint (creates the instance on first start)"),
+  )
+    .option("--listen <host:port>", "address to listen on", "127.0.0.1:8443")
+    .option("--hostname <name...>", "extra DNS names / addresses for the server certificate")
+    .option("--max-inflight <n>", "requests handled at once before Rejected.Throttling", "256")
+    .option("--quiet", "no per-request log lines")
+    .action(
+      async (
+        o: MasterOptions & { listen: string; hostname?: string[]; maxInflight: string; quiet?: boolean },
+      ) => {
+        const { host, port } = parseListen(o.listen);
+        const maxInflight = Number(o.maxInflight);
+        if (!Number.isInteger(maxInflight) || maxInflight < 1)
+          throw new CliError("kms: --max-inflight wants a positive integer");
+        let instance: KmsInstance;
+        try {
+          instance = await KmsInstance.open(openOptions(o, true));
+        } catch (err) {
+          throw new CliError(`kms: ${(err as Error).message}`);
+        }
+        let server: KmsServer;
+        try {
+          server = await KmsServer.start({
+            instance,
+            host,
+            port,
+            hostnames: o.hostname ?? [],
+            maxInflight,
+            ...(o.quiet ? {} : { log: out }),
+          });
+        } catch (err) {
+          await instance.close();
+          throw new CliError(`kms: cannot listen on ${o.listen}: ${(err as Error).message}`);
+        }
+        out(`kms: instance ${instance.id}, master key: ${instance.master.description}`);
+        out(`kms: instance CA ${instance.caPath}`);
+        out(`kms: endpoint https://${server.endpoint}`);
+        out(`listening on ${server.endpoint}`);
+        await new Promise<void>((resolve) => {
+          const stop = (): void => {
+            process.off("SIGINT", stop);
+            process.off("SIGTERM", stop);
+            resolve();
+          };
+          process.on("SIGINT", stop);
+          process.on("SIGTERM", stop);
+        });
+        await server.close();
+        await instance.close();
+      },
+    );
+  masterOptions(
+    kms.command("init").description("create the instance (CA, store, master key) without serving"),
+  ).action((o: MasterOptions) =>
+    withInstance(
+      o,
+      (i) => {
+        out(`kms: instance ${i.id} in ${i.dataDir}, CA ${i.caPath}`);
+      },
+      true,
+    ),
+  );
+}
+
+function registerKeys(kms: Command): void {
+  const key = kms.command("key").description("manage keys");
+  masterOptions(key.command("create").description("create a key; prints its id last"))
+    .requiredOption(
+      "--spec <spec>",
+      "RSA_2048 | RSA_3072 | RSA_4096 | EC_P256 | EC_P384 | Aliyun_AES_256 | AES_256",
+    )
+    .requiredOption("--usage <usage>", "SIGN/VERIFY | ENCRYPT/DECRYPT")
+    .option("--description <text>", "free text", "")
+    .option("--alias <alias/name>", "also create this alias")
+    .action((o: MasterOptions & { spec: string; usage: string; description: string; alias?: string }) =>
+      withInstance(o, async (i) => {
+        const k = await adminCreateKey(i, o.spec, o.usage, o.description, o.alias);
+        out(k.id);
+      }),
+    );
+  masterOptions(key.command("list").description("list keys")).action((o: MasterOptions) =>
+    withInstance(o, (i) =>
+      out(formatTable(["KEY", "SPEC", "USAGE", "STATE", "VERSIONS", "ALIASES"], keyTable(i))),
+    ),
+  );
+  for (const [name, action, help] of [
+    ["enable", "enable", "enable a key"],
+    ["disable", "disable", "disable a key (it refuses every operation)"],
+    ["schedule-deletion", "schedule-deletion", "mark a key PendingDeletion"],
+    ["cancel-deletion", "cancel-deletion", "take a key out of PendingDeletion (it becomes Disabled)"],
+  ] as const) {
+    masterOptions(key.command(name).description(help))
+      .requiredOption("--key <id|alias>", "the key")
+      .option("--days <n>", "pending window for schedule-deletion", "7")
+      .action((o: MasterOptions & { key: string; days: string }) =>
+        withInstance(o, (i) => {
+          const k = adminSetKeyState(i, o.key, action, Number(o.days));
+          out(`${k.id} ${k.state}${k.deletionDate ? ` (deletion after ${k.deletionDate})` : ""}`);
+        }),
+      );
+  }
+  masterOptions(key.command("rotate").description("add a key version; new operations use it"))
+    .requiredOption("--key <id|alias>", "the key")
+    .action((o: MasterOptions & { key: string }) =>
+      withInstance(o, async (i) => {
+        const v = await adminRotateKey(i, o.key);
+        out(`${v.keyId} v${v.seq}`);
+      }),
+    );
+  masterOptions(key.command("public").description("print a key's public key (PEM)"))
+    .requiredOption("--key <id|alias>", "the key")
+    .action((o: MasterOptions & { key: string }) =>
+      withInstance(o, (i) => {
+        const k = i.keys.require(o.key);
+        process.stdout.write(i.keys.publicKeyPem(i.keys.primaryVersion(k.id)));
+      }),
+    );
+  const alias = kms.command("alias").description("manage key aliases");
+  masterOptions(alias.command("set").description("point alias/NAME at a key"))
+    .requiredOption("--alias <alias/name>", "the alias")
+    .requiredOption("--key <id|alias>", "the key")
+    .action((o: MasterOptions & { alias: string; key: string }) =>
+      withInstance(o, (i) => adminSetAlias(i, o.alias, o.key)),
+    );
+  masterOptions(alias.command("delete").description("remove an alias"))
+    .requiredOption("--alias <alias/name>", "the alias")
+    .action((o: MasterOptions & { alias: string }) => withInstance(o, (i) => adminDeleteAlias(i, o.alias)));
+}
+
+function registerAccessPoints(kms: Command): void {
+  const ap = kms.command("ap").description("manage application access points");
+  masterOptions(
+    ap.command("create").description("create an access point; writes its client key and password files"),
+  )
+    .requiredOption("--name <name>", "access point name")
+    .requiredOption("--keys <patterns>", "comma-separated key ids / aliases / patterns, e.g. 'key-*'")
+    .option("--operations <ops>", "comma-separated API names, or *", "*")
+    .option("--source-ip <cidrs>", "comma-separated source addresses / CIDR blocks (default any)", "")
+    .option("--cert-bag <cipher>", "PKCS#12 certificate safe cipher: 3des | rc2-40", "3des")
+    .requiredOption("--out <dir>", "directory for the client key files")
+    .action(
+      (
+        o: MasterOptions & {
+          name: string;
+          keys: string;
+          operations: string;
+          sourceIp: string;
+          certBag: string;
+          out: string;
+        },
+      ) =>
+        withInstance(o, async (i) => {
+          if (o.certBag !== "3des" && o.certBag !== "rc2-40")
+            throw new CliError("kms: --cert-bag is 3des or rc2-40");
+          const created = await adminCreateAccessPoint(i, {
+            name: o.name,
+            keys: o.keys,
+            operations: o.operations,
+            sourceIps: o.sourceIp,
+            outDir: o.out,
+            certBagCipher: o.certBag,
+          });
+          out(`client key: ${created.clientKeyFile}`);
+          out(`password:   ${created.passwordFile}`);
+          out(created.record.id);
+        }),
+    );
+  masterOptions(ap.command("list").description("list access points")).action((o: MasterOptions) =>
+    withInstance(o, (i) =>
+      out(
+        formatTable(["ACCESS POINT", "NAME", "STATE", "KEYS", "OPERATIONS", "SOURCES"], accessPointTable(i)),
+      ),
+    ),
+  );
+  masterOptions(ap.command("revoke").description("revoke an access point for good"))
+    .requiredOption("--ap <id|name>", "the access point")
+    .action((o: MasterOptions & { ap: string }) =>
+      withInstance(o, (i) => out(`${adminRevokeAccessPoint(i, o.ap)} revoked`)),
+    );
+}
+
+function registerCaAndAudit(kms: Command): void {
+  masterOptions(kms.command("ca").description("write the instance CA certificate (PrivateKmsCA.pem)"))
+    .requiredOption("--out <file>", "where to write it")
+    .action((o: MasterOptions & { out: string }) =>
+      withInstance(o, (i) => {
+        try {
+          copyFileSync(i.caPath, o.out);
+        } catch {
+          writeFileSync(o.out, i.caCertPem());
+        }
+        out(o.out);
+      }),
+    );
+  const audit = kms.command("audit").description("the audit log");
+  masterOptions(
+    audit.command("verify").description("check the audit hash chain; exit 1 on any tampering"),
+  ).action((o: MasterOptions) =>
+    withInstance(o, (i) => {
+      const verdict = adminVerifyAudit(i);
+      if (!verdict.ok) throw new CliError(`audit FAILED at entry ${verdict.seq}: ${verdict.reason}`);
+      out(`audit OK: ${verdict.count} entries`);
+    }),
+  );
+  masterOptions(audit.command("list").description("print audit entries"))
+    .option("--last <n>", "only the last N", "50")
+    .action((o: MasterOptions & { last: string }) =>
+      withInstance(o, (i) => {
+        for (const e of i.audit.entries(Number(o.last))) {
+          out(
+            [
+              e.seq,
+              e.time,
+              e.actor,
+              e.source,
+              e.operation,
+              e.keyId || "-",
+              e.outcome,
+              e.requestId || "-",
+              e.detail,
+            ].join(" "),
+          );
+        }
+      }),
+    );
+}
+
+/** Adds the `kms` command group. */
+export function registerKmsCommands(program: Command): void {
+  const kms = program.command("kms").description("a self-hosted KMS speaking the KMS instance protocol");
+  registerServe(kms);
+  registerKeys(kms);
+  registerAccessPoints(kms);
+  registerCaAndAudit(kms);
+}

@@ -1,0 +1,274 @@
+/**
+ * A KMS data directory opened for use: the SQLite store, the master key, the audit log, the
+ * key registry and the instance's TLS material. `kms serve` and every admin command open the
+ * directory through here, so they agree on layout and on how the master key is found.
+ *
+ * Layout: DIR/kms.db (+ WAL), DIR/ca.pem (the instance CA, public), DIR/master.pass (only when
+ * no passphrase source was given at creation). Everything secret lives in kms.db, wrapped.
+ */
+import { createSecretKey, randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { AuditLog } from "./audit.ts";
+import { certificateNames, createInstanceCa, issueServerCert } from "./instance_certs.ts";
+import { KeyRegistry } from "./key_registry.ts";
+import {
+  DEFAULT_SCRYPT,
+  derivePassphraseKey,
+  type MasterKey,
+  MasterKeyError,
+  PassphraseMasterKey,
+  type ScryptParams,
+} from "./master_key.ts";
+import { openPkcs11MasterKey } from "./master_pkcs11.ts";
+import { Store } from "./store.ts";
+
+/** Where the master key comes from (at most one of passphrase / passphraseFile / pkcs11). */
+export interface MasterKeySource {
+  /** The passphrase itself (API use). */
+  readonly passphrase?: string;
+  /** A file holding the passphrase (first line). */
+  readonly passphraseFile?: string;
+  /** A `pkcs11:token=...;object=...?pin-value=...` URI of an AES key in a token. */
+  readonly pkcs11?: string;
+}
+
+/** Options for {@link KmsInstance.open}. */
+export interface OpenOptions extends MasterKeySource {
+  readonly dataDir: string;
+  /** Create the instance if the directory holds none (serve, init). */
+  readonly create?: boolean;
+  /** Environment to read HSMKIT_KMS_PASSPHRASE from; default process.env. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Where notices go (the generated-passphrase warning); default stderr. */
+  readonly warn?: (line: string) => void;
+}
+
+/** The environment variable that may hold the passphrase. */
+export const PASSPHRASE_ENV = "HSMKIT_KMS_PASSPHRASE";
+
+interface MasterMeta {
+  readonly kind: "passphrase" | "pkcs11";
+  readonly salt?: string;
+  readonly scrypt?: ScryptParams;
+  readonly token?: string;
+}
+
+const CHECK_AAD = "master-key-check";
+const CHECK_VALUE = Buffer.from("hsmkit kms master key check v1");
+
+/** Why the data directory could not be opened. */
+export class InstanceError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "InstanceError";
+  }
+}
+
+/** An open KMS data directory. */
+export class KmsInstance {
+  private constructor(
+    readonly dataDir: string,
+    readonly id: string,
+    readonly store: Store,
+    readonly master: MasterKey,
+    readonly audit: AuditLog,
+    readonly keys: KeyRegistry,
+  ) {}
+
+  /** Path of the instance CA certificate. */
+  get caPath(): string {
+    return join(this.dataDir, "ca.pem");
+  }
+
+  /** Opens (or with `create`, initialises) a data directory. */
+  static async open(options: OpenOptions): Promise<KmsInstance> {
+    const dir = options.dataDir;
+    const dbPath = join(dir, "kms.db");
+    const fresh = !existsSync(dbPath);
+    if (fresh && !options.create) {
+      throw new InstanceError(
+        `${dir} is not a KMS data directory (start 'hsmkit kms serve --data ${dir}' first)`,
+      );
+    }
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const store = new Store(dbPath);
+    let master: MasterKey | undefined;
+    try {
+      const id = store
+        .initMeta("instance.id", Buffer.from(`kst-${randomBytes(10).toString("hex")}`))
+        .toString();
+      master = await openMasterKey(store, options, fresh || store.getMeta("master") === undefined);
+      const auditKeyBlob = store.initMeta("audit.key", await master.wrap(randomBytes(32), "audit-mac-key"));
+      const auditKey = await master.unwrap(auditKeyBlob, "audit-mac-key");
+      const audit = new AuditLog(store, createSecretKey(auditKey));
+      auditKey.fill(0);
+      const instance = new KmsInstance(dir, id, store, master, audit, new KeyRegistry(store, master));
+      await instance.ensureCa();
+      return instance;
+    } catch (err) {
+      await master?.close();
+      store.close();
+      throw err;
+    }
+  }
+
+  private async ensureCa(): Promise<void> {
+    if (!this.store.getMeta("tls.ca")) {
+      const ca = await createInstanceCa(this.id);
+      await this.storeCert("tls.ca", ca.certPem, ca.keyDer, "instance-ca-key");
+    }
+    const pem = pemChain(this.caCertPem());
+    if (!existsSync(this.caPath) || readFileSync(this.caPath, "utf8") !== pem)
+      writeFileSync(this.caPath, pem);
+  }
+
+  private async storeCert(name: string, certPem: string, keyDer: Buffer, aad: string): Promise<void> {
+    const wrapped = await this.master.wrap(keyDer, aad);
+    keyDer.fill(0);
+    this.store.initMeta(
+      name,
+      Buffer.from(JSON.stringify({ cert: certPem, key: wrapped.toString("base64") })),
+    );
+  }
+
+  private async readCert(
+    name: string,
+    aad: string,
+  ): Promise<{ certPem: string; keyDer: Buffer } | undefined> {
+    const raw = this.store.getMeta(name);
+    if (!raw) return undefined;
+    const { cert, key } = JSON.parse(raw.toString()) as { cert: string; key: string };
+    return { certPem: cert, keyDer: await this.master.unwrap(Buffer.from(key, "base64"), aad) };
+  }
+
+  /** The instance CA certificate (PEM), what clients pass as `ca`. */
+  caCertPem(): string {
+    const raw = this.store.getMeta("tls.ca");
+    if (!raw) throw new InstanceError("the instance CA is missing");
+    return (JSON.parse(raw.toString()) as { cert: string }).cert;
+  }
+
+  /** Runs `use` with the instance CA's certificate and private key (zeroed afterwards). */
+  async withCa<T>(use: (certPem: string, keyDer: Buffer) => Promise<T>): Promise<T> {
+    const ca = await this.readCert("tls.ca", "instance-ca-key");
+    if (!ca) throw new InstanceError("the instance CA is missing");
+    try {
+      return await use(ca.certPem, ca.keyDer);
+    } finally {
+      ca.keyDer.fill(0);
+    }
+  }
+
+  /**
+   * The HTTPS server certificate chain and key, covering localhost, 127.0.0.1 and `hostnames`;
+   * reissued by the instance CA when a name is missing.
+   */
+  async serverCredentials(hostnames: readonly string[]): Promise<{ certChainPem: string; keyDer: Buffer }> {
+    const names = [...new Set(["localhost", "127.0.0.1", ...hostnames])];
+    const current = await this.readCert("tls.server", "instance-server-key");
+    if (current && names.every((n) => certificateNames(current.certPem).includes(n))) {
+      return { certChainPem: pemChain(current.certPem, this.caCertPem()), keyDer: current.keyDer };
+    }
+    current?.keyDer.fill(0);
+    const issued = await this.withCa((caPem, caKey) => issueServerCert(caPem, caKey, names));
+    const wrapped = await this.master.wrap(issued.keyDer, "instance-server-key");
+    this.store.setMeta(
+      "tls.server",
+      Buffer.from(JSON.stringify({ cert: issued.certPem, key: wrapped.toString("base64") })),
+    );
+    return { certChainPem: pemChain(issued.certPem, this.caCertPem()), keyDer: issued.keyDer };
+  }
+
+  /** Closes the store and releases the master key. */
+  async close(): Promise<void> {
+    try {
+      await this.master.close();
+    } finally {
+      this.store.close();
+    }
+  }
+}
+
+async function openMasterKey(store: Store, options: OpenOptions, creating: boolean): Promise<MasterKey> {
+  const given = [options.passphrase, options.passphraseFile, options.pkcs11].filter((x) => x !== undefined);
+  if (given.length > 1)
+    throw new MasterKeyError("give one master key source: a passphrase or --master-key pkcs11:...");
+  const existing = store.getMeta("master");
+  let meta: MasterMeta;
+  if (existing) {
+    meta = JSON.parse(existing.toString()) as MasterMeta;
+  } else {
+    const fresh: MasterMeta = options.pkcs11
+      ? { kind: "pkcs11", token: options.pkcs11.replace(/[?].*$/, "") }
+      : { kind: "passphrase", salt: randomBytes(16).toString("base64"), scrypt: DEFAULT_SCRYPT };
+    meta = JSON.parse(store.initMeta("master", Buffer.from(JSON.stringify(fresh))).toString()) as MasterMeta;
+  }
+  let master: MasterKey;
+  if (meta.kind === "pkcs11") {
+    if (!options.pkcs11) {
+      throw new MasterKeyError(
+        `this KMS's master key is in a PKCS#11 token (${meta.token}); pass --master-key`,
+      );
+    }
+    master = openPkcs11MasterKey(options.pkcs11);
+  } else {
+    if (options.pkcs11)
+      throw new MasterKeyError("this KMS's master key comes from a passphrase, not a token");
+    const { passphrase, source } = resolvePassphrase(options, creating);
+    const key = await derivePassphraseKey(
+      passphrase,
+      Buffer.from(meta.salt ?? "", "base64"),
+      meta.scrypt ?? DEFAULT_SCRYPT,
+    );
+    master = new PassphraseMasterKey(key, `passphrase from ${source}`);
+  }
+  try {
+    const check = store.initMeta("master.check", await master.wrap(CHECK_VALUE, CHECK_AAD));
+    await master.unwrap(check, CHECK_AAD);
+  } catch (err) {
+    await master.close();
+    throw new MasterKeyError(`wrong master key for this KMS (${master.description})`, { cause: err });
+  }
+  return master;
+}
+
+function resolvePassphrase(options: OpenOptions, creating: boolean): { passphrase: string; source: string } {
+  const env = options.env ?? process.env;
+  const nonEmpty = (p: string, source: string) => {
+    if (p === "") throw new MasterKeyError(`the passphrase from ${source} is empty`);
+    return { passphrase: p, source };
+  };
+  if (options.passphrase !== undefined) return nonEmpty(options.passphrase, "the caller");
+  if (options.passphraseFile !== undefined)
+    return nonEmpty(readFirstLine(options.passphraseFile), options.passphraseFile);
+  const fromEnv = env[PASSPHRASE_ENV];
+  if (fromEnv !== undefined) return nonEmpty(fromEnv, PASSPHRASE_ENV);
+  const defaultFile = join(options.dataDir, "master.pass");
+  if (existsSync(defaultFile)) return nonEmpty(readFirstLine(defaultFile), defaultFile);
+  if (!creating) {
+    throw new MasterKeyError(`no passphrase: give --passphrase-file FILE or set ${PASSPHRASE_ENV}`);
+  }
+  const generated = randomBytes(24).toString("base64url");
+  writeFileSync(defaultFile, `${generated}\n`, { mode: 0o600 });
+  chmodSync(defaultFile, 0o600);
+  (options.warn ?? ((l) => process.stderr.write(`${l}\n`)))(
+    `kms: no passphrase given; generated ${defaultFile} (0600). Move it off this disk and pass --passphrase-file for real protection.`,
+  );
+  return { passphrase: generated, source: defaultFile };
+}
+
+/** Concatenates PEM blocks, each ending in a newline (PEM parsers need the line break). */
+function pemChain(...pems: string[]): string {
+  return pems.map((p) => (p.endsWith("\n") ? p : `${p}\n`)).join("");
+}
+
+function readFirstLine(path: string): string {
+  try {
+    return (readFileSync(path, "utf8").split(/\r?\n/)[0] ?? "").trimEnd();
+  } catch (err) {
+    throw new MasterKeyError(
+      `cannot read passphrase file ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+    );
+  }
+}

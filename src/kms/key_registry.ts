@@ -1,0 +1,144 @@
+/**
+ * KMS keys: creation, rotation, lookup by id or alias, and unwrapping of versions for use.
+ * Material is wrapped under the master key with AAD naming the key and version, so a blob
+ * copied onto another row does not open. Unwrapped versions are cached as KeyObjects
+ * (a version's material never changes); state and policy are re-read on every request.
+ */
+import { createPublicKey, randomBytes } from "node:crypto";
+import { KmsServiceError } from "./errors.ts";
+import { generateMaterial, type LoadedKey, loadMaterial } from "./key_ops.ts";
+import type { MasterKey } from "./master_key.ts";
+import { isKeySpec, isKeyUsage, type KeySpec, type KeyUsage, usagesFor } from "./specs.ts";
+import type { KeyRecord, KeyVersionRecord, Store } from "./store.ts";
+
+/** Why an admin key operation was refused. */
+export class KeyAdminError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "KeyAdminError";
+  }
+}
+
+/** The additional data a version's material is wrapped with. */
+export function materialAad(keyId: string, versionId: string): string {
+  return `kms-key:${keyId}:${versionId}`;
+}
+
+/** New key ids: `key-` and 24 hex digits. */
+function newKeyId(): string {
+  return `key-${randomBytes(12).toString("hex")}`;
+}
+
+const ALIAS = /^alias\/[A-Za-z0-9_/.-]{1,200}$/;
+
+/** Key lifecycle and use. */
+export class KeyRegistry {
+  private readonly cache = new Map<string, LoadedKey>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly master: MasterKey,
+  ) {}
+
+  /** Creates a key of `spec` for `usage`; its first version is generated and wrapped. */
+  async create(spec: string, usage: string, description = ""): Promise<KeyRecord> {
+    if (!isKeySpec(spec)) throw new KeyAdminError(`unknown key spec "${spec}"`);
+    if (!isKeyUsage(usage))
+      throw new KeyAdminError(`unknown key usage "${usage}" (SIGN/VERIFY or ENCRYPT/DECRYPT)`);
+    if (!usagesFor(spec).includes(usage))
+      throw new KeyAdminError(`a ${spec} key cannot be used for ${usage}`);
+    const id = newKeyId();
+    const now = new Date().toISOString();
+    const version = await this.newVersion(id, spec, 1, now);
+    const key: KeyRecord = {
+      id,
+      spec,
+      usage: usage as KeyUsage,
+      state: "Enabled",
+      description,
+      createdAt: now,
+      deletionDate: null,
+    };
+    this.store.createKey(key, version);
+    return key;
+  }
+
+  private async newVersion(
+    keyId: string,
+    spec: KeySpec,
+    seq: number,
+    now: string,
+  ): Promise<KeyVersionRecord> {
+    const material = await generateMaterial(spec);
+    const versionId = randomBytes(16).toString("hex");
+    try {
+      const wrapped = await this.master.wrap(material.secret, materialAad(keyId, versionId));
+      return { id: versionId, keyId, seq, createdAt: now, publicDer: material.publicDer ?? null, wrapped };
+    } finally {
+      material.secret.fill(0);
+    }
+  }
+
+  /** Adds a new version; new operations use it, old ones stay for verify and decrypt. */
+  async rotate(idOrAlias: string): Promise<KeyVersionRecord> {
+    const key = this.require(idOrAlias);
+    // Generate outside the transaction (it is slow), number it inside (serialised).
+    const draft = await this.newVersion(key.id, key.spec, 0, new Date().toISOString());
+    return this.store.addVersion(key.id, (seq) => ({ ...draft, seq }));
+  }
+
+  /** A key by id or alias. */
+  resolve(idOrAlias: string): KeyRecord | undefined {
+    return this.store.findKey(idOrAlias);
+  }
+
+  /** A key by id or alias, or a {@link KeyAdminError}. */
+  require(idOrAlias: string): KeyRecord {
+    const key = this.resolve(idOrAlias);
+    if (!key) throw new KeyAdminError(`no key "${idOrAlias}"`);
+    return key;
+  }
+
+  /** Points `alias/NAME` at a key. */
+  setAlias(alias: string, idOrAlias: string): void {
+    if (!ALIAS.test(alias))
+      throw new KeyAdminError(`an alias looks like alias/NAME (letters, digits, _ - . /)`);
+    this.store.setAlias(alias, this.require(idOrAlias).id);
+  }
+
+  /** A key's versions, newest first. */
+  versions(keyId: string): KeyVersionRecord[] {
+    return this.store.versions(keyId);
+  }
+
+  /** The newest version (the one Sign, Encrypt and GenerateDataKey use). */
+  primaryVersion(keyId: string): KeyVersionRecord {
+    const v = this.store.versions(keyId)[0];
+    if (!v) throw new KmsServiceError("InternalFailure", "the key has no versions");
+    return v;
+  }
+
+  /** Unwraps a version (once; cached afterwards). */
+  async load(key: KeyRecord, version: KeyVersionRecord): Promise<LoadedKey> {
+    const cached = this.cache.get(version.id);
+    if (cached) return cached;
+    const secret = await this.master.unwrap(version.wrapped, materialAad(key.id, version.id));
+    try {
+      const loaded = loadMaterial(key.spec, secret);
+      this.cache.set(version.id, loaded);
+      return loaded;
+    } finally {
+      secret.fill(0);
+    }
+  }
+
+  /** The PEM public key of a version (asymmetric keys only). */
+  publicKeyPem(version: KeyVersionRecord): string {
+    if (!version.publicDer)
+      throw new KmsServiceError("UnsupportedOperation", "a symmetric key has no public key");
+    return createPublicKey({ key: version.publicDer, format: "der", type: "spki" }).export({
+      type: "spki",
+      format: "pem",
+    }) as string;
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Access point policies: which keys (id or alias patterns), which operations, and from which
+ * source addresses. Parsed strictly when an access point is created, checked per request.
+ */
+import { BlockList, isIP } from "node:net";
+import type { AccessPolicy } from "./store.ts";
+
+/** The operations a policy can name (the API names of the protocol). */
+export const OPERATIONS = [
+  "Sign",
+  "Verify",
+  "GetPublicKey",
+  "Encrypt",
+  "Decrypt",
+  "GenerateDataKey",
+  "GenerateRandom",
+] as const;
+
+/** An operation name. */
+export type Operation = (typeof OPERATIONS)[number];
+
+/** True when `name` is an operation. */
+export function isOperation(name: string): name is Operation {
+  return (OPERATIONS as readonly string[]).includes(name);
+}
+
+/** Why a policy string was refused. */
+export class PolicyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PolicyError";
+  }
+}
+
+function splitList(text: string): string[] {
+  return text
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
+/** Builds a policy from CLI-style comma lists, validating every entry. */
+export function parsePolicy(keys: string, operations = "*", sourceIps = ""): AccessPolicy {
+  const keyPatterns = splitList(keys);
+  if (keyPatterns.length === 0) throw new PolicyError("--keys needs at least one key id, alias or pattern");
+  for (const p of keyPatterns) {
+    if (!/^[A-Za-z0-9_./*-]+$/.test(p)) throw new PolicyError(`bad key pattern "${p}"`);
+  }
+  const ops = splitList(operations);
+  if (ops.length === 0) throw new PolicyError("--operations needs at least one operation or *");
+  for (const op of ops) {
+    if (op !== "*" && !isOperation(op)) {
+      throw new PolicyError(`unknown operation "${op}" (known: ${OPERATIONS.join(", ")}, or *)`);
+    }
+  }
+  const ips = splitList(sourceIps);
+  for (const ip of ips) parseCidr(ip);
+  return { keys: keyPatterns, operations: ops, sourceIps: ips };
+}
+
+function parseCidr(text: string): { address: string; prefix: number; family: "ipv4" | "ipv6" } {
+  const [address = "", prefixText] = text.split("/");
+  const version = isIP(address);
+  if (version === 0) throw new PolicyError(`bad source address "${text}"`);
+  const max = version === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? max : Number(prefixText);
+  if (
+    !Number.isInteger(prefix) ||
+    prefix < 0 ||
+    prefix > max ||
+    (prefixText !== undefined && !/^\d+$/.test(prefixText))
+  ) {
+    throw new PolicyError(`bad prefix length in "${text}"`);
+  }
+  return { address, prefix, family: version === 4 ? "ipv4" : "ipv6" };
+}
+
+function globMatches(pattern: string, value: string): boolean {
+  const escaped = pattern.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*");
+  return new RegExp(`^${escaped}$`).test(value);
+}
+
+/** Whether the policy lets this operation run. */
+export function allowsOperation(policy: AccessPolicy, operation: string): boolean {
+  return policy.operations.includes("*") || policy.operations.includes(operation);
+}
+
+/** Whether the policy covers a key, named by its id or any of its aliases. */
+export function allowsKey(policy: AccessPolicy, keyId: string, aliases: readonly string[]): boolean {
+  return policy.keys.some((p) => globMatches(p, keyId) || aliases.some((a) => globMatches(p, a)));
+}
+
+/** Whether a request from `address` is allowed (an empty list allows every address). */
+export function allowsSource(policy: AccessPolicy, address: string): boolean {
+  if (policy.sourceIps.length === 0) return true;
+  const plain = address.startsWith("::ffff:") && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+  const family = isIP(plain) === 4 ? "ipv4" : "ipv6";
+  const list = new BlockList();
+  for (const entry of policy.sourceIps) {
+    const cidr = parseCidr(entry);
+    list.addSubnet(cidr.address, cidr.prefix, cidr.family);
+  }
+  return isIP(plain) !== 0 && list.check(plain, family);
+}

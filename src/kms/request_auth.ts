@@ -1,0 +1,96 @@
+/**
+ * Server-side checks of an incoming request's protocol headers and signature, in the order
+ * that leaks least: headers and date first, then the body hash, then the signature with the
+ * access point's public key, and only then the access point's state and source address
+ * (so an unauthenticated caller learns nothing about an access point).
+ */
+import { createPublicKey } from "node:crypto";
+import {
+  ACCESS_KEY_HEADER,
+  API_VERSION,
+  contentSha256,
+  MAX_CLOCK_SKEW_MS,
+  parseAuthorization,
+  parseHttpDate,
+  SIGNATURE_METHOD,
+  stringToSign,
+  verifyAuthorization,
+} from "./auth.ts";
+import { KmsServiceError } from "./errors.ts";
+import { allowsSource, isOperation, type Operation } from "./policy.ts";
+import type { AccessPointRecord, Store } from "./store.ts";
+
+/** The request facts authentication needs; header names lower-case, single values. */
+export interface IncomingRequest {
+  readonly method: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+  readonly sourceAddress: string;
+}
+
+/** Who is asking, and for what. */
+export interface Authenticated {
+  readonly operation: Operation;
+  readonly accessPoint: AccessPointRecord;
+}
+
+/** What the caller claims before it is verified (for the audit log of refusals). */
+export function claimedAccessKeyId(headers: Readonly<Record<string, string>>): string {
+  return headers[ACCESS_KEY_HEADER] ?? "";
+}
+
+/** Authenticates a request or throws the {@link KmsServiceError} to send back. */
+export function authenticate(req: IncomingRequest, store: Store, now: number): Authenticated {
+  const h = req.headers;
+  const version = h["x-kms-apiversion"];
+  if (version !== API_VERSION) {
+    throw new KmsServiceError("InvalidApiVersion", `The ApiVersion "${version ?? ""}" is invalid.`);
+  }
+  const apiName = h["x-kms-apiname"] ?? "";
+  if (!isOperation(apiName))
+    throw new KmsServiceError("InvalidApiName", `The ApiName "${apiName}" is invalid.`);
+  const method = h["x-kms-signaturemethod"];
+  if (method !== SIGNATURE_METHOD)
+    throw new KmsServiceError("InvalidParam", "The Param x-kms-signaturemethod is invalid.");
+  const dateText = h.date;
+  const date = dateText === undefined ? undefined : parseHttpDate(dateText);
+  if (!date) throw new KmsServiceError("InvalidParam", "The Param Date is invalid.");
+  if (Math.abs(now - date.getTime()) > MAX_CLOCK_SKEW_MS) {
+    throw new KmsServiceError(
+      "RequestTimeTooSkewed",
+      "Request time exceeds server time more than 15 minutes.",
+    );
+  }
+  const accessKeyId = h[ACCESS_KEY_HEADER];
+  if (!accessKeyId) {
+    throw new KmsServiceError(
+      "MissingParameter",
+      `Parameter ${ACCESS_KEY_HEADER} does not exist in http header or body.`,
+    );
+  }
+  const claimedHash = h["content-sha256"];
+  if (claimedHash === undefined)
+    throw new KmsServiceError("MissingParameter", "The header content-sha256 is missing.");
+  if (claimedHash !== contentSha256(req.body)) {
+    throw new KmsServiceError("InvalidParam", "The Param content-sha256 does not match the body.");
+  }
+  const signature = parseAuthorization(h.authorization);
+  if (!signature)
+    throw new KmsServiceError("MissingParameter", "The authorization header is missing or malformed.");
+  const accessPoint = store.findAccessPoint(accessKeyId);
+  if (!accessPoint) throw new KmsServiceError("InvalidAccessKeyId", "The access key id does not exist.");
+  const publicKey = createPublicKey({ key: accessPoint.publicDer, format: "der", type: "spki" });
+  if (!verifyAuthorization(stringToSign(req.method, h), signature, publicKey)) {
+    throw new KmsServiceError("SignatureDoesNotMatch", "The request signature does not match.");
+  }
+  if (accessPoint.state !== "Active") {
+    throw new KmsServiceError("Forbidden.AccessPointRevoked", "This access point has been revoked.");
+  }
+  if (!allowsSource(accessPoint.policy, req.sourceAddress)) {
+    throw new KmsServiceError(
+      "Forbidden.SourceIpNotAllowed",
+      "This access point may not be used from this address.",
+    );
+  }
+  return { operation: apiName, accessPoint };
+}

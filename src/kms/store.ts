@@ -1,0 +1,309 @@
+/**
+ * The KMS's persistent state in one SQLite file (better-sqlite3, WAL): keys, their versions
+ * (material wrapped under the master key), aliases, access points, instance metadata and the
+ * audit log. WAL lets `kms serve` and the admin commands use the same file at the same time;
+ * every write is a short transaction, committed before the server answers.
+ */
+import { closeSync, existsSync, openSync } from "node:fs";
+import Database from "better-sqlite3";
+import type { KeySpec, KeyState, KeyUsage } from "./specs.ts";
+
+/** A key as listed: no material. */
+export interface KeyRecord {
+  readonly id: string;
+  readonly spec: KeySpec;
+  readonly usage: KeyUsage;
+  readonly state: KeyState;
+  readonly description: string;
+  readonly createdAt: string;
+  /** When a PendingDeletion key may be purged. */
+  readonly deletionDate: string | null;
+}
+
+/** One version of a key: the wrapped material and, for asymmetric keys, the public key. */
+export interface KeyVersionRecord {
+  readonly id: string;
+  readonly keyId: string;
+  /** 1, 2, ... in creation order; the highest is the one new operations use. */
+  readonly seq: number;
+  readonly createdAt: string;
+  readonly publicDer: Buffer | null;
+  readonly wrapped: Buffer;
+}
+
+/** What an access point may do. */
+export interface AccessPolicy {
+  /** Key id or alias patterns; `*` matches any run of characters. */
+  readonly keys: readonly string[];
+  /** Operation (API) names allowed, or ["*"]. */
+  readonly operations: readonly string[];
+  /** Source addresses or CIDR blocks allowed; empty means any. */
+  readonly sourceIps: readonly string[];
+}
+
+/** An application access point: the server keeps only its public key and policy. */
+export interface AccessPointRecord {
+  readonly id: string;
+  readonly name: string;
+  readonly publicDer: Buffer;
+  readonly policy: AccessPolicy;
+  readonly state: "Active" | "Revoked";
+  readonly createdAt: string;
+  readonly revokedAt: string | null;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS keys (
+  id TEXT PRIMARY KEY, spec TEXT NOT NULL, usage TEXT NOT NULL, state TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL, deletion_date TEXT);
+CREATE TABLE IF NOT EXISTS key_versions (
+  id TEXT PRIMARY KEY, key_id TEXT NOT NULL REFERENCES keys(id), seq INTEGER NOT NULL,
+  created_at TEXT NOT NULL, public_der BLOB, wrapped BLOB NOT NULL, UNIQUE (key_id, seq));
+CREATE TABLE IF NOT EXISTS aliases (name TEXT PRIMARY KEY, key_id TEXT NOT NULL REFERENCES keys(id));
+CREATE TABLE IF NOT EXISTS access_points (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, public_der BLOB NOT NULL, policy TEXT NOT NULL,
+  state TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT);
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL, source TEXT NOT NULL,
+  operation TEXT NOT NULL, key_id TEXT NOT NULL, outcome TEXT NOT NULL, request_id TEXT NOT NULL,
+  detail TEXT NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL, mac BLOB NOT NULL);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+`;
+
+interface KeyRow {
+  id: string;
+  spec: string;
+  usage: string;
+  state: string;
+  description: string;
+  created_at: string;
+  deletion_date: string | null;
+}
+interface VersionRow {
+  id: string;
+  key_id: string;
+  seq: number;
+  created_at: string;
+  public_der: Buffer | null;
+  wrapped: Buffer;
+}
+interface ApRow {
+  id: string;
+  name: string;
+  public_der: Buffer;
+  policy: string;
+  state: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+const toKey = (r: KeyRow): KeyRecord => ({
+  id: r.id,
+  spec: r.spec as KeySpec,
+  usage: r.usage as KeyUsage,
+  state: r.state as KeyState,
+  description: r.description,
+  createdAt: r.created_at,
+  deletionDate: r.deletion_date,
+});
+const toVersion = (r: VersionRow): KeyVersionRecord => ({
+  id: r.id,
+  keyId: r.key_id,
+  seq: r.seq,
+  createdAt: r.created_at,
+  publicDer: r.public_der,
+  wrapped: r.wrapped,
+});
+const toAp = (r: ApRow): AccessPointRecord => ({
+  id: r.id,
+  name: r.name,
+  publicDer: r.public_der,
+  policy: JSON.parse(r.policy) as AccessPolicy,
+  state: r.state as "Active" | "Revoked",
+  createdAt: r.created_at,
+  revokedAt: r.revoked_at,
+});
+
+/** The SQLite store. All methods are synchronous and each write is one transaction. */
+export class Store {
+  /** The open database (audit.ts appends through it). */
+  readonly db: Database.Database;
+
+  constructor(path: string) {
+    // Create the file 0600 ourselves: SQLite would use the umask, and the WAL inherits the mode.
+    if (!existsSync(path)) closeSync(openSync(path, "a", 0o600));
+    this.db = new Database(path);
+    this.db.pragma("journal_mode = WAL");
+    // NORMAL in WAL mode: a commit is in the WAL (OS cache) before we answer, so a killed
+    // process loses nothing it acknowledged; only a power cut can lose the last commits.
+    this.db.pragma("synchronous = NORMAL");
+    this.db.pragma("busy_timeout = 10000");
+    this.db.pragma("foreign_keys = ON");
+    this.db.exec(SCHEMA);
+  }
+
+  /** Closes the database. */
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  /** Reads an instance metadata value. */
+  getMeta(name: string): Buffer | undefined {
+    const row = this.db.prepare("SELECT value FROM meta WHERE name = ?").get(name) as
+      | { value: Buffer }
+      | undefined;
+    return row ? Buffer.from(row.value) : undefined;
+  }
+
+  /** Writes a metadata value only if absent; returns the value that is stored afterwards. */
+  initMeta(name: string, value: Buffer): Buffer {
+    this.db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)").run(name, value);
+    return this.getMeta(name) as Buffer;
+  }
+
+  /** Overwrites a metadata value. */
+  setMeta(name: string, value: Buffer): void {
+    this.db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)").run(name, value);
+  }
+
+  /** Inserts a key and its first version atomically. */
+  createKey(key: KeyRecord, version: KeyVersionRecord): void {
+    this.db.transaction(() => {
+      this.db
+        .prepare("INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .run(key.id, key.spec, key.usage, key.state, key.description, key.createdAt, key.deletionDate);
+      this.insertVersion(version);
+    })();
+  }
+
+  private insertVersion(v: KeyVersionRecord): void {
+    this.db
+      .prepare("INSERT INTO key_versions VALUES (?, ?, ?, ?, ?, ?)")
+      .run(v.id, v.keyId, v.seq, v.createdAt, v.publicDer, v.wrapped);
+  }
+
+  /** Adds a version with the next sequence number (rotation); returns its number. */
+  addVersion(keyId: string, make: (seq: number) => KeyVersionRecord): KeyVersionRecord {
+    return this.db
+      .transaction(() => {
+        const row = this.db
+          .prepare("SELECT MAX(seq) AS top FROM key_versions WHERE key_id = ?")
+          .get(keyId) as {
+          top: number | null;
+        };
+        const version = make((row.top ?? 0) + 1);
+        this.insertVersion(version);
+        return version;
+      })
+      .immediate();
+  }
+
+  /** A key by id or by alias (`alias/NAME`). */
+  findKey(idOrAlias: string): KeyRecord | undefined {
+    const id = idOrAlias.startsWith("alias/") ? this.aliasTarget(idOrAlias) : idOrAlias;
+    if (id === undefined) return undefined;
+    const row = this.db.prepare("SELECT * FROM keys WHERE id = ?").get(id) as KeyRow | undefined;
+    return row ? toKey(row) : undefined;
+  }
+
+  /** All keys, oldest first. */
+  listKeys(): KeyRecord[] {
+    return (this.db.prepare("SELECT * FROM keys ORDER BY created_at, id").all() as KeyRow[]).map(toKey);
+  }
+
+  /** Changes a key's state (and its deletion date). Returns false if there is no such key. */
+  setKeyState(id: string, state: KeyState, deletionDate: string | null = null): boolean {
+    return (
+      this.db
+        .prepare("UPDATE keys SET state = ?, deletion_date = ? WHERE id = ?")
+        .run(state, deletionDate, id).changes === 1
+    );
+  }
+
+  /** A key's versions, newest first. */
+  versions(keyId: string): KeyVersionRecord[] {
+    return (
+      this.db
+        .prepare("SELECT * FROM key_versions WHERE key_id = ? ORDER BY seq DESC")
+        .all(keyId) as VersionRow[]
+    ).map(toVersion);
+  }
+
+  /** One version by its id. */
+  version(versionId: string): KeyVersionRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM key_versions WHERE id = ?").get(versionId) as
+      | VersionRow
+      | undefined;
+    return row ? toVersion(row) : undefined;
+  }
+
+  /** The key an alias points at. */
+  aliasTarget(alias: string): string | undefined {
+    const row = this.db.prepare("SELECT key_id FROM aliases WHERE name = ?").get(alias) as
+      | { key_id: string }
+      | undefined;
+    return row?.key_id;
+  }
+
+  /** Creates or re-points an alias. */
+  setAlias(alias: string, keyId: string): void {
+    this.db.prepare("INSERT OR REPLACE INTO aliases (name, key_id) VALUES (?, ?)").run(alias, keyId);
+  }
+
+  /** Deletes an alias; false if there was none. */
+  deleteAlias(alias: string): boolean {
+    return this.db.prepare("DELETE FROM aliases WHERE name = ?").run(alias).changes === 1;
+  }
+
+  /** The aliases of a key. */
+  aliasesOf(keyId: string): string[] {
+    return (
+      this.db.prepare("SELECT name FROM aliases WHERE key_id = ? ORDER BY name").all(keyId) as {
+        name: string;
+      }[]
+    ).map((r) => r.name);
+  }
+
+  /** Stores a new access point. */
+  createAccessPoint(ap: AccessPointRecord): void {
+    this.db
+      .prepare("INSERT INTO access_points VALUES (?, ?, ?, ?, ?, ?, ?)")
+      .run(ap.id, ap.name, ap.publicDer, JSON.stringify(ap.policy), ap.state, ap.createdAt, ap.revokedAt);
+  }
+
+  /** An access point by id. */
+  findAccessPoint(id: string): AccessPointRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM access_points WHERE id = ?").get(id) as ApRow | undefined;
+    return row ? toAp(row) : undefined;
+  }
+
+  /** An access point by id or name. */
+  findAccessPointByIdOrName(idOrName: string): AccessPointRecord | undefined {
+    const row = this.db
+      .prepare("SELECT * FROM access_points WHERE id = ? OR name = ?")
+      .get(idOrName, idOrName) as ApRow | undefined;
+    return row ? toAp(row) : undefined;
+  }
+
+  /** All access points, oldest first. */
+  listAccessPoints(): AccessPointRecord[] {
+    return (this.db.prepare("SELECT * FROM access_points ORDER BY created_at, id").all() as ApRow[]).map(
+      toAp,
+    );
+  }
+
+  /** Revokes an access point for good; false if it did not exist or was already revoked. */
+  revokeAccessPoint(id: string, when: string): boolean {
+    return (
+      this.db
+        .prepare(
+          "UPDATE access_points SET state = 'Revoked', revoked_at = ? WHERE id = ? AND state = 'Active'",
+        )
+        .run(when, id).changes === 1
+    );
+  }
+}
