@@ -51,7 +51,11 @@ export function readClientCertificate(msg: HandshakeMessage, auth: ClientAuthCon
   try {
     publicKey = new X509Certificate(chain[0]!).publicKey;
   } catch {
-    throw new TlsError(AlertDescription.bad_certificate, "client certificate cannot be parsed", "certificate");
+    throw new TlsError(
+      AlertDescription.bad_certificate,
+      "client certificate cannot be parsed",
+      "certificate",
+    );
   }
   const type = publicKey.asymmetricKeyType;
   if (type !== "rsa" && type !== "ec") {

@@ -95,7 +95,11 @@ export async function ecdheServerKeyExchange(
   if (choice.group === undefined || !choice.scheme)
     throw new TlsError(AlertDescription.internal_error, "ECDHE suite chosen without a group or scheme");
   const share = generateKeyShare(choice.group);
-  const signed = Buffer.concat([clientRandom, serverRandom, encodeEcdheParams(choice.group, share.publicKey)]);
+  const signed = Buffer.concat([
+    clientRandom,
+    serverRandom,
+    encodeEcdheParams(choice.group, share.publicKey),
+  ]);
   const signature = await signWith(key, choice.scheme, signed);
   const body = encodeEcdheServerKeyExchange({
     group: choice.group,
