@@ -14,7 +14,11 @@ export interface Peer {
   readonly port: number;
   /** Pid of the main process, which is also its process group id. */
   readonly pid: number;
-  /** Everything the peer printed on stdout and stderr so far (nginx: its error log, see `accessLog`). */
+  /**
+   * Everything the peer printed on stdout and stderr so far (nginx: its error log). It arrives
+   * through a pipe, a moment after the client saw its answer: wait with `waitForOutput(peer.process,
+   * ...)` or `waitForVerifications` rather than reading it straight after a request.
+   */
   output(): string;
   /** Stops the peer's whole process group and removes its temp files; safe to call twice. */
   stop(): Promise<void>;

@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { type Peer, startPeer } from "./peer-process.ts";
+import { waitUntil } from "./process.ts";
 
 /** Options for `nginxServer`. */
 export interface NginxOptions {
@@ -40,10 +41,12 @@ export interface NginxOptions {
   root?: string;
   /**
    * Server key inside a PKCS#11 token, loaded through libengine-pkcs11-openssl: nginx gets
-   * `ssl_certificate_key engine:pkcs11:<uri>` and an OPENSSL_CONF that loads the engine with
-   * `modulePath`. `env` is passed to nginx and its workers (e.g. SOFTHSM2_CONF).
+   * `ssl_certificate_key engine:pkcs11:<uri>` (e.g. "pkcs11:token=T;object=O;type=private") and
+   * an OPENSSL_CONF (mode 0600, in the prefix) that loads the engine with `modulePath` and `pin`.
+   * `env` is passed to nginx and its workers (e.g. SOFTHSM2_CONF). OpenSSL 3.0 + libp11 can sign
+   * with such a key (ECDHE suites, TLS 1.3) but not do TLS RSA key exchange with it.
    */
-  engineKey?: { uri: string; modulePath: string; env?: Record<string, string> };
+  engineKey?: { uri: string; modulePath: string; pin?: string; env?: Record<string, string> };
   /** More directives inside the `server { }` block. */
   extraServerConfig?: string;
 }
@@ -70,8 +73,14 @@ export interface NginxRequest {
 export interface NginxPeer extends Peer {
   /** The prefix directory (nginx.conf, access.log, error.log, nginx.pid, temp paths). */
   readonly prefix: string;
-  /** The access log, parsed; one entry per finished request. */
+  /**
+   * The access log, parsed; one entry per finished request. nginx writes a line just after the
+   * response goes out, so a client can see its answer before the line exists: use
+   * `waitForRequests` right after a request.
+   */
   requests(): NginxRequest[];
+  /** Resolves with the access log once it holds at least `count` entries; rejects after `timeoutMs` (default 5 s). */
+  waitForRequests(count: number, timeoutMs?: number): Promise<NginxRequest[]>;
 }
 
 /** The body nginx serves at / when no `root` is given. */
@@ -96,7 +105,9 @@ export async function nginxServer(options: NginxOptions): Promise<NginxPeer> {
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.engineKey?.env };
   if (options.engineKey) {
     env.OPENSSL_CONF = path.join(prefix, "openssl-engine.cnf");
-    await writeFile(env.OPENSSL_CONF, engineConfig(options.engineKey.modulePath));
+    await writeFile(env.OPENSSL_CONF, engineConfig(options.engineKey.modulePath, options.engineKey.pin), {
+      mode: 0o600,
+    });
   }
   const confPath = path.join(prefix, "nginx.conf");
   const peer = await startPeer({
@@ -110,10 +121,17 @@ export async function nginxServer(options: NginxOptions): Promise<NginxPeer> {
     env,
     tempDir: prefix,
   });
+  const requests = (): NginxRequest[] => parseAccessLog(path.join(prefix, "access.log"));
   return {
     ...peer,
     prefix,
-    requests: () => parseAccessLog(path.join(prefix, "access.log")),
+    requests,
+    async waitForRequests(count, timeoutMs = 5000) {
+      if (!(await waitUntil(() => requests().length >= count, timeoutMs))) {
+        throw new Error(`nginx logged ${requests().length} of ${count} requests within ${timeoutMs} ms`);
+      }
+      return requests();
+    },
   };
 }
 
@@ -173,8 +191,8 @@ function nginxConfig(prefix: string, root: string, port: number, o: NginxOptions
     .join("\n")}\n`;
 }
 
-/** An openssl.cnf that loads the libp11 engine with the given PKCS#11 module. */
-function engineConfig(modulePath: string): string {
+/** An openssl.cnf that loads the libp11 engine with the given PKCS#11 module (and PIN). */
+function engineConfig(modulePath: string, pin: string | undefined): string {
   return [
     "openssl_conf = openssl_init",
     "[openssl_init]",
@@ -184,7 +202,9 @@ function engineConfig(modulePath: string): string {
     "[pkcs11_section]",
     "engine_id = pkcs11",
     `MODULE_PATH = ${modulePath}`,
-    "init = 0",
+    ...(pin === undefined ? [] : [`PIN = ${pin}`]),
+    // nginx calls ENGINE_load_private_key without ENGINE_init: the config must initialise it.
+    "init = 1",
     "",
   ].join("\n");
 }

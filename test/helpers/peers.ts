@@ -13,7 +13,7 @@
  */
 import { existsSync } from "node:fs";
 import { type Peer, startPeer } from "./peer-process.ts";
-import { type RunResult, runCommand } from "./process.ts";
+import { type RunResult, runCommand, waitUntil } from "./process.ts";
 
 export type { Peer } from "./peer-process.ts";
 export {
@@ -152,6 +152,25 @@ export interface ClientVerification {
   ok: boolean;
   /** The server's reason when `ok` is false. */
   error?: string;
+}
+
+/**
+ * Resolves with `parse(peer.output())` once it lists at least `count` verifications; rejects
+ * after `timeoutMs` (default 5 s) with the output. Use it instead of reading `output()` right
+ * after a client finished: the server's log reaches us through a pipe, a moment later.
+ */
+export async function waitForVerifications(
+  peer: Peer,
+  parse: (output: string) => ClientVerification[],
+  count: number,
+  timeoutMs = 5000,
+): Promise<ClientVerification[]> {
+  if (!(await waitUntil(() => parse(peer.output()).length >= count, timeoutMs))) {
+    throw new Error(
+      `fewer than ${count} client verifications logged within ${timeoutMs} ms:\n${peer.output()}`,
+    );
+  }
+  return parse(peer.output());
 }
 
 /** The client leaf certificates `openssl s_server` verified (or refused), in order, from its output. */

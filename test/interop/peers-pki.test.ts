@@ -12,7 +12,7 @@ import path from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { freePort, waitForOutput, waitForPort } from "../helpers/net.ts";
-import { curl, opensslClientVerifications, opensslServer } from "../helpers/peers.ts";
+import { curl, opensslClientVerifications, opensslServer, waitForVerifications } from "../helpers/peers.ts";
 import { issueCert, makePki } from "../helpers/pki.ts";
 import { groupMembers, ManagedProcess, processAlive, runCommand, waitUntil } from "../helpers/process.ts";
 
@@ -156,7 +156,7 @@ describe("pki fixtures", () => {
       key: keyPath,
     });
     assert.equal(page.exitCode, 0, page.output);
-    assert.deepEqual(opensslClientVerifications(server.output()), [
+    assert.deepEqual(await waitForVerifications(server, opensslClientVerifications, 1), [
       { subject: "O = hsmkit tests, CN = token-client", ok: true },
     ]);
   });

@@ -5,6 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { describe, test } from "node:test";
 import { waitForOutput } from "../helpers/net.ts";
 import {
@@ -17,9 +20,10 @@ import {
   opensslClientVerifications,
   opensslServer,
   type Peer,
+  waitForVerifications,
 } from "../helpers/peers.ts";
-import { makePki, type Pki } from "../helpers/pki.ts";
-import { groupMembers, processAlive } from "../helpers/process.ts";
+import { issueCert, makePki, type Pki } from "../helpers/pki.ts";
+import { groupMembers, processAlive, runChecked } from "../helpers/process.ts";
 
 const pki: Pki = await makePki();
 const mtls = { cacert: pki.caFile, cert: pki.client.chainPath, key: pki.client.keyPath };
@@ -45,14 +49,14 @@ describe("openssl s_server", () => {
     const ok = await curl(`https://localhost:${server.port}/`, mtls);
     assert.equal(ok.exitCode, 0, ok.output);
     assert.match(ok.stdout, /Client certificate[\s\S]*CN=hsmkit-test-client-rsa/);
-    assert.deepEqual(opensslClientVerifications(server.output()), [
+    assert.deepEqual(await waitForVerifications(server, opensslClientVerifications, 1), [
       { subject: "O = hsmkit tests, CN = hsmkit-test-client-rsa", ok: true },
     ]);
 
     const anonymous = await curl(`https://localhost:${server.port}/`, { cacert: pki.caFile });
     assert.notEqual(anonymous.exitCode, 0);
     assert.match(anonymous.stderr, /certificate required/);
-    assert.match(server.output(), /peer did not return a certificate/);
+    await waitForOutput(server.process, /peer did not return a certificate/, 5000);
 
     const stranger = await curl(`https://localhost:${server.port}/`, {
       cacert: pki.caFile,
@@ -60,7 +64,7 @@ describe("openssl s_server", () => {
       key: pki.otherClient.keyPath,
     });
     assert.notEqual(stranger.exitCode, 0);
-    assert.deepEqual(opensslClientVerifications(server.output())[1], {
+    assert.deepEqual((await waitForVerifications(server, opensslClientVerifications, 2))[1], {
       subject: "O = hsmkit tests, CN = hsmkit-test-client-of-other-ca",
       ok: false,
       error: "unable to get local issuer certificate",
@@ -105,7 +109,7 @@ describe("openssl s_server", () => {
     assert.match(withCert.stdout, /Protocol *: TLSv1\.1/);
     assert.match(withCert.stdout, /Cipher *: AES128-SHA$/m);
     assert.match(withCert.stdout, /Verify return code: 0 \(ok\)/);
-    assert.equal(opensslClientVerifications(server.output()).at(-1)?.ok, true);
+    assert.equal((await waitForVerifications(server, opensslClientVerifications, 1)).at(-1)?.ok, true);
     await stopAndCheck(server);
   });
 
@@ -169,7 +173,7 @@ describe("nginx", () => {
     });
     assert.equal(revoked.stdout, "400");
 
-    const log = server.requests();
+    const log = await server.waitForRequests(5);
     assert.equal(log.length, 5);
     assert.equal(log[0]!.verify, "SUCCESS");
     assert.equal(log[0]!.subject, "CN=hsmkit-test-client-rsa,O=hsmkit tests");
@@ -178,7 +182,7 @@ describe("nginx", () => {
     assert.equal(log[2]!.verify, "NONE");
     assert.match(log[3]!.verify, /^FAILED:unable to (get local issuer|verify the first) certificate/);
     assert.match(log[4]!.verify, /^FAILED:certificate revoked/);
-    assert.match(server.output(), /client sent no required SSL certificate/);
+    await waitForOutput(server.process, /client sent no required SSL certificate/, 5000);
 
     const prefix = server.prefix;
     await stopAndCheck(server);
@@ -223,7 +227,7 @@ describe("gnutls-serv", () => {
     const page = await curl(`https://localhost:${server.port}/`, mtls);
     assert.equal(page.exitCode, 0, page.output);
     assert.match(page.stdout, /This is <a href="http:\/\/www.gnu.org\/software\/gnutls">GnuTLS/);
-    assert.deepEqual(gnutlsClientVerifications(server.output()), [
+    assert.deepEqual(await waitForVerifications(server, gnutlsClientVerifications, 1), [
       { subject: "CN=hsmkit-test-client-rsa,O=hsmkit tests", ok: true },
     ]);
 
@@ -235,8 +239,74 @@ describe("gnutls-serv", () => {
       key: pki.otherClient.keyPath,
     });
     assert.notEqual(stranger.exitCode, 0);
-    assert.match(server.output(), /Certificate is required/);
+    await waitForOutput(
+      server.process,
+      /Error in handshake: Certificate is required[\s\S]*Error in handshake/,
+      5000,
+    );
     assert.equal(gnutlsClientVerifications(server.output()).length, 1, "only the good client was trusted");
+    await stopAndCheck(server);
+  });
+});
+
+describe("nginx with its key in a SoftHSM token", () => {
+  test("serves mutual TLS through the pkcs11 engine with a certificate made for the token key", async (t) => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "hsmkit-ngx-hsm-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    await mkdir(path.join(dir, "tokens"));
+    const conf = path.join(dir, "softhsm2.conf");
+    await writeFile(conf, `directories.tokendir = ${path.join(dir, "tokens")}\nobjectstore.backend = file\n`);
+    const env = { ...process.env, SOFTHSM2_CONF: conf };
+    const module = "/usr/lib/softhsm/libsofthsm2.so";
+    const pin = "4321";
+    const tool = ["--module", module, "--token-label", "nginx-test", "--login", "--pin", pin];
+    await runChecked(
+      "softhsm2-util",
+      ["--init-token", "--free", "--label", "nginx-test", "--pin", pin, "--so-pin", "8765"],
+      { env },
+    );
+    await runChecked(
+      "pkcs11-tool",
+      [...tool, "--keypairgen", "--key-type", "EC:prime256v1", "--label", "web", "--id", "01"],
+      { env },
+    );
+    const pubDer = path.join(dir, "web.pub.der");
+    await runChecked(
+      "pkcs11-tool",
+      [...tool, "--read-object", "--type", "pubkey", "--label", "web", "-o", pubDer],
+      { env },
+    );
+    const publicKeyPem = (await runChecked("openssl", ["pkey", "-pubin", "-inform", "DER", "-in", pubDer]))
+      .stdout;
+    const cert = await issueCert(pki, {
+      name: "token-web",
+      profile: "server",
+      commonName: "localhost",
+      publicKeyPem,
+      dnsNames: ["localhost"],
+      ipAddresses: ["127.0.0.1"],
+    });
+    const server = await nginxServer({
+      cert: cert.chainPath,
+      clientCa: pki.caFile,
+      engineKey: {
+        uri: "pkcs11:token=nginx-test;object=web;type=private",
+        modulePath: module,
+        pin,
+        env: { SOFTHSM2_CONF: conf },
+      },
+    });
+    t.after(() => server.stop());
+    for (const version of ["--tlsv1.3", "--tls-max"]) {
+      const args = version === "--tls-max" ? ["--tls-max", "1.2"] : [version];
+      const whoami = await curl(`https://localhost:${server.port}/whoami`, { ...mtls, args });
+      assert.equal(whoami.exitCode, 0, whoami.output + server.output());
+      assert.match(whoami.stdout, /^verify=SUCCESS\nsubject=CN=hsmkit-test-client-rsa,O=hsmkit tests\n/);
+      assert.match(
+        whoami.stdout,
+        version === "--tlsv1.3" ? /protocol=TLSv1\.3/ : /protocol=TLSv1\.2\ncipher=ECDHE-ECDSA-/,
+      );
+    }
     await stopAndCheck(server);
   });
 });
