@@ -167,23 +167,16 @@ export class Certificate {
     this.subject = parsed.subject;
     this.notBefore = parsed.notBefore;
     this.notAfter = parsed.notAfter;
+    if (parsed.basicConstraints) this.basicConstraints = parsed.basicConstraints;
+    if (parsed.keyUsage) this.keyUsage = parsed.keyUsage;
+    if (parsed.extKeyUsage) this.extKeyUsage = parsed.extKeyUsage;
+    if (parsed.subjectKeyId) this.subjectKeyId = parsed.subjectKeyId;
+    if (parsed.authorityKeyId) this.authorityKeyId = parsed.authorityKeyId;
     this.publicKey = importSpki(this.spki);
     this.keyInfo = describeKey(this.publicKey);
     this.fingerprintSha256 = createHash("sha256").update(der).digest("hex");
 
     const ext = (oid: string) => this.extensions.find((e) => e.oid === oid);
-    const bc = parsed.typed.getExtension(px.BasicConstraintsExtension);
-    if (bc)
-      this.basicConstraints =
-        bc.pathLength === undefined ? { ca: bc.ca } : { ca: bc.ca, pathLen: bc.pathLength };
-    const ku = parsed.typed.getExtension(px.KeyUsagesExtension);
-    if (ku) this.keyUsage = keyUsageNames(ku.usages);
-    const eku = parsed.typed.getExtension(px.ExtendedKeyUsageExtension);
-    if (eku) this.extKeyUsage = eku.usages.map(String);
-    const ski = parsed.typed.getExtension(px.SubjectKeyIdentifierExtension);
-    if (ski) this.subjectKeyId = Buffer.from(ski.keyId, "hex");
-    const aki = parsed.typed.getExtension(px.AuthorityKeyIdentifierExtension);
-    if (aki?.keyId) this.authorityKeyId = Buffer.from(aki.keyId, "hex");
     const san = ext(ExtensionOid.subjectAltName);
     this.subjectAltNames = san ? parseGeneralNames(san.value, "subjectAltName") : [];
     this.sanDns = this.subjectAltNames.flatMap((n) => (n.type === "dns" ? [n.value] : []));
@@ -286,12 +279,17 @@ function parseNameConstraints(value: Buffer): NameConstraints {
   return { permitted, excluded };
 }
 
+/** The fields taken from @peculiar/x509, all decoded eagerly so that any failure surfaces here. */
 interface LibraryFields {
   issuer: string;
   subject: string;
   notBefore: Date;
   notAfter: Date;
-  typed: px.X509Certificate;
+  basicConstraints?: BasicConstraints;
+  keyUsage?: Set<KeyUsageName>;
+  extKeyUsage?: string[];
+  subjectKeyId?: Buffer;
+  authorityKeyId?: Buffer;
 }
 
 /** Both libraries must accept the encoding; their errors become one-line parse errors. */
@@ -303,13 +301,27 @@ function parseWithLibraries(der: Buffer): LibraryFields {
   }
   try {
     const typed = new px.X509Certificate(Uint8Array.from(der));
-    return {
+    const fields: LibraryFields = {
       issuer: typed.issuer,
       subject: typed.subject,
       notBefore: typed.notBefore,
       notAfter: typed.notAfter,
-      typed,
     };
+    // Extension values are decoded lazily by the library: read them all now, inside this try.
+    const bc = typed.getExtension(px.BasicConstraintsExtension);
+    if (bc)
+      fields.basicConstraints =
+        bc.pathLength === undefined ? { ca: bc.ca } : { ca: bc.ca, pathLen: bc.pathLength };
+    const ku = typed.getExtension(px.KeyUsagesExtension);
+    if (ku) fields.keyUsage = keyUsageNames(ku.usages);
+    const eku = typed.getExtension(px.ExtendedKeyUsageExtension);
+    // Array.from: the library's list is an Array subclass whose map() would keep the subclass.
+    if (eku) fields.extKeyUsage = Array.from(eku.usages, String);
+    const ski = typed.getExtension(px.SubjectKeyIdentifierExtension);
+    if (ski) fields.subjectKeyId = Buffer.from(ski.keyId, "hex");
+    const aki = typed.getExtension(px.AuthorityKeyIdentifierExtension);
+    if (aki?.keyId) fields.authorityKeyId = Buffer.from(aki.keyId, "hex");
+    return fields;
   } catch (err) {
     throw new X509ParseError(`certificate: ${firstLine(err)}`);
   }
