@@ -81,6 +81,7 @@ export class TlsSocket extends Duplex implements HandshakeIO {
   private waiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private ccsSeen = false;
   private compatCcs = false;
+  private failureHint = false;
   private handshaking = true;
   private readonly earlyData: Buffer[] = [];
   private outbox: Buffer[] = [];
@@ -100,9 +101,9 @@ export class TlsSocket extends Duplex implements HandshakeIO {
     super({ allowHalfOpen: false });
     transport.on("data", (chunk: Buffer) => this.onData(chunk));
     transport.on("end", () => this.onTransportEnd());
-    transport.on("error", (err: Error) =>
-      this.fail(new TlsError(AlertDescription.internal_error, err.message, "closed", { cause: err })),
-    );
+    // Transport errors (ECONNREFUSED, ECONNRESET...) pass through as they are, so callers
+    // can tell a network failure from a TLS one.
+    transport.on("error", (err: Error) => this.fail(err, false));
     transport.on("close", () => {
       if (!this.destroyed) this.onTransportEnd();
     });
@@ -207,6 +208,10 @@ export class TlsSocket extends Duplex implements HandshakeIO {
 
   setRecordVersion(version: number): void {
     this.recordVersion = version;
+  }
+
+  expectRefusalForMissingCertificate(): void {
+    this.failureHint = true;
   }
 
   allowCompatChangeCipherSpec(): void {
@@ -329,11 +334,12 @@ export class TlsSocket extends Duplex implements HandshakeIO {
     ) {
       return; // TLS 1.2 warnings (no_renegotiation etc.) are informational.
     }
-    const err = new TlsError(
-      desc,
-      `${this.role === "client" ? "server" : "client"} sent alert ${alertName(desc)}`,
-      "peer-alert",
-    );
+    const peer = this.role === "client" ? "server" : "client";
+    const hint =
+      desc === AlertDescription.certificate_required || (this.handshaking && this.failureHint)
+        ? ": the server requires a client certificate and none was given (use --cert and --key)"
+        : "";
+    const err = new TlsError(desc, `${peer} sent alert ${alertName(desc)}${hint}`, "peer-alert");
     this.fail(err, false);
   }
 
@@ -400,7 +406,7 @@ export class TlsSocket extends Duplex implements HandshakeIO {
   private fail(err: unknown, sendAlert = true): void {
     if (this.failure || this.destroyed) return;
     const error =
-      err instanceof TlsError
+      err instanceof TlsError || (err instanceof Error && !sendAlert)
         ? err
         : new TlsError(
             AlertDescription.internal_error,
@@ -409,7 +415,7 @@ export class TlsSocket extends Duplex implements HandshakeIO {
             { cause: err },
           );
     this.failure = error;
-    if (sendAlert && error.kind !== "peer-alert" && error.kind !== "closed") {
+    if (sendAlert && error instanceof TlsError && error.kind !== "peer-alert" && error.kind !== "closed") {
       this.outbox = [];
       this.writeAlert(AlertLevel.fatal, error.alert);
     }

@@ -274,6 +274,7 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
 
   // Client Certificate, ClientKeyExchange, CertificateVerify
   const signingKey = certRequest ? usableClientKey(cfg, certRequest, version) : undefined;
+  if (certRequest && !signingKey) io.expectRefusalForMissingCertificate();
   if (certRequest) {
     transcript.push(
       io.writeMessage(HandshakeType.certificate, encodeCertificate12(signingKey ? cfg.certificateChain : [])),
@@ -304,12 +305,8 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
   block.fill(0);
   await io.flush();
 
-  try {
-    await io.readChangeCipherSpec();
-    msg = await io.readMessage();
-  } catch (err) {
-    throw explainRefusal(err, certRequest !== undefined && !signingKey);
-  }
+  await io.readChangeCipherSpec();
+  msg = await io.readMessage();
   expectType(msg, HandshakeType.finished);
   const expected = finishedData(prfHash, master, "server", transcriptHash(prfHash, transcript));
   master.fill(0);
@@ -387,16 +384,4 @@ function usableClientKey(cfg: ClientConfig, req: CertificateRequest12, version: 
     }
   }
   return key;
-}
-
-/** Turns "server sent alert handshake_failure" into the reason when we had no certificate to give. */
-function explainRefusal(err: unknown, sentNoCertificate: boolean): unknown {
-  if (sentNoCertificate && err instanceof TlsError && err.kind === "peer-alert") {
-    return new TlsError(
-      err.alert,
-      `${err.message}: the server requires a client certificate and none was given (use --cert and --key)`,
-      "peer-alert",
-    );
-  }
-  return err;
 }

@@ -32,6 +32,8 @@ export interface HandshakeIO {
   readChangeCipherSpec(): Promise<void>;
   /** Sends everything queued, as few records as possible. */
   flush(): Promise<void>;
+  /** We answered a CertificateRequest with no certificate: explain a fatal alert that follows as that. */
+  expectRefusalForMissingCertificate(): void;
   /** From now until the handshake ends, ignore unprotected ChangeCipherSpec records (TLS 1.3 compatibility mode). */
   allowCompatChangeCipherSpec(): void;
   /** Sets the version written in record headers. */

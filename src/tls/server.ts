@@ -158,6 +158,8 @@ function gatedIO(io: HandshakeIO, transport: ServerTransport): HandshakeIO {
 export class TlsServer extends Server {
   /** The resolved configuration every connection uses. */
   readonly config: ServerConfig;
+  /** Every open connection, handshaking or established. */
+  readonly sockets = new Set<TlsSocket>();
 
   constructor(options: TlsServerOptions, secureConnectionListener?: (socket: TlsSocket) => void) {
     super();
@@ -181,6 +183,8 @@ export class TlsServer extends Server {
       handshakeTimeout,
     });
     const sock = tls;
+    this.sockets.add(sock);
+    sock.once("close", () => this.sockets.delete(sock));
     const onError = (err: Error) => this.emit("tlsClientError", err, sock);
     sock.on("error", onError);
     sock.once("secure", () => {

@@ -23,9 +23,12 @@ export class ServerTransport extends Duplex {
   private gated = true;
   private stopped = false;
   private ended = false;
+  /** Kept from the start: a destroyed net.Socket forgets its peer, but error reports still need it. */
+  private readonly peer: { address?: string; port?: number; family?: string };
 
   constructor(readonly socket: Socket) {
     super({ allowHalfOpen: false });
+    this.peer = { address: socket.remoteAddress, port: socket.remotePort, family: socket.remoteFamily };
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("end", () => {
       this.ended = true;
@@ -100,17 +103,17 @@ export class ServerTransport extends Duplex {
 
   /** The TCP socket's remote address. */
   get remoteAddress(): string | undefined {
-    return this.socket.remoteAddress;
+    return this.socket.remoteAddress ?? this.peer.address;
   }
 
   /** The TCP socket's remote port. */
   get remotePort(): number | undefined {
-    return this.socket.remotePort;
+    return this.socket.remotePort ?? this.peer.port;
   }
 
   /** The TCP socket's remote address family. */
   get remoteFamily(): string | undefined {
-    return this.socket.remoteFamily;
+    return this.socket.remoteFamily ?? this.peer.family;
   }
 
   /** The TCP socket's local address. */

@@ -1,0 +1,226 @@
+/**
+ * The TLS client against a hostile server that answers the ClientHello with malformed,
+ * truncated, oversized or out-of-order bytes: every case ends with the right fatal alert
+ * (when the client detected the fault) and a closed connection, never a hang or a crash.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, test } from "node:test";
+import { AlertDescription, TlsError } from "../../src/tls/alert.ts";
+import { connect } from "../../src/tls/client.ts";
+import { DOWNGRADE_TLS12, HandshakeType } from "../../src/tls/constants.ts";
+import { decodeClientHello, encodeServerHello } from "../../src/tls/messages.ts";
+import {
+  alertBytes,
+  ContentType,
+  type HostileConnection,
+  type HostileServer,
+  handshakeBytes,
+  hostileServer,
+  recordBytes,
+  recordHeader,
+  Version,
+} from "../helpers/hostile.ts";
+
+type Script = (conn: HostileConnection, hello: Buffer) => Promise<void> | void;
+
+let script: Script = () => {};
+let server: HostileServer;
+
+before(async () => {
+  server = await hostileServer((conn, hello) => script(conn, hello), { lingerMs: 3000 });
+});
+after(() => server.close());
+
+/** A ServerHello for the client's hello, with overrides. */
+function serverHello(
+  clientHello: Buffer,
+  overrides: Partial<Parameters<typeof encodeServerHello>[0]> = {},
+): Buffer {
+  const ch = decodeClientHello(clientHello.subarray(4));
+  const body = encodeServerHello({
+    version: 0x0303,
+    random: randomBytes(32),
+    sessionId: Buffer.alloc(0),
+    cipherSuite: 0xc02f,
+    compressionMethod: 0,
+    extensions: [],
+    ...overrides,
+  });
+  void ch;
+  return recordBytes(ContentType.handshake, Version.tls12, handshakeBytes(HandshakeType.server_hello, body));
+}
+
+/** Runs the client against the current script; returns its error and what the server saw. */
+async function run(s: Script, options: { maxVersion?: "1.2" | "1.3"; handshakeTimeout?: number } = {}) {
+  script = s;
+  const sock = connect({
+    host: server.host,
+    port: server.port,
+    rejectUnauthorized: false,
+    maxVersion: options.maxVersion ?? "1.2",
+    handshakeTimeout: options.handshakeTimeout ?? 5000,
+    ciphers: "TLS_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_RSA_WITH_AES_128_CBC_SHA256",
+  });
+  const error = await new Promise<Error>((resolve) => {
+    sock.once("error", resolve);
+    sock.once("secureConnect", () => resolve(new Error("handshake unexpectedly succeeded")));
+  });
+  const result = await server.nextResult(10_000);
+  return { error, result };
+}
+
+function expectAlert(
+  outcome: Awaited<ReturnType<typeof run>>,
+  alert: AlertDescription,
+  message: RegExp,
+): void {
+  assert.ok(outcome.error instanceof TlsError, `TlsError, got ${outcome.error}`);
+  assert.match(outcome.error.message, message);
+  assert.deepEqual(
+    outcome.result.alerts.map((a) => [a.level, a.description]),
+    [[2, alert]],
+    `the client sent a fatal ${AlertDescription[alert]}`,
+  );
+  assert.ok(outcome.result.clientClosed !== null, "the client closed the connection");
+}
+
+test("an oversized record: record_overflow", async () => {
+  const o = await run(async (conn) => {
+    await conn.write(
+      Buffer.concat([recordHeader(ContentType.handshake, Version.tls12, 0x4801), Buffer.alloc(100)]),
+    );
+  });
+  expectAlert(o, AlertDescription.record_overflow, /exceeds the limit/);
+});
+
+test("not TLS at all (an HTTP response): unexpected_message", async () => {
+  const o = await run(async (conn) => {
+    await conn.write(Buffer.from("HTTP/1.1 400 Bad Request\r\n\r\n"));
+  });
+  expectAlert(o, AlertDescription.unexpected_message, /unknown record type/);
+});
+
+test("a truncated ServerHello: decode_error", async () => {
+  const o = await run(async (conn, hello) => {
+    const full = serverHello(hello);
+    const body = full.subarray(9, 9 + 20);
+    await conn.write(
+      recordBytes(ContentType.handshake, Version.tls12, handshakeBytes(HandshakeType.server_hello, body)),
+    );
+  });
+  expectAlert(o, AlertDescription.decode_error, /truncated ServerHello/);
+});
+
+test("a suite the client did not offer: illegal_parameter", async () => {
+  const o = await run(async (conn, hello) => {
+    await conn.write(serverHello(hello, { cipherSuite: 0x000a }));
+  });
+  expectAlert(o, AlertDescription.illegal_parameter, /did not offer/);
+});
+
+test("SSL 3.0: protocol_version", async () => {
+  const o = await run(async (conn, hello) => {
+    await conn.write(serverHello(hello, { version: 0x0300 }));
+  });
+  expectAlert(o, AlertDescription.protocol_version, /outside the allowed range/);
+});
+
+test("a TLS 1.2 ServerHello carrying the TLS 1.3 downgrade sentinel: illegal_parameter", async () => {
+  const o = await run(
+    async (conn, hello) => {
+      await conn.write(serverHello(hello, { random: Buffer.concat([randomBytes(24), DOWNGRADE_TLS12]) }));
+    },
+    { maxVersion: "1.3" },
+  );
+  expectAlert(o, AlertDescription.illegal_parameter, /downgrade/);
+});
+
+test("an extension the client never sent: unsupported_extension", async () => {
+  const o = await run(async (conn, hello) => {
+    await conn.write(serverHello(hello, { extensions: [{ type: 0x1234, data: Buffer.alloc(0) }] }));
+  });
+  expectAlert(o, AlertDescription.unsupported_extension, /did not offer/);
+});
+
+test("a handshake message claiming 16 MiB: refused before buffering it", async () => {
+  const o = await run(async (conn) => {
+    await conn.write(
+      recordBytes(
+        ContentType.handshake,
+        Version.tls12,
+        Buffer.from([HandshakeType.certificate, 0xff, 0xff, 0xff]),
+      ),
+    );
+  });
+  expectAlert(o, AlertDescription.illegal_parameter, /too large/);
+});
+
+test("application data before the handshake: unexpected_message", async () => {
+  const o = await run(async (conn) => {
+    await conn.write(recordBytes(ContentType.applicationData, Version.tls12, Buffer.from("early")));
+  });
+  expectAlert(o, AlertDescription.unexpected_message, /before the handshake/);
+});
+
+test("an empty handshake record: unexpected_message", async () => {
+  const o = await run(async (conn) => {
+    await conn.write(recordBytes(ContentType.handshake, Version.tls12, Buffer.alloc(0)));
+  });
+  expectAlert(o, AlertDescription.unexpected_message, /empty handshake record/);
+});
+
+test("a ChangeCipherSpec out of turn: unexpected_message", async () => {
+  const o = await run(async (conn) => {
+    await conn.write(recordBytes(ContentType.changeCipherSpec, Version.tls12, Buffer.from([1])));
+  });
+  expectAlert(o, AlertDescription.unexpected_message, /unexpected ChangeCipherSpec/);
+});
+
+test("a malformed alert: decode_error", async () => {
+  const o = await run(async (conn) => {
+    await conn.write(recordBytes(ContentType.alert, Version.tls12, Buffer.from([2, 40, 0])));
+  });
+  expectAlert(o, AlertDescription.decode_error, /malformed alert/);
+});
+
+test("ServerHello fragmented into one-byte records, then Certificate where ServerHelloDone would do: handled in order", async () => {
+  const o = await run(async (conn, hello) => {
+    const sh = serverHello(hello, { cipherSuite: 0x003c }).subarray(5);
+    const pieces = [...sh].map((b) => recordBytes(ContentType.handshake, Version.tls12, Buffer.from([b])));
+    await conn.writeSlowly(Buffer.concat(pieces), 7, 1);
+    await conn.write(
+      recordBytes(
+        ContentType.handshake,
+        Version.tls12,
+        handshakeBytes(HandshakeType.server_hello_done, Buffer.alloc(0)),
+      ),
+    );
+  });
+  expectAlert(o, AlertDescription.unexpected_message, /expected certificate, got server_hello_done/);
+});
+
+test("a fatal alert from the server is reported, and no alert is sent back", async () => {
+  script = async (conn) => {
+    await conn.write(
+      recordBytes(ContentType.alert, Version.tls12, alertBytes(2, AlertDescription.handshake_failure)),
+    );
+  };
+  const o = await run(script);
+  assert.match(o.error.message, /server sent alert handshake_failure/);
+  assert.deepEqual(o.result.alerts, []);
+});
+
+test("the server closes mid-record: a clear error, no hang", async () => {
+  const o = await run(async (conn) => {
+    await conn.write(recordHeader(ContentType.handshake, Version.tls12, 100));
+    conn.end();
+  });
+  assert.match(o.error.message, /closed by peer during the TLS handshake/);
+});
+
+test("the server says nothing: the handshake times out and the client closes", async () => {
+  const o = await run(() => new Promise((r) => setTimeout(r, 1500)), { handshakeTimeout: 500 });
+  assert.match(o.error.message, /timed out/);
+  assert.ok(o.result.clientClosed !== null);
+});
