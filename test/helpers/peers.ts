@@ -9,7 +9,8 @@
  *     chain: pki.intermediate.certPath, caFile: pki.caFile, verifyClient: true, www: true });
  *   t.after(() => server.stop());
  *   ... connect to server.port ...
- *   assert.deepEqual(opensslClientVerifications(server.output()), [{ subject: "O = hsmkit tests, CN = ...", ok: true }]);
+ *   assert.deepEqual(await waitForVerifications(server, opensslClientVerifications, 1),
+ *     [{ subject: "O = hsmkit tests, CN = hsmkit-test-client-rsa", ok: true }]);
  */
 import { existsSync } from "node:fs";
 import { type Peer, startPeer } from "./peer-process.ts";
