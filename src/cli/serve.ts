@@ -1,5 +1,126 @@
-/** CLI command group: serve (not built yet). */
+/**
+ * `hsmkit serve`: an HTTPS server (mutual TLS with --client-ca) whose private key stays
+ * in a file, a PKCS#11 token or a KMS, serving static files or proxying to an upstream
+ * that receives the verified client subject. Prints 'listening on HOST:PORT', one line
+ * per request, and stops gracefully on SIGTERM / SIGINT.
+ */
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
+import { startServe } from "../https/serve.ts";
+import { openKey } from "../keys/index.ts";
+import type { PrivateKeyHandle } from "../keys/types.ts";
+import { CliError } from "./errors.ts";
 
-/** Adds the serve command(s) to the program. */
-export function registerServeCommand(_program: Command): void {}
+interface ServeFlags {
+  cert: string;
+  key: string;
+  clientCa?: string;
+  listen: string;
+  root?: string;
+  upstream?: string;
+  tlsMin?: string;
+  tlsMax?: string;
+  ciphers?: string;
+  tickets: boolean;
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new CliError(
+      `cannot read ${what} '${path}': ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      2,
+    );
+  }
+}
+
+/** Parses HOST:PORT or [IPv6]:PORT; port 0 picks a free one. */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65535) throw new CliError(`bad --listen '${text}' (expected HOST:PORT)`, 2);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+function checkVersion(v: string | undefined): "1.1" | "1.2" | "1.3" | undefined {
+  if (v === undefined || v === "1.1" || v === "1.2" || v === "1.3") return v;
+  throw new CliError(`unknown TLS version '${v}' (use 1.1, 1.2 or 1.3)`, 2);
+}
+
+/** Resolves when SIGTERM or SIGINT arrives. */
+function stopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (sig: NodeJS.Signals) => {
+      process.off("SIGTERM", on);
+      process.off("SIGINT", on);
+      resolve(sig);
+    };
+    process.on("SIGTERM", on);
+    process.on("SIGINT", on);
+  });
+}
+
+/** Adds `hsmkit serve`. */
+export function registerServeCommand(program: Command): void {
+  program
+    .command("serve")
+    .description(
+      "HTTPS server and reverse proxy (mutual TLS with --client-ca); the key stays in its token, KMS or file",
+    )
+    .requiredOption("--cert <file>", "server certificate chain (PEM, leaf first)")
+    .requiredOption("--key <keyref>", "server key: file path, pkcs11: URI or kms:// reference")
+    .option("--client-ca <file>", "require client certificates issued by these CAs (PEM)")
+    .option("--listen <host:port>", "address to listen on", "127.0.0.1:8443")
+    .option("--root <dir>", "serve static files from this directory")
+    .option("--upstream <url>", "reverse proxy to this http://HOST:PORT")
+    .option("--tls-min <version>", "lowest TLS version: 1.1, 1.2 or 1.3 (default 1.2)")
+    .option("--tls-max <version>", "highest TLS version: 1.1, 1.2 or 1.3")
+    .option("--ciphers <list>", "comma-separated IANA (or OpenSSL) cipher suite names, in preference order")
+    .option("--no-tickets", "do not issue TLS session tickets (the session-ID cache stays)")
+    .action(async (flags: ServeFlags) => {
+      if ((flags.root === undefined) === (flags.upstream === undefined))
+        throw new CliError("give exactly one of --root DIR or --upstream http://HOST:PORT", 2);
+      const { host, port } = parseListen(flags.listen);
+      const minVersion = checkVersion(flags.tlsMin);
+      const maxVersion = checkVersion(flags.tlsMax);
+      const cert = readText(flags.cert, "certificate file");
+      const clientCa = flags.clientCa ? readText(flags.clientCa, "client CA file") : undefined;
+      let key: PrivateKeyHandle | undefined;
+      try {
+        key = await openKey(flags.key);
+        const running = await startServe({
+          tls: {
+            cert,
+            key,
+            clientCa,
+            minVersion,
+            maxVersion,
+            ciphers: flags.ciphers,
+            sessions: { tickets: flags.tickets },
+            handshakeTimeout: 15_000,
+          },
+          host,
+          port,
+          root: flags.root,
+          upstream: flags.upstream,
+          log: (line) => process.stdout.write(`${line}\n`),
+          warn: (line) => process.stderr.write(`${line}\n`),
+        });
+        const shown = running.address.address.includes(":")
+          ? `[${running.address.address}]`
+          : running.address.address;
+        process.stdout.write(`listening on ${shown}:${running.address.port}\n`);
+        const signal = await stopSignal();
+        process.stderr.write(`${signal}: finishing requests in flight, then stopping\n`);
+        await running.stop();
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === "EADDRINUSE") throw new CliError(`cannot listen on ${flags.listen}: address in use`, 1);
+        if (code === "EACCES") throw new CliError(`cannot listen on ${flags.listen}: permission denied`, 1);
+        throw err;
+      } finally {
+        await key?.close();
+      }
+    });
+}

@@ -1,0 +1,143 @@
+/**
+ * Static files for `hsmkit serve --root`: GET and HEAD only, paths resolved strictly
+ * inside the root (no `..`, no NUL, no hidden files, no symlink leading out), regular
+ * files only, an index.html for directories, never a directory listing.
+ */
+import { createReadStream } from "node:fs";
+import { realpath, stat } from "node:fs/promises";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import path from "node:path";
+
+const TYPES: Readonly<Record<string, string>> = {
+  ".html": "text/html; charset=utf-8",
+  ".htm": "text/html; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".json": "application/json",
+  ".txt": "text/plain; charset=utf-8",
+  ".xml": "application/xml",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".jpg": "image/jpeg",
+  ".jpeg": "image/jpeg",
+  ".gif": "image/gif",
+  ".ico": "image/x-icon",
+  ".webp": "image/webp",
+  ".wasm": "application/wasm",
+  ".pdf": "application/pdf",
+};
+
+/** The content type for a file name. */
+export function contentType(file: string): string {
+  return TYPES[path.extname(file).toLowerCase()] ?? "application/octet-stream";
+}
+
+/** Why a request path is refused, or the path relative to the root (posix, no leading slash). */
+export type SafePath = { ok: true; relative: string } | { ok: false; status: 400 | 404 };
+
+/**
+ * Turns a request target into a path under the root: the query is dropped, %-escapes
+ * decoded once, and anything that could step outside (`..`, backslashes, NUL, a hidden
+ * segment) is refused before the file system is touched.
+ */
+export function safeRequestPath(target: string): SafePath {
+  const rawPath = target.split(/[?#]/, 1)[0]!;
+  if (!rawPath.startsWith("/")) return { ok: false, status: 400 };
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rawPath);
+  } catch {
+    return { ok: false, status: 400 };
+  }
+  if (decoded.includes("\0") || decoded.includes("\\")) return { ok: false, status: 400 };
+  const segments = decoded.split("/").filter((s) => s !== "" && s !== ".");
+  if (segments.some((s) => s === "..")) return { ok: false, status: 400 };
+  if (segments.some((s) => s.startsWith("."))) return { ok: false, status: 404 };
+  return { ok: true, relative: segments.join("/") };
+}
+
+function sendStatus(res: ServerResponse, status: number, extra: Record<string, string> = {}): void {
+  const body = `${status} ${statusText(status)}\n`;
+  res.setHeader("Content-Type", "text/plain; charset=utf-8");
+  res.setHeader("Content-Length", Buffer.byteLength(body));
+  for (const [name, value] of Object.entries(extra)) res.setHeader(name, value);
+  res.writeHead(status);
+  res.end(body);
+}
+
+function statusText(status: number): string {
+  return { 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed" }[status] ?? "";
+}
+
+/** True when `child` is `parent` or inside it. */
+function within(parent: string, child: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
+}
+
+/** Resolves a safe relative path to a regular file inside the (real) root, following index.html. */
+async function resolveFile(realRoot: string, relative: string): Promise<string | undefined> {
+  let candidate = path.join(realRoot, relative);
+  try {
+    let info = await stat(candidate);
+    if (info.isDirectory()) {
+      candidate = path.join(candidate, "index.html");
+      info = await stat(candidate);
+    }
+    if (!info.isFile()) return undefined;
+    // A symlink inside the root must not lead outside it.
+    const real = await realpath(candidate);
+    return within(realRoot, real) ? real : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A request handler serving files from `root`. The root must exist (checked by {@link openRoot}). */
+export function staticFiles(realRoot: string): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    void serveFile(realRoot, req, res);
+  };
+}
+
+async function serveFile(realRoot: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (req.method !== "GET" && req.method !== "HEAD") return sendStatus(res, 405, { Allow: "GET, HEAD" });
+  const safe = safeRequestPath(req.url ?? "");
+  if (!safe.ok) return sendStatus(res, safe.status);
+  const file = await resolveFile(realRoot, safe.relative);
+  if (!file) return sendStatus(res, 404);
+  let size: number;
+  let mtime: Date;
+  try {
+    ({ size, mtime } = await stat(file));
+  } catch {
+    return sendStatus(res, 404);
+  }
+  // setHeader (not writeHead's object) keeps the headers readable for the access log.
+  res.setHeader("Content-Type", contentType(file));
+  res.setHeader("Content-Length", size);
+  res.setHeader("Last-Modified", mtime.toUTCString());
+  res.setHeader("X-Content-Type-Options", "nosniff");
+  res.writeHead(200);
+  if (req.method === "HEAD") {
+    res.end();
+    return;
+  }
+  const stream = createReadStream(file);
+  stream.on("error", () => res.destroy());
+  res.on("close", () => stream.destroy());
+  stream.pipe(res);
+}
+
+/** Checks that `root` is a readable directory and returns its real path. */
+export async function openRoot(root: string): Promise<string> {
+  let real: string;
+  try {
+    real = await realpath(root);
+  } catch (err) {
+    throw new Error(`cannot open --root '${root}': ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  if (!(await stat(real)).isDirectory()) throw new Error(`--root '${root}' is not a directory`);
+  return real;
+}
