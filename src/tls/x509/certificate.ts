@@ -1,45 +1,53 @@
 /**
  * A typed, immutable view of one DER certificate. Parsing is strict and happens once:
- * the outer structure and every field the validator relies on are decoded here, by
- * @peculiar/x509 (names, dates, standard extensions), by OpenSSL through
- * node:crypto (a second opinion on the encoding, and the public key), and by our DER
- * reader where exact bytes matter (the signed TBS block, raw names, GeneralNames).
- * Anything malformed throws an {@link X509ParseError} with one clear line.
+ * our bounds-checked DER reader decodes the structure and every field the validator
+ * relies on (keeping exact bytes where they matter: the signed TBS block, raw names,
+ * GeneralNames); OpenSSL, through node:crypto, must accept the same encoding (a second,
+ * independent parser) and imports the public key; @peculiar/x509 formats distinguished
+ * names for messages. Anything malformed throws an {@link X509ParseError} with one line.
+ *
+ * (A full @peculiar/x509 parse was the first design; it cost ~3 ms per certificate, which
+ * made loading the 140-certificate system store take most of a second.)
  */
-import "reflect-metadata";
 import {
   createHash,
   createPublicKey,
   type KeyObject,
   X509Certificate as NodeX509Certificate,
 } from "node:crypto";
-import * as px from "@peculiar/x509";
-
-export type { CertificateExtension } from "./extensions.ts";
-
 import { describeKey, type KeyInfo, parseSignatureAlgorithm, type SignatureAlgorithm } from "./algorithms.ts";
-import { children, contextTag, type DerElement, DerReader, readSingle, Tag } from "./der.ts";
+import { contextTag, type DerElement, DerReader, decodeTime, readSingle, Tag } from "./der.ts";
+import { formatName, nameRdns } from "./dn.ts";
 import { X509ParseError } from "./errors.ts";
-import { type CertificateExtension, parseExtensions } from "./extensions.ts";
-import { type GeneralName, parseGeneralName, parseGeneralNames } from "./generalnames.ts";
+import {
+  type BasicConstraints,
+  type CertificateExtension,
+  decodeAuthorityKeyId,
+  decodeBasicConstraints,
+  decodeExtKeyUsage,
+  decodeKeyUsage,
+  decodeNameConstraints,
+  decodeSubjectKeyId,
+  ExtensionOid,
+  type KeyUsageName,
+  type NameConstraints,
+  parseExtensions,
+} from "./extensions.ts";
+import { type GeneralName, parseGeneralNames } from "./generalnames.ts";
 import { decodePemBlocks } from "./pem.ts";
+
+export {
+  type BasicConstraints,
+  type CertificateExtension,
+  ExtensionOid,
+  type KeyUsageName,
+  type NameConstraints,
+} from "./extensions.ts";
 
 /** Largest certificate accepted (real ones are a few KiB; TLS caps a chain at 16 MiB). */
 export const MAX_CERTIFICATE_BYTES = 64 * 1024;
 /** Most certificates accepted from one PEM bundle. */
 export const MAX_BUNDLE_CERTIFICATES = 4096;
-
-/** Extension OIDs the validator understands. */
-export const ExtensionOid = {
-  subjectKeyIdentifier: "2.5.29.14",
-  keyUsage: "2.5.29.15",
-  subjectAltName: "2.5.29.17",
-  basicConstraints: "2.5.29.19",
-  nameConstraints: "2.5.29.30",
-  certificatePolicies: "2.5.29.32",
-  authorityKeyIdentifier: "2.5.29.35",
-  extKeyUsage: "2.5.29.37",
-} as const;
 
 /** extendedKeyUsage purposes used by TLS. */
 export const EkuOid = {
@@ -47,31 +55,6 @@ export const EkuOid = {
   clientAuth: "1.3.6.1.5.5.7.3.2",
   any: "2.5.29.37.0",
 } as const;
-
-/** keyUsage bits by name (RFC 5280 §4.2.1.3). */
-export type KeyUsageName =
-  | "digitalSignature"
-  | "nonRepudiation"
-  | "keyEncipherment"
-  | "dataEncipherment"
-  | "keyAgreement"
-  | "keyCertSign"
-  | "cRLSign"
-  | "encipherOnly"
-  | "decipherOnly";
-
-/** basicConstraints. */
-export interface BasicConstraints {
-  readonly ca: boolean;
-  /** pathLenConstraint, when present. */
-  readonly pathLen?: number;
-}
-
-/** nameConstraints: the permitted and excluded subtree bases (minimum 0, no maximum, as RFC 5280 requires). */
-export interface NameConstraints {
-  readonly permitted: readonly GeneralName[];
-  readonly excluded: readonly GeneralName[];
-}
 
 /** A parsed X.509 certificate. Construct with {@link Certificate.fromDer} or {@link Certificate.fromPem}. */
 export class Certificate {
@@ -85,12 +68,8 @@ export class Certificate {
   readonly serialHex: string;
   /** Issuer Name DER (chain building compares these bytes). */
   readonly issuerDer: Buffer;
-  /** Issuer as an RFC 4514-style string, e.g. "CN=Root, O=Example". */
-  readonly issuer: string;
   /** Subject Name DER. */
   readonly subjectDer: Buffer;
-  /** Subject as an RFC 4514-style string. */
-  readonly subject: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
   /** SubjectPublicKeyInfo DER. */
@@ -121,6 +100,8 @@ export class Certificate {
   readonly authorityKeyId?: Buffer;
   /** SHA-256 of the DER, lower-case hex. */
   readonly fingerprintSha256: string;
+  private issuerText: string | undefined;
+  private subjectText: string | undefined;
 
   private constructor(der: Buffer) {
     if (der.length > MAX_CERTIFICATE_BYTES) {
@@ -149,8 +130,13 @@ export class Certificate {
     if (!innerAlg.bytes.equals(outerAlg.bytes))
       throw new X509ParseError("certificate: signature algorithm fields differ");
     this.issuerDer = tbs.read(Tag.SEQUENCE).bytes;
-    tbs.read(Tag.SEQUENCE); // validity, decoded below by @peculiar/x509
+    const validity = new DerReader(tbs.read(Tag.SEQUENCE).content, "validity");
+    this.notBefore = decodeTime(validity.read(), "notBefore");
+    this.notAfter = decodeTime(validity.read(), "notAfter");
+    validity.end();
     this.subjectDer = tbs.read(Tag.SEQUENCE).bytes;
+    nameRdns(this.issuerDer);
+    nameRdns(this.subjectDer);
     this.spki = tbs.read(Tag.SEQUENCE).bytes;
     tbs.readOptional(0x81); // issuerUniqueID
     tbs.readOptional(0x82); // subjectUniqueID
@@ -162,31 +148,46 @@ export class Certificate {
       ? parseExtensions(readSingle(extensionsTag.content, Tag.SEQUENCE, "extensions"))
       : [];
 
-    const parsed = parseWithLibraries(der);
-    this.issuer = parsed.issuer;
-    this.subject = parsed.subject;
-    this.notBefore = parsed.notBefore;
-    this.notAfter = parsed.notAfter;
-    if (parsed.basicConstraints) this.basicConstraints = parsed.basicConstraints;
-    if (parsed.keyUsage) this.keyUsage = parsed.keyUsage;
-    if (parsed.extKeyUsage) this.extKeyUsage = parsed.extKeyUsage;
-    if (parsed.subjectKeyId) this.subjectKeyId = parsed.subjectKeyId;
-    if (parsed.authorityKeyId) this.authorityKeyId = parsed.authorityKeyId;
+    checkWithOpenSsl(der);
     this.publicKey = importSpki(this.spki);
     this.keyInfo = describeKey(this.publicKey);
     this.fingerprintSha256 = createHash("sha256").update(der).digest("hex");
 
-    const ext = (oid: string) => this.extensions.find((e) => e.oid === oid);
-    const san = ext(ExtensionOid.subjectAltName);
-    this.subjectAltNames = san ? parseGeneralNames(san.value, "subjectAltName") : [];
+    const value = (oid: string) => this.extensions.find((e) => e.oid === oid)?.value;
+    const bc = value(ExtensionOid.basicConstraints);
+    if (bc) this.basicConstraints = decodeBasicConstraints(bc);
+    const ku = value(ExtensionOid.keyUsage);
+    if (ku) this.keyUsage = decodeKeyUsage(ku);
+    const eku = value(ExtensionOid.extKeyUsage);
+    if (eku) this.extKeyUsage = decodeExtKeyUsage(eku);
+    const ski = value(ExtensionOid.subjectKeyIdentifier);
+    if (ski) this.subjectKeyId = decodeSubjectKeyId(ski);
+    const aki = value(ExtensionOid.authorityKeyIdentifier);
+    const akiKeyId = aki ? decodeAuthorityKeyId(aki) : undefined;
+    if (akiKeyId) this.authorityKeyId = akiKeyId;
+    const san = value(ExtensionOid.subjectAltName);
+    this.subjectAltNames = san ? parseGeneralNames(san, "subjectAltName") : [];
     this.sanDns = this.subjectAltNames.flatMap((n) => (n.type === "dns" ? [n.value] : []));
     this.sanIps = this.subjectAltNames.flatMap((n) => (n.type === "ip" ? [n.bytes] : []));
     for (const ip of this.sanIps) {
-      if (ip.length !== 4 && ip.length !== 16)
+      if (ip.length !== 4 && ip.length !== 16) {
         throw new X509ParseError(`subjectAltName: IP address of ${ip.length} bytes`);
+      }
     }
-    const nc = ext(ExtensionOid.nameConstraints);
-    if (nc) this.nameConstraints = parseNameConstraints(nc.value);
+    const nc = value(ExtensionOid.nameConstraints);
+    if (nc) this.nameConstraints = decodeNameConstraints(nc);
+  }
+
+  /** Issuer as an RFC 4514-style string, e.g. "CN=Root, O=Example" (formatted on first use). */
+  get issuer(): string {
+    this.issuerText ??= safeFormatName(this.issuerDer);
+    return this.issuerText;
+  }
+
+  /** Subject as an RFC 4514-style string (formatted on first use). */
+  get subject(): string {
+    this.subjectText ??= safeFormatName(this.subjectDer);
+    return this.subjectText;
   }
 
   /** Parses one DER certificate; throws {@link X509ParseError} on any malformation. */
@@ -258,72 +259,21 @@ function parseVersion(tagged: DerElement): number {
   return integer.content[0]! + 1;
 }
 
-function parseNameConstraints(value: Buffer): NameConstraints {
-  const seq = readSingle(value, Tag.SEQUENCE, "nameConstraints");
-  const permitted: GeneralName[] = [];
-  const excluded: GeneralName[] = [];
-  for (const part of children(seq, "nameConstraints")) {
-    const target = part.tag === 0xa0 ? permitted : part.tag === 0xa1 ? excluded : undefined;
-    if (!target) throw new X509ParseError("nameConstraints: unexpected field");
-    for (const subtree of children(part, "nameConstraints subtree")) {
-      if (subtree.tag !== Tag.SEQUENCE)
-        throw new X509ParseError("nameConstraints: subtree is not a SEQUENCE");
-      const reader = new DerReader(subtree.content, "nameConstraints subtree");
-      target.push(parseGeneralName(reader.read(), "nameConstraints"));
-      // RFC 5280 §4.2.1.10: minimum MUST be zero (so omitted in DER) and maximum MUST be absent.
-      if (!reader.done)
-        throw new X509ParseError("nameConstraints: minimum/maximum distances are not allowed");
-    }
-  }
-  if (permitted.length === 0 && excluded.length === 0) throw new X509ParseError("nameConstraints: empty");
-  return { permitted, excluded };
-}
-
-/** The fields taken from @peculiar/x509, all decoded eagerly so that any failure surfaces here. */
-interface LibraryFields {
-  issuer: string;
-  subject: string;
-  notBefore: Date;
-  notAfter: Date;
-  basicConstraints?: BasicConstraints;
-  keyUsage?: Set<KeyUsageName>;
-  extKeyUsage?: string[];
-  subjectKeyId?: Buffer;
-  authorityKeyId?: Buffer;
-}
-
-/** Both libraries must accept the encoding; their errors become one-line parse errors. */
-function parseWithLibraries(der: Buffer): LibraryFields {
+/** OpenSSL must accept the encoding too: a second, independent strict parser. */
+function checkWithOpenSsl(der: Buffer): void {
   try {
     new NodeX509Certificate(der);
   } catch (err) {
     throw new X509ParseError(`certificate: OpenSSL rejects the encoding (${firstLine(err)})`);
   }
+}
+
+/** Names were checked structurally at parse time; should the library still fail, show hex rather than throw. */
+function safeFormatName(der: Buffer): string {
   try {
-    const typed = new px.X509Certificate(Uint8Array.from(der));
-    const fields: LibraryFields = {
-      issuer: typed.issuer,
-      subject: typed.subject,
-      notBefore: typed.notBefore,
-      notAfter: typed.notAfter,
-    };
-    // Extension values are decoded lazily by the library: read them all now, inside this try.
-    const bc = typed.getExtension(px.BasicConstraintsExtension);
-    if (bc)
-      fields.basicConstraints =
-        bc.pathLength === undefined ? { ca: bc.ca } : { ca: bc.ca, pathLen: bc.pathLength };
-    const ku = typed.getExtension(px.KeyUsagesExtension);
-    if (ku) fields.keyUsage = keyUsageNames(ku.usages);
-    const eku = typed.getExtension(px.ExtendedKeyUsageExtension);
-    // Array.from: the library's list is an Array subclass whose map() would keep the subclass.
-    if (eku) fields.extKeyUsage = Array.from(eku.usages, String);
-    const ski = typed.getExtension(px.SubjectKeyIdentifierExtension);
-    if (ski) fields.subjectKeyId = Buffer.from(ski.keyId, "hex");
-    const aki = typed.getExtension(px.AuthorityKeyIdentifierExtension);
-    if (aki?.keyId) fields.authorityKeyId = Buffer.from(aki.keyId, "hex");
-    return fields;
-  } catch (err) {
-    throw new X509ParseError(`certificate: ${firstLine(err)}`);
+    return formatName(der);
+  } catch {
+    return `#${der.toString("hex")}`;
   }
 }
 
@@ -333,22 +283,6 @@ function importSpki(spki: Buffer): KeyObject {
   } catch (err) {
     throw new X509ParseError(`certificate: unusable public key (${firstLine(err)})`);
   }
-}
-
-const KEY_USAGE_BITS: ReadonlyArray<[px.KeyUsageFlags, KeyUsageName]> = [
-  [px.KeyUsageFlags.digitalSignature, "digitalSignature"],
-  [px.KeyUsageFlags.nonRepudiation, "nonRepudiation"],
-  [px.KeyUsageFlags.keyEncipherment, "keyEncipherment"],
-  [px.KeyUsageFlags.dataEncipherment, "dataEncipherment"],
-  [px.KeyUsageFlags.keyAgreement, "keyAgreement"],
-  [px.KeyUsageFlags.keyCertSign, "keyCertSign"],
-  [px.KeyUsageFlags.cRLSign, "cRLSign"],
-  [px.KeyUsageFlags.encipherOnly, "encipherOnly"],
-  [px.KeyUsageFlags.decipherOnly, "decipherOnly"],
-];
-
-function keyUsageNames(flags: number): Set<KeyUsageName> {
-  return new Set(KEY_USAGE_BITS.filter(([bit]) => (flags & bit) !== 0).map(([, name]) => name));
 }
 
 /** The first line of an error's message, for one-line diagnostics. */
