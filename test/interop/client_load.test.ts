@@ -52,7 +52,7 @@ test("40 sequential mutual-TLS requests with token keys (RSA and EC, TLS 1.2 and
     assert.equal(res.status, 200);
     assert.equal(res.body, NGINX_INDEX_HTML);
   }
-  const logged = nginx.requests().slice(before);
+  const logged = (await nginx.waitForRequests(before + 40)).slice(before);
   assert.equal(logged.length, 40);
   assert.ok(logged.every((r) => r.verify === "SUCCESS"));
 });
@@ -63,7 +63,7 @@ test("16 concurrent requests, three rounds, one token key: all succeed", async (
     const results = await Promise.all(Array.from({ length: 16 }, (_, i) => get(rsa, i % 2 ? "1.2" : "1.3")));
     assert.ok(results.every((r) => r.status === 200 && r.body === NGINX_INDEX_HTML));
   }
-  const logged = nginx.requests().slice(before);
+  const logged = (await nginx.waitForRequests(before + 48)).slice(before);
   assert.equal(logged.length, 48);
   assert.ok(logged.every((r) => r.verify === "SUCCESS" && r.subject.includes("hsmkit-load-rsa")));
 });

@@ -6,7 +6,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { hsmkit, type TokenIdentity, tokenIdentity } from "../helpers/hsmkit.ts";
-import { gnutlsClientVerifications, gnutlsServer, NGINX_INDEX_HTML, nginxServer } from "../helpers/peers.ts";
+import {
+  gnutlsClientVerifications,
+  gnutlsServer,
+  NGINX_INDEX_HTML,
+  nginxServer,
+  waitForVerifications,
+} from "../helpers/peers.ts";
 import { makePki, type Pki } from "../helpers/pki.ts";
 import { softHsm } from "../helpers/softhsm.ts";
 
@@ -49,6 +55,7 @@ describe("nginx with ssl_verify_client on (seed 000)", () => {
 
   for (const [suite, flags, version] of cases) {
     test(`${suite}: hsmkit curl with the key in SoftHSM2 gets the page; nginx verified the client`, async () => {
+      const seen = nginx.requests().length;
       const res = await hsmkit([
         "curl",
         `https://localhost:${nginx.port}/`,
@@ -66,7 +73,7 @@ describe("nginx with ssl_verify_client on (seed 000)", () => {
       assert.equal(res.exitCode, 0, res.output);
       assert.equal(res.stdout, NGINX_INDEX_HTML);
       assert.match(res.stderr, new RegExp(`TLSv${version.replace(".", "\\.")} / ${suite}`));
-      const last = nginx.requests().at(-1)!;
+      const last = (await nginx.waitForRequests(seen + 1)).at(-1)!;
       assert.equal(last.verify, "SUCCESS");
       assert.match(last.subject, /CN=hsmkit-nginx-client-rsa/);
       assert.equal(last.protocol, `TLSv${version}`);
@@ -74,6 +81,7 @@ describe("nginx with ssl_verify_client on (seed 000)", () => {
   }
 
   test("an EC P-256 token key authenticates on TLS 1.2", async () => {
+    const seen = nginx.requests().length;
     const res = await hsmkit([
       "curl",
       `https://127.0.0.1:${nginx.port}/`,
@@ -87,7 +95,7 @@ describe("nginx with ssl_verify_client on (seed 000)", () => {
       "1.2",
     ]);
     assert.equal(res.exitCode, 0, res.output);
-    const last = nginx.requests().at(-1)!;
+    const last = (await nginx.waitForRequests(seen + 1)).at(-1)!;
     assert.equal(last.verify, "SUCCESS");
     assert.match(last.subject, /CN=hsmkit-nginx-client-ec/);
   });
@@ -122,7 +130,7 @@ describe("gnutls-serv --require-client-cert", () => {
         ]);
         assert.equal(res.exitCode, 0, res.output);
         assert.match(res.stdout, /GnuTLS/);
-        const seen = gnutlsClientVerifications(peer.output());
+        const seen = await waitForVerifications(peer, gnutlsClientVerifications, 1);
         assert.ok(
           seen.some((v) => v.ok && v.subject.includes("hsmkit-nginx-client-rsa")),
           peer.output(),

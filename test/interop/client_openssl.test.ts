@@ -9,7 +9,12 @@ import { after, before, describe, test } from "node:test";
 import { openKey } from "../../src/keys/index.ts";
 import type { PrivateKeyHandle } from "../../src/keys/types.ts";
 import { fetchVia, type TokenIdentity, tokenIdentity } from "../helpers/hsmkit.ts";
-import { opensslClientVerifications, opensslServer, type TlsVersion } from "../helpers/peers.ts";
+import {
+  opensslClientVerifications,
+  opensslServer,
+  type TlsVersion,
+  waitForVerifications,
+} from "../helpers/peers.ts";
 import { makePki, type Pki } from "../helpers/pki.ts";
 import { softHsm } from "../helpers/softhsm.ts";
 
@@ -117,7 +122,7 @@ async function mutualTls(
     assert.equal(res.protocol, `TLSv${c.tls}`);
     assert.equal(res.cipher, c.suite);
     assert.match(res.body, /Client certificate/, "s_server saw a client certificate");
-    const verified = opensslClientVerifications(peer.output());
+    const verified = await waitForVerifications(peer, opensslClientVerifications, 1);
     assert.ok(
       verified.some((v) => v.ok && v.subject.includes(subject)),
       `s_server verified ${subject}: ${JSON.stringify(verified)}`,
