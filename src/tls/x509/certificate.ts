@@ -180,13 +180,13 @@ export class Certificate {
 
   /** Issuer as an RFC 4514-style string, e.g. "CN=Root, O=Example" (formatted on first use). */
   get issuer(): string {
-    this.issuerText ??= safeFormatName(this.issuerDer);
+    this.issuerText ??= formatName(this.issuerDer);
     return this.issuerText;
   }
 
   /** Subject as an RFC 4514-style string (formatted on first use). */
   get subject(): string {
-    this.subjectText ??= safeFormatName(this.subjectDer);
+    this.subjectText ??= formatName(this.subjectDer);
     return this.subjectText;
   }
 
@@ -265,15 +265,6 @@ function checkWithOpenSsl(der: Buffer): void {
     new NodeX509Certificate(der);
   } catch (err) {
     throw new X509ParseError(`certificate: OpenSSL rejects the encoding (${firstLine(err)})`);
-  }
-}
-
-/** Names were checked structurally at parse time; should the library still fail, show hex rather than throw. */
-function safeFormatName(der: Buffer): string {
-  try {
-    return formatName(der);
-  } catch {
-    return `#${der.toString("hex")}`;
   }
 }
 

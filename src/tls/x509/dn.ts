@@ -16,13 +16,14 @@ export function nameRdns(nameDer: Buffer): Buffer[] {
   });
 }
 
-/** Formats a Name DER as "CN=leaf, O=Example"; an empty name gives "". */
+/**
+ * Formats a Name DER as "CN=leaf, O=Example"; an empty name gives "". Used for messages
+ * only, so it never throws: a name the library cannot print is shown as "#<hex>".
+ */
 export function formatName(nameDer: Buffer): string {
   try {
     return new px.Name(Uint8Array.from(nameDer)).toString();
-  } catch (err) {
-    throw new X509ParseError(
-      `distinguished name: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`,
-    );
+  } catch {
+    return `#${nameDer.toString("hex")}`;
   }
 }

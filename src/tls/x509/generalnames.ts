@@ -4,6 +4,7 @@
  * bytes in a SAN, address+mask 8/32 bytes in a constraint) and raw directory names.
  */
 import { children, type DerElement, readSingle, Tag } from "./der.ts";
+import { nameRdns } from "./dn.ts";
 import { X509ParseError } from "./errors.ts";
 
 /** A decoded GeneralName; names this validator does not interpret keep only their tag. */
@@ -37,12 +38,12 @@ export function parseGeneralName(el: DerElement, what: string): GeneralName {
       return { type: "uri", value: ia5(el.content, what) };
     case 0x87:
       return { type: "ip", bytes: Buffer.from(el.content) };
-    case 0xa4:
+    case 0xa4: {
       // directoryName is EXPLICIT because Name is a CHOICE: the content is the Name SEQUENCE.
-      return {
-        type: "dn",
-        der: Buffer.from(readSingle(el.content, Tag.SEQUENCE, `${what} directoryName`).bytes),
-      };
+      const der = Buffer.from(readSingle(el.content, Tag.SEQUENCE, `${what} directoryName`).bytes);
+      nameRdns(der); // checked now so that constraint matching later cannot fail
+      return { type: "dn", der };
+    }
     case 0xa0:
     case 0xa3:
     case 0xa5:

@@ -15,7 +15,7 @@ import { Crl } from "../../../src/tls/x509/crl.ts";
 const execFileAsync = promisify(execFile);
 
 /** Key kinds the tests generate. */
-export type KeySpec = "rsa2048" | "rsa1024" | "ec-p256" | "ec-p384" | "ec-p192" | "dsa";
+export type KeySpec = "rsa2048" | "rsa1024" | "ec-p256" | "ec-p384" | "ec-p192" | "ed25519" | "dsa";
 
 /** What to issue. */
 export interface IssueSpec {
@@ -264,6 +264,7 @@ export class TestPki {
       "ec-p256": ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
       "ec-p384": ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
       "ec-p192": ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-192"],
+      ed25519: ["-algorithm", "ED25519"],
     };
     if (spec === "dsa") {
       if (!this.dsaParams) {

@@ -163,6 +163,20 @@ describe("verifyChain", () => {
       assert.ok(openssl.ok, openssl.output);
     });
 
+    it("an Ed25519 root -> Ed25519 leaf", async () => {
+      const root = await pki.issue("ed-root", { subject: "/CN=Ed25519 Root", key: "ed25519", ext: CA_EXT });
+      const leaf = await pki.issue("ed-leaf", {
+        subject: "/CN=ed",
+        key: "ed25519",
+        issuer: root,
+        ext: serverExt("DNS:ed.example.com"),
+      });
+      assert.equal(leaf.cert.signatureAlgorithm.name, "Ed25519");
+      assertOk(verifyChain(leaf.cert, { roots: [root.cert], host: "ed.example.com" }), [leaf, root]);
+      const openssl = await pki.opensslVerify(leaf, { roots: [root], extra: ["-purpose", "sslserver"] });
+      assert.ok(openssl.ok, openssl.output);
+    });
+
     it("an RSA-PSS signed leaf", async () => {
       assert.equal(pssLeaf.cert.signatureAlgorithm.kind, "rsa-pss");
       assert.equal(pssLeaf.cert.signatureAlgorithm.saltLength, 32);
