@@ -94,7 +94,8 @@ export function curl(req: CurlRequest): Promise<CurlResponse> {
     }
     log(`*   Trying ${host}:${port}...`);
     sock.transport.once("connect", () => log(`* Connected to ${url.hostname} port ${port}`));
-    sock.once("secureConnect", () => describeTls(sock, log, req.insecure === true));
+    const method = req.method ?? (req.body ? "POST" : "GET");
+    const path = `${url.pathname}${url.search}`;
     const headers: Record<string, string> = {
       Host: url.host,
       "User-Agent": "hsmkit-curl/0.1",
@@ -103,8 +104,8 @@ export function curl(req: CurlRequest): Promise<CurlResponse> {
     };
     if (req.body) headers["Content-Length"] = String(req.body.length);
     const r = request({
-      method: req.method ?? (req.body ? "POST" : "GET"),
-      path: `${url.pathname}${url.search}`,
+      method,
+      path,
       headers,
       createConnection: () => sock,
       timeout: req.timeout ?? 60_000,
@@ -130,7 +131,11 @@ export function curl(req: CurlRequest): Promise<CurlResponse> {
         }),
       );
     });
-    for (const [k, v] of Object.entries(headers)) log(`> ${k}: ${v}`);
+    sock.once("secureConnect", () => {
+      describeTls(sock, log, req.insecure === true);
+      log(`> ${method} ${path} HTTP/1.1`);
+      for (const [k, v] of Object.entries(headers)) log(`> ${k}: ${v}`);
+    });
     r.end(req.body);
   });
 }
