@@ -34,7 +34,7 @@ export function parseReferenceIdentity(host: string): ReferenceIdentity {
   const ip = parseIpAddress(host);
   if (ip) return { kind: "ip", bytes: ip };
   if (host.includes(":") || host.startsWith("["))
-    return { kind: "invalid", reason: `"${host}" is not a valid IP address` };
+    return { kind: "invalid", reason: `"${host}" is not a valid host name or IP address` };
   let name = host.endsWith(".") ? host.slice(0, -1) : host;
   // A U-label host (bücher.example) becomes its A-label; domainToASCII returns "" when that fails.
   if ([...name].some((ch) => ch.charCodeAt(0) > 0x7f)) name = domainToASCII(name);

@@ -34,6 +34,7 @@ export function decodePemBlocks(text: string): PemBlock[] {
   const blocks: PemBlock[] = [];
   let label: string | undefined;
   let body: string[] = [];
+  let skipHeaders = false;
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!.trim();
@@ -43,6 +44,7 @@ export function decodePemBlocks(text: string): PemBlock[] {
       if (begin) {
         label = begin[1]!;
         body = [];
+        skipHeaders = false;
       } else if (end) {
         throw new X509ParseError(`PEM line ${i + 1}: END without BEGIN`);
       }
@@ -56,9 +58,16 @@ export function decodePemBlocks(text: string): PemBlock[] {
       label = undefined;
       continue;
     }
-    // RFC 1421 encapsulated headers (Proc-Type, DEK-Info) only occur in legacy key files.
-    if (line.includes(":"))
-      throw new X509ParseError(`PEM block #${blocks.length + 1} (${label}): unexpected header`);
+    // RFC 1421 encapsulated headers (Proc-Type, DEK-Info) open legacy encrypted key blocks; they
+    // are tolerated there (a chain file may hold such a key) and refused in any other block.
+    if (line.includes(":")) {
+      if (body.length > 0 || !label.endsWith("PRIVATE KEY")) {
+        throw new X509ParseError(`PEM block #${blocks.length + 1} (${label}): unexpected header`);
+      }
+      skipHeaders = true;
+      continue;
+    }
+    if (skipHeaders && line === "") continue;
     body.push(line);
   }
   if (label !== undefined)

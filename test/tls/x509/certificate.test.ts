@@ -139,7 +139,16 @@ describe("Certificate", () => {
   it("round-trips PEM and reads bundles in order, skipping comments and other blocks", async () => {
     assert.ok(Certificate.fromPem(leaf.cert.toPem()).equals(leaf.cert));
     const { stdout: keyPem } = await run("openssl", ["pkey", "-in", leaf.keyPath]);
-    const bundle = `# a comment\n${leaf.pem}\nsome text\n${keyPem}${ca.pem.replaceAll("\n", "\r\n")}${root.pem}`;
+    const { stdout: legacyKey } = await run("openssl", [
+      "ec",
+      "-in",
+      leaf.keyPath,
+      "-aes128",
+      "-passout",
+      "pass:secret",
+    ]);
+    assert.match(legacyKey, /Proc-Type: 4,ENCRYPTED/);
+    const bundle = `# a comment\n${leaf.pem}\nsome text\n${keyPem}${legacyKey}${ca.pem.replaceAll("\n", "\r\n")}${root.pem}`;
     assert.deepEqual(
       parsePemBundle(bundle).map((c) => c.subject),
       [leaf.cert.subject, ca.cert.subject, root.cert.subject],
