@@ -211,7 +211,7 @@ async function openMasterKey(store: Store, options: OpenOptions, creating: boole
         `this KMS's master key is in a PKCS#11 token (${meta.token}); pass --master-key`,
       );
     }
-    master = openPkcs11MasterKey(options.pkcs11);
+    master = await openPkcs11MasterKey(options.pkcs11);
   } else {
     if (options.pkcs11)
       throw new MasterKeyError("this KMS's master key comes from a passphrase, not a token");

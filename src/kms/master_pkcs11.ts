@@ -1,57 +1,38 @@
 /**
  * A master key that lives in a PKCS#11 token: an AES-256 secret key object, sensitive and
  * non-extractable, created on first use. Wrapping is CKM_AES_GCM inside the token, so the
- * master key never enters this process.
+ * master key never enters this process. The module, login and session pool are the ones
+ * keys/ shares per process (a module must be initialised once, and login is token-wide).
  */
 import { readFileSync } from "node:fs";
 import pkcs11js from "pkcs11js";
+import { findToken, firstLine, loadModule, type Pkcs11Handle } from "../keys/pkcs11_module.ts";
+import { acquireTokenContext, type TokenContext } from "../keys/pkcs11_session.ts";
 import { parsePkcs11Uri, redactPkcs11Uri, resolveModulePath } from "../keys/pkcs11_uri.ts";
 import { type MasterKey, MasterKeyError, packBlob, unpackBlob } from "./master_key.ts";
 
-const CKF_OS_LOCKING_OK = 0x2;
-
-/** Opens (creating if absent) the token master key named by a `pkcs11:token=T;object=O?pin-...` URI. */
-export function openPkcs11MasterKey(ref: string): Pkcs11MasterKey {
-  let uri: ReturnType<typeof parsePkcs11Uri>;
+/** Opens (creating if absent) the token master key named by `pkcs11:token=T;object=O?pin-...`. */
+export async function openPkcs11MasterKey(ref: string): Promise<Pkcs11MasterKey> {
+  let context: TokenContext | undefined;
   try {
-    uri = parsePkcs11Uri(ref);
+    const uri = parsePkcs11Uri(ref);
+    if (!uri.token || !uri.object) throw new MasterKeyError("--master-key needs token=... and object=...");
+    const pin =
+      uri.pinValue ?? (uri.pinSource ? readFileSync(uri.pinSource, "utf8").split(/\r?\n/)[0] : undefined);
+    if (pin === undefined) throw new MasterKeyError("--master-key needs pin-value=... or pin-source=...");
+    const module = loadModule(resolveModulePath(uri));
+    context = acquireTokenContext(module, findToken(module, uri), pin);
+    const label = uri.object;
+    const key = await context.withSession((session) => findOrCreateKey(module.lib, session, label));
+    return new Pkcs11MasterKey(context, key, `PKCS#11 ${redactPkcs11Uri(ref)}`);
   } catch (err) {
-    throw new MasterKeyError(`bad --master-key: ${(err as Error).message}`);
-  }
-  if (!uri.token || !uri.object) throw new MasterKeyError("--master-key needs token=... and object=...");
-  const pin = uri.pinValue ?? (uri.pinSource ? readFileSync(uri.pinSource, "utf8").trim() : undefined);
-  if (pin === undefined) throw new MasterKeyError("--master-key needs pin-value=... or pin-source=...");
-  const module = resolveModulePath(uri);
-  const lib = new pkcs11js.PKCS11();
-  try {
-    lib.load(module);
-    lib.C_Initialize({ flags: CKF_OS_LOCKING_OK });
-  } catch (err) {
-    throw new MasterKeyError(`cannot load PKCS#11 module ${module}: ${(err as Error).message}`);
-  }
-  try {
-    const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === uri.token);
-    if (!slot) throw new MasterKeyError(`no PKCS#11 token labelled "${uri.token}"`);
-    const session = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
-    try {
-      lib.C_Login(session, pkcs11js.CKU_USER, pin);
-    } catch (err) {
-      const code = (err as Error).message;
-      if (!code.includes("CKR_USER_ALREADY_LOGGED_IN")) {
-        throw new MasterKeyError(`the token refused the PIN (${code.split(":")[0]})`);
-      }
-    }
-    const key = findOrCreateKey(lib, session, uri.object);
-    return new Pkcs11MasterKey(lib, session, key, `PKCS#11 ${redactPkcs11Uri(ref)}`);
-  } catch (err) {
-    lib.C_Finalize();
-    throw err instanceof MasterKeyError
-      ? err
-      : new MasterKeyError(`PKCS#11 master key: ${(err as Error).message}`);
+    context?.release();
+    if (err instanceof MasterKeyError) throw err;
+    throw new MasterKeyError(`PKCS#11 master key: ${firstLine(err)}`, { cause: err });
   }
 }
 
-function findOrCreateKey(lib: pkcs11js.PKCS11, session: Buffer, label: string): Buffer {
+function findOrCreateKey(lib: pkcs11js.PKCS11, session: Pkcs11Handle, label: string): Pkcs11Handle {
   lib.C_FindObjectsInit(session, [
     { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
     { type: pkcs11js.CKA_LABEL, value: label },
@@ -74,6 +55,17 @@ function findOrCreateKey(lib: pkcs11js.PKCS11, session: Buffer, label: string): 
   ]);
 }
 
+function gcm(iv: Buffer, aad: string): pkcs11js.Mechanism {
+  const parameter: pkcs11js.AesGCM = {
+    type: pkcs11js.CK_PARAMS_AES_GCM,
+    iv,
+    aad: Buffer.from(aad, "utf8"),
+    ivBits: 96,
+    tagBits: 128,
+  };
+  return { mechanism: pkcs11js.CKM_AES_GCM, parameter };
+}
+
 /** The token-held master key. */
 export class Pkcs11MasterKey implements MasterKey {
   readonly kind = "pkcs11" as const;
@@ -81,37 +73,31 @@ export class Pkcs11MasterKey implements MasterKey {
   private closed = false;
 
   constructor(
-    private readonly lib: pkcs11js.PKCS11,
-    private readonly session: Buffer,
-    private readonly key: Buffer,
+    private readonly context: TokenContext,
+    private readonly key: Pkcs11Handle,
     description: string,
   ) {
     this.description = description;
   }
 
-  private mechanism(iv: Buffer, aad: string): pkcs11js.Mechanism {
-    const params: pkcs11js.AesGCM = {
-      type: pkcs11js.CK_PARAMS_AES_GCM,
-      iv,
-      aad: Buffer.from(aad, "utf8"),
-      ivBits: 96,
-      tagBits: 128,
-    };
-    return { mechanism: pkcs11js.CKM_AES_GCM, parameter: params };
-  }
-
   async wrap(plain: Buffer, aad: string): Promise<Buffer> {
-    const iv = this.lib.C_GenerateRandom(this.session, Buffer.alloc(12));
-    this.lib.C_EncryptInit(this.session, this.mechanism(iv, aad), this.key);
-    const sealed = this.lib.C_Encrypt(this.session, plain, Buffer.alloc(plain.length + 16));
-    return packBlob(iv, Buffer.from(sealed));
+    const { lib } = this.context.module;
+    return this.context.withSession((session) => {
+      const iv = Buffer.from(lib.C_GenerateRandom(session, Buffer.alloc(12)));
+      lib.C_EncryptInit(session, gcm(iv, aad), this.key);
+      const sealed = lib.C_Encrypt(session, plain, Buffer.alloc(plain.length + 16));
+      return packBlob(iv, Buffer.from(sealed));
+    });
   }
 
   async unwrap(blob: Buffer, aad: string): Promise<Buffer> {
     const { iv, sealed } = unpackBlob(blob);
+    const { lib } = this.context.module;
     try {
-      this.lib.C_DecryptInit(this.session, this.mechanism(Buffer.from(iv), aad), this.key);
-      return Buffer.from(this.lib.C_Decrypt(this.session, sealed, Buffer.alloc(sealed.length)));
+      return await this.context.withSession((session) => {
+        lib.C_DecryptInit(session, gcm(Buffer.from(iv), aad), this.key);
+        return Buffer.from(lib.C_Decrypt(session, sealed, Buffer.alloc(sealed.length)));
+      });
     } catch (err) {
       throw new MasterKeyError(`wrapped secret "${aad}" does not open under the token master key`, {
         cause: err,
@@ -122,11 +108,6 @@ export class Pkcs11MasterKey implements MasterKey {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    try {
-      this.lib.C_Logout(this.session);
-      this.lib.C_CloseSession(this.session);
-    } finally {
-      this.lib.C_Finalize();
-    }
+    this.context.release();
   }
 }
