@@ -30,7 +30,7 @@ export interface IssueSpec {
   /** Lines for `-extfile`; omitted or empty gives a version 1 certificate. */
   ext?: string[];
   /** Digest for the signature (default sha256). */
-  md?: "sha1" | "sha256" | "sha384";
+  md?: "md5" | "sha1" | "sha256" | "sha384";
   /** Extra `-sigopt` values, e.g. RSA-PSS padding. */
   sigopt?: string[];
   notBefore?: Date;

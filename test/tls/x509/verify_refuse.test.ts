@@ -168,7 +168,7 @@ describe("verifyChain refuses bad chains with a code and a reason naming the cer
     assert.equal((await pki.opensslVerify(leaf2, { roots: [rsaRoot], untrusted: [noSign] })).ok, false);
   });
 
-  it("SHA-1 signed leaf", async () => {
+  it("SHA-1 and MD5 signed leaves", async () => {
     const leaf = await pki.issue("sha1-leaf", {
       subject: "/CN=sha1",
       key: "ec-p256",
@@ -188,6 +188,18 @@ describe("verifyChain refuses bad chains with a code and a reason naming the cer
       extra: ["-auth_level", "2"],
     });
     assert.equal(openssl.ok, false, openssl.output);
+    const md5 = await pki.issue("md5-leaf", {
+      subject: "/CN=md5",
+      key: "ec-p256",
+      issuer: rsaInter,
+      md: "md5",
+      ext: serverExt("DNS:md5.example.com"),
+    });
+    assertRefused(
+      verifyChain(md5.cert, rsa()),
+      "weak-signature",
+      /certificate 'CN=md5': signed with md5WithRSAEncryption: MD5 signatures are not accepted/,
+    );
   });
 
   it("weak keys: RSA-1024, P-192 and DSA leaves", async () => {
