@@ -406,5 +406,7 @@ function generationTemplates(
   const curve = findCurve(params.curve ?? "");
   if (!curve) throw new KeyError("unsupported", `cannot generate a key on curve ${params.curve}`);
   publicTemplate.push({ type: CKA_EC_PARAMS, value: curve.oidDer });
+  // Only signing: tokens default other usages (SoftHSM2 sets CKA_DECRYPT) unless told.
+  privateTemplate.push({ type: pkcs11js.CKA_DECRYPT, value: false }, { type: pkcs11js.CKA_DERIVE, value: false });
   return { mechanism: { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN }, publicTemplate, privateTemplate };
 }
