@@ -5,7 +5,8 @@
  */
 import { generateFileKey, openFileKey } from "./file.ts";
 import { isKeyGenType, KEY_GEN_TYPES, type KeyGenType } from "./keygen.ts";
-import { generatePkcs11Key, openPkcs11Key } from "./pkcs11.ts";
+import { openPkcs11Key } from "./pkcs11.ts";
+import { generatePkcs11Key } from "./pkcs11_generate.ts";
 import { isPkcs11Uri } from "./pkcs11_uri.ts";
 import { KeyError, type PrivateKeyHandle } from "./types.ts";
 

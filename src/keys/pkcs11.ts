@@ -4,10 +4,9 @@
  * digest, CKM_ECDSA over a digest), because that is what every token offers, down to the
  * smallest USB key. Token calls run through C_SignAsync / C_DecryptAsync on worker threads.
  */
-import { type KeyObject, randomBytes, X509Certificate } from "node:crypto";
+import { type KeyObject, X509Certificate } from "node:crypto";
 import pkcs11js from "pkcs11js";
 import { digestMessage } from "./digest.ts";
-import { KEY_GEN_TYPES, type KeyGenType } from "./keygen.ts";
 import { findToken, firstLine, loadModule, type Pkcs11Handle, readUlong } from "./pkcs11_module.ts";
 import { acquireTokenContext, type TokenContext } from "./pkcs11_session.ts";
 import { type Pkcs11Uri, parsePkcs11Uri, resolveModulePath } from "./pkcs11_uri.ts";
@@ -37,7 +36,7 @@ interface OpenedUri {
 }
 
 /** Parses the URI, loads the module, finds the token and logs in. */
-async function openToken(ref: string): Promise<OpenedUri> {
+export async function openToken(ref: string): Promise<OpenedUri> {
   const uri = parsePkcs11Uri(ref);
   if (uri.type !== undefined && uri.type !== "private") {
     throw new KeyError("bad-reference", `a private key URI needs type=private, not type=${uri.type}`);
@@ -60,7 +59,12 @@ function objectName(uri: Pkcs11Uri): string {
 }
 
 /** Finds objects matching a template; at most `max` handles. */
-function findObjects(context: TokenContext, session: Pkcs11Handle, template: pkcs11js.Template, max: number) {
+export function findObjects(
+  context: TokenContext,
+  session: Pkcs11Handle,
+  template: pkcs11js.Template,
+  max: number,
+) {
   const { lib } = context.module;
   lib.C_FindObjectsInit(session, template);
   try {
@@ -109,7 +113,7 @@ export async function openPkcs11Key(ref: string): Promise<PrivateKeyHandle> {
 }
 
 /** Builds the handle for a private key object: reads its type and finds its public half. */
-async function handleFor(
+export async function handleFor(
   context: TokenContext,
   key: Pkcs11Handle,
   uri: Pkcs11Uri,
@@ -312,101 +316,4 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
     this.#closed = true;
     this.#context.release();
   }
-}
-
-/**
- * Generates a key pair on a token: non-extractable, sensitive, private, labelled with the
- * URI's object and sharing a random CKA_ID with its public half. Refuses a label in use.
- */
-export async function generatePkcs11Key(ref: string, type: KeyGenType): Promise<PrivateKeyHandle> {
-  const { uri, context } = await openToken(ref);
-  try {
-    const label = uri.object;
-    if (label === undefined) {
-      throw new KeyError("bad-reference", "key generation needs object=LABEL in the PKCS#11 URI");
-    }
-    const id = uri.id ?? randomBytes(16);
-    const params = KEY_GEN_TYPES[type];
-    const key = await context.exclusive(() =>
-      context.withSession(async (session) => {
-        const taken = [
-          ...findObjects(context, session, [{ type: CKA_LABEL, value: label }], 1),
-          ...findObjects(context, session, [{ type: CKA_ID, value: id }], 1),
-        ];
-        if (taken.length > 0) {
-          throw new KeyError(
-            "exists",
-            `token '${context.label}' already has an object '${label}' (or its id)`,
-          );
-        }
-        const { mechanism, publicTemplate, privateTemplate } = generationTemplates(
-          params.type,
-          params,
-          label,
-          id,
-        );
-        try {
-          const pair = await context.module.track(
-            context.module.lib.C_GenerateKeyPairAsync(session, mechanism, publicTemplate, privateTemplate),
-          );
-          return pair.privateKey;
-        } catch (err) {
-          throw new KeyError(
-            "backend",
-            `key generation on token '${context.label}' failed: ${firstLine(err)}`,
-            {
-              cause: err,
-            },
-          );
-        }
-      }),
-    );
-    return await handleFor(context, key, { ...uri, object: label });
-  } catch (err) {
-    context.release();
-    throw err;
-  }
-}
-
-/** Mechanism and attribute templates for C_GenerateKeyPair. */
-function generationTemplates(
-  type: KeyType,
-  params: (typeof KEY_GEN_TYPES)[KeyGenType],
-  label: string,
-  id: Buffer,
-): { mechanism: pkcs11js.Mechanism; publicTemplate: pkcs11js.Template; privateTemplate: pkcs11js.Template } {
-  const common: pkcs11js.Template = [
-    { type: pkcs11js.CKA_TOKEN, value: true },
-    { type: CKA_LABEL, value: label },
-    { type: CKA_ID, value: id },
-  ];
-  const publicTemplate: pkcs11js.Template = [
-    { type: CKA_CLASS, value: CKO_PUBLIC_KEY },
-    ...common,
-    { type: pkcs11js.CKA_PRIVATE, value: false },
-    { type: pkcs11js.CKA_VERIFY, value: true },
-  ];
-  const privateTemplate: pkcs11js.Template = [
-    { type: CKA_CLASS, value: CKO_PRIVATE_KEY },
-    ...common,
-    { type: pkcs11js.CKA_PRIVATE, value: true },
-    { type: pkcs11js.CKA_SENSITIVE, value: true },
-    { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-    { type: pkcs11js.CKA_SIGN, value: true },
-  ];
-  if (type === "rsa") {
-    publicTemplate.push(
-      { type: pkcs11js.CKA_ENCRYPT, value: true },
-      { type: pkcs11js.CKA_MODULUS_BITS, value: params.bits },
-      { type: CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
-    );
-    privateTemplate.push({ type: pkcs11js.CKA_DECRYPT, value: true });
-    return { mechanism: { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN }, publicTemplate, privateTemplate };
-  }
-  const curve = findCurve(params.curve ?? "");
-  if (!curve) throw new KeyError("unsupported", `cannot generate a key on curve ${params.curve}`);
-  publicTemplate.push({ type: CKA_EC_PARAMS, value: curve.oidDer });
-  // Only signing: tokens default other usages (SoftHSM2 sets CKA_DECRYPT) unless told.
-  privateTemplate.push({ type: pkcs11js.CKA_DECRYPT, value: false }, { type: pkcs11js.CKA_DERIVE, value: false });
-  return { mechanism: { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN }, publicTemplate, privateTemplate };
 }

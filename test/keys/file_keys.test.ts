@@ -3,12 +3,12 @@
  * for every scheme, signDigest, RSA decryption, generation, and clear errors.
  */
 import assert from "node:assert/strict";
-import { createHash, createPublicKey, generateKeyPairSync, verify } from "node:crypto";
+import { createHash, createPublicKey } from "node:crypto";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { generateKey, openKey, publicKeyPem, registerKeyBackend } from "../../src/keys/index.ts";
+import { generateKey, openKey, publicKeyPem } from "../../src/keys/index.ts";
 import { SCHEMES } from "../../src/keys/schemes.ts";
 import {
   assertAllSchemesVerify,
@@ -378,28 +378,5 @@ describe("file key errors", () => {
       "bad-reference",
       /passphrase-file/,
     );
-    await assertKeyError(openKey("kms://127.0.0.1:1/key-1"), "bad-reference", /no key backend for 'kms:'/);
-  });
-});
-
-describe("registerKeyBackend", () => {
-  test("a registered scheme receives its references, for open and generate", async () => {
-    const { privateKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-    const file = path("plugin.pem");
-    await writeFile(file, privateKey.export({ type: "pkcs8", format: "pem" }));
-    const seen: string[] = [];
-    registerKeyBackend("testkms://", {
-      open: async (ref) => {
-        seen.push(ref);
-        return openKey(file);
-      },
-    });
-    const key = await openKey("TestKMS://host:1/key-9");
-    assert.deepEqual(seen, ["TestKMS://host:1/key-9"]);
-    const sig = await key.sign("ecdsa_secp256r1_sha256", Buffer.from("m"));
-    assert.ok(verify("sha256", Buffer.from("m"), privateKey, sig));
-    await key.close();
-    await assertKeyError(generateKey("testkms://host:1/new", "ec-p256"), "unsupported", /cannot generate/);
-    assert.throws(() => registerKeyBackend("pkcs11", { open: openKey }), /built in/);
   });
 });
