@@ -5,12 +5,16 @@
 import { Agent, type AgentOptions } from "node:http";
 import type { Duplex } from "node:stream";
 import { type ConnectOptions, connect } from "../tls/client.ts";
+import { ClientSessionCache } from "../tls/psk.ts";
 
 /** TLS settings shared by every connection the agent opens (host and port come per request). */
 export type AgentTlsOptions = Omit<ConnectOptions, "host" | "port" | "socket">;
 
 /** An http.Agent that opens hsmkit TLS sockets; use it with http.request on https URLs' host/port. */
 export class HsmkitAgent extends Agent {
+  /** TLS 1.3 tickets from this agent's connections, so new connections resume. */
+  private readonly sessions = new ClientSessionCache();
+
   constructor(
     private readonly tls: AgentTlsOptions,
     options: AgentOptions = {},
@@ -29,6 +33,7 @@ export class HsmkitAgent extends Agent {
       host: options.host ?? "127.0.0.1",
       port: options.port ?? 443,
       servername: this.tls.servername ?? options.servername,
+      sessionCache: this.tls.sessionCache ?? this.sessions,
     });
   }
 }

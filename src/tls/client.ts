@@ -12,6 +12,7 @@ import { TlsSocket } from "./conn.ts";
 import { ProtocolVersion, parseVersion } from "./constants.ts";
 import { clientHandshake } from "./handshake_client.ts";
 import { DEFAULT_GROUPS } from "./key_share.ts";
+import type { ClientSessionCache } from "./psk.ts";
 import { serverVerifier } from "./verify_peer.ts";
 import { type Certificate, parsePemBundle } from "./x509/certificate.ts";
 import { loadSystemRoots } from "./x509/verify.ts";
@@ -44,6 +45,8 @@ export interface ConnectOptions {
   handshakeTimeout?: number;
   /** Offer encrypt_then_mac for CBC suites (default true). */
   encryptThenMac?: boolean;
+  /** Keep TLS 1.3 tickets here and resume with them (e.g. one cache per HsmkitAgent). */
+  sessionCache?: ClientSessionCache;
 }
 
 function version(v: VersionOption | undefined, fallback: ProtocolVersion): ProtocolVersion {
@@ -84,6 +87,8 @@ export function clientConfig(options: ConnectOptions): ClientConfig {
     rejectUnauthorized: options.rejectUnauthorized ?? true,
     alpn: options.ALPNProtocols ?? [],
     encryptThenMac: options.encryptThenMac ?? true,
+    sessionCache: options.sessionCache,
+    sessionKey: `${options.host ?? "127.0.0.1"}:${options.port ?? 443}/${host}`,
   };
 }
 

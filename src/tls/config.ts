@@ -7,6 +7,7 @@ import type { AlertDescription } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import type { ProtocolVersion } from "./constants.ts";
 import type { NamedGroup } from "./key_share.ts";
+import type { ClientSessionCache } from "./psk.ts";
 
 /** The verdict on a peer's certificate chain. */
 export type ChainVerdict = { ok: true } | { ok: false; reason: string; alert: AlertDescription };
@@ -33,4 +34,8 @@ export interface ClientConfig {
   alpn: readonly string[];
   /** Offer encrypt_then_mac for CBC suites (RFC 7366). */
   encryptThenMac: boolean;
+  /** Where TLS 1.3 tickets are kept for resumption; undefined: no resumption. */
+  sessionCache: ClientSessionCache | undefined;
+  /** The server identity tickets are filed under ("host:port/servername"). */
+  sessionKey: string;
 }

@@ -62,6 +62,7 @@ import {
 } from "./messages13.ts";
 import { finishedData, keyBlock, masterSecret, type PrfHash, transcriptHash } from "./prf.ts";
 import { keyBlockLayout, protectionFor, splitKeyBlock } from "./protection.ts";
+import { bindClientHello, type ClientTicket, offeredPskExtension } from "./psk.ts";
 import { chooseScheme, signWith, verifyHandshakeSignature, verifySchemeCodes } from "./signature.ts";
 
 const CERT_TYPE_RSA_SIGN = 1;
@@ -81,6 +82,8 @@ export interface HelloParams {
   /** The highest version below 1.3 offered (0 when none is). */
   legacyMax: number;
   cookie: Buffer | undefined;
+  /** A ticket to resume with (TLS 1.3), offered as the last extension. */
+  psk: ClientTicket | undefined;
 }
 
 /** Builds the ClientHello for the configuration (the same code builds the second one after HRR). */
@@ -111,6 +114,7 @@ export function buildClientHello(cfg: ClientConfig, p: HelloParams): ClientHello
     extensions.push(clientKeyShare(p.shares.map((k) => ({ group: k.group, keyExchange: k.publicKey }))));
     extensions.push(pskModes());
     if (p.cookie) extensions.push(cookieExtension(p.cookie));
+    if (p.psk) extensions.push(offeredPskExtension(p.psk)); // must be last (RFC 8446 §4.2.11)
   }
   const scsv = p.legacyMax ? [TLS_EMPTY_RENEGOTIATION_INFO_SCSV] : [];
   return {
@@ -121,6 +125,18 @@ export function buildClientHello(cfg: ClientConfig, p: HelloParams): ClientHello
     compressionMethods: [0],
     extensions,
   };
+}
+
+/** Encodes a ClientHello, binding its PSK (if any) to the transcript so far. */
+export function encodeHelloBody(hello: ClientHello, p: HelloParams, prefix: readonly Buffer[]): Buffer {
+  const body = encodeClientHello(hello);
+  return p.psk ? bindClientHello(body, p.psk, prefix) : body;
+}
+
+/** A cached ticket for this server whose suite we still offer. */
+function resumableTicket(cfg: ClientConfig, suites: readonly CipherSuite[]): ClientTicket | undefined {
+  const t = cfg.sessionCache?.take(cfg.sessionKey);
+  return t && suites.some((s) => s.id === t.suiteId) ? t : undefined;
 }
 
 /** Runs the client handshake: ClientHello, then TLS 1.3 or TLS 1.2/1.1 as the ServerHello decides. */
@@ -148,10 +164,11 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
     offer13,
     legacyMax,
     cookie: undefined,
+    psk: offer13 ? resumableTicket(cfg, suites) : undefined,
   };
   const hello = buildClientHello(cfg, params);
   io.setRecordVersion(ProtocolVersion.TLS10);
-  transcript.push(io.writeMessage(HandshakeType.client_hello, encodeClientHello(hello)));
+  transcript.push(io.writeMessage(HandshakeType.client_hello, encodeHelloBody(hello, params, [])));
   await io.flush();
 
   // ServerHello

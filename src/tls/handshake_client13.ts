@@ -11,7 +11,7 @@ import type { ClientConfig } from "./config.ts";
 import type { HandshakeResult } from "./conn.ts";
 import { ExtensionType, HandshakeType, ProtocolVersion } from "./constants.ts";
 import { decodeAlpn, decodeU16ListExtension, findExtension } from "./extensions.ts";
-import { buildClientHello, type HelloParams } from "./handshake_client.ts";
+import { buildClientHello, encodeHelloBody, type HelloParams } from "./handshake_client.ts";
 import { expectType, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
 import {
   finishedMac,
@@ -19,6 +19,7 @@ import {
   KeySchedule,
   nextTrafficSecret,
   type Tls13Hash,
+  ticketPsk,
   trafficKeys,
 } from "./key_schedule.ts";
 import { generateKeyShare, isSupportedGroup } from "./key_share.ts";
@@ -40,6 +41,7 @@ import {
   decodeKeyUpdate,
   decodeNewSessionTicket13,
   decodeServerKeyShare,
+  decodeServerPsk,
   encodeCertificate13,
   HRR_RANDOM,
 } from "./messages13.ts";
@@ -121,13 +123,14 @@ export async function clientHandshake13(
       suites: [suite],
       shares,
       cookie: cookieExt ? decodeCookie(cookieExt.data) : undefined,
+      // The PSK stays on offer only if the suite chosen can use it (same hash).
+      psk: params.psk?.hash === hash ? params.psk : undefined,
     };
     transcript = [messageHash(hash, transcript[0]!), transcript[1]!];
     io.writeChangeCipherSpec(NULL_PROTECTION);
     sentCcs = true;
-    transcript.push(
-      io.writeMessage(HandshakeType.client_hello, encodeClientHello(buildClientHello(cfg, params))),
-    );
+    const secondHello = encodeHelloBody(buildClientHello(cfg, params), params, transcript);
+    transcript.push(io.writeMessage(HandshakeType.client_hello, secondHello));
     await io.flush();
     const msg = await io.readMessage();
     expectType(msg, HandshakeType.server_hello);
@@ -140,14 +143,21 @@ export async function clientHandshake13(
 
   // ServerHello
   checkHello(sh, params, "ServerHello");
-  onlyAllowed(sh.extensions, [ExtensionType.supported_versions, ExtensionType.key_share], "ServerHello");
+  const allowed = [ExtensionType.supported_versions, ExtensionType.key_share];
+  if (params.psk) allowed.push(ExtensionType.pre_shared_key);
+  onlyAllowed(sh.extensions, allowed, "ServerHello");
+  const pskExt = findExtension(sh.extensions, ExtensionType.pre_shared_key);
+  const ticket = pskExt ? params.psk : undefined;
+  if (pskExt && (decodeServerPsk(pskExt.data) !== 0 || ticket?.hash !== hash)) {
+    fail(AlertDescription.illegal_parameter, "server selected a PSK we did not offer");
+  }
   const shareExt = findExtension(sh.extensions, ExtensionType.key_share);
   if (!shareExt) fail(AlertDescription.missing_extension, "ServerHello has no key_share");
   const serverShare = decodeServerKeyShare(shareExt.data);
   const ours = params.shares.find((k) => k.group === serverShare.group);
   if (!ours) fail(AlertDescription.illegal_parameter, "server key share is for a group we did not send");
   const shared = ours.agree(serverShare.keyExchange);
-  const schedule = new KeySchedule(hash, undefined);
+  const schedule = new KeySchedule(hash, ticket?.psk);
   const [clientHs, serverHs] = schedule.handshake(shared, hashMessages(hash, transcript));
   shared.fill(0);
   io.setRecordVersion(ProtocolVersion.TLS12);
@@ -160,53 +170,16 @@ export async function clientHandshake13(
   const ee = decodeEncryptedExtensions(msg.body);
   const alpn = checkEncryptedExtensions(ee, cfg);
 
-  // CertificateRequest (optional), Certificate, CertificateVerify, Finished
-  msg = await io.readMessage();
-  let certRequest: { context: Buffer; schemes: number[] } | undefined;
-  if (msg.type === HandshakeType.certificate_request) {
-    transcript.push(msg.raw);
-    const cr = decodeCertificateRequest13(msg.body);
-    const sigAlgs = findExtension(cr.extensions, ExtensionType.signature_algorithms);
-    if (!sigAlgs) fail(AlertDescription.missing_extension, "CertificateRequest without signature_algorithms");
-    certRequest = {
-      context: cr.context,
-      schemes: decodeU16ListExtension(sigAlgs.data, "signature_algorithms"),
-    };
-    msg = await io.readMessage();
-  }
-  expectType(msg, HandshakeType.certificate);
-  transcript.push(msg.raw);
-  const cert = decodeCertificate13(msg.body);
-  if (cert.context.length !== 0)
-    fail(AlertDescription.illegal_parameter, "server Certificate has a request context");
-  if (cert.chain.length === 0) fail(AlertDescription.decode_error, "server sent no certificate");
-  let serverKey: KeyObject;
-  try {
-    serverKey = new X509Certificate(cert.chain[0]!).publicKey;
-  } catch {
-    fail(AlertDescription.bad_certificate, "server certificate cannot be parsed");
-  }
-  let authorized = true;
-  let authorizationError: string | undefined;
-  if (cfg.verifyServer) {
-    const verdict = cfg.verifyServer(cert.chain);
-    if (!verdict.ok) {
-      authorized = false;
-      authorizationError = verdict.reason;
-      if (cfg.rejectUnauthorized) throw new TlsError(verdict.alert, verdict.reason, "certificate");
-    }
-  }
-  msg = await io.readMessage();
-  expectType(msg, HandshakeType.certificate_verify);
-  const cv = decodeDigitallySigned(msg.body, true);
-  verifyHandshakeSignature(
-    serverKey,
-    cv.scheme,
-    certificateVerifyContent("server", hashMessages(hash, transcript)),
-    cv.signature,
-    ProtocolVersion.TLS13,
-  );
-  transcript.push(msg.raw);
+  // Server authentication (absent when resuming: the ticket vouches for the server).
+  const auth = ticket
+    ? {
+        certRequest: undefined,
+        chain: ticket.peerCertificates,
+        authorized: true,
+        authorizationError: undefined,
+      }
+    : await readServerAuth(io, cfg, hash, transcript);
+  const { certRequest } = auth;
   msg = await io.readMessage();
   expectType(msg, HandshakeType.finished);
   const expected = finishedMac(hash, serverHs, hashMessages(hash, transcript));
@@ -257,15 +230,28 @@ export async function clientHandshake13(
   );
   io.setWriteProtection(protection13(suite, clientAp));
   await io.flush();
-  schedule.resumption(hashMessages(hash, transcript)).fill(0);
+  const resumptionSecret = schedule.resumption(hashMessages(hash, transcript));
   clientHs.fill(0);
   serverHs.fill(0);
 
   const postHandshake = (m: HandshakeMessage): void => {
     switch (m.type) {
-      case HandshakeType.new_session_ticket:
-        decodeNewSessionTicket13(m.body); // validated; resumption from tickets is not used by this client yet
+      case HandshakeType.new_session_ticket: {
+        const nst = decodeNewSessionTicket13(m.body);
+        if (cfg.sessionCache && nst.lifetime > 0) {
+          cfg.sessionCache.put(cfg.sessionKey, {
+            suiteId: suite.id,
+            hash,
+            psk: ticketPsk(hash, resumptionSecret, nst.nonce),
+            ticket: Buffer.from(nst.ticket),
+            ageAdd: nst.ageAdd,
+            receivedAt: Date.now(),
+            lifetime: nst.lifetime,
+            peerCertificates: auth.chain,
+          });
+        }
         return;
+      }
       case HandshakeType.key_update: {
         const requested = decodeKeyUpdate(m.body);
         serverAp = nextTrafficSecret(hash, serverAp);
@@ -288,12 +274,76 @@ export async function clientHandshake13(
   return {
     version: ProtocolVersion.TLS13,
     suite,
-    peerCertificates: cert.chain,
-    authorized,
-    authorizationError,
+    peerCertificates: auth.chain,
+    authorized: auth.authorized,
+    authorizationError: auth.authorizationError,
     alpnProtocol: alpn,
     postHandshake,
   };
+}
+
+/** What the server's authentication messages established. */
+interface ServerAuth {
+  certRequest: { context: Buffer; schemes: number[] } | undefined;
+  chain: Buffer[];
+  authorized: boolean;
+  authorizationError: string | undefined;
+}
+
+/** Reads [CertificateRequest,] Certificate and CertificateVerify, validating the chain and signature. */
+async function readServerAuth(
+  io: HandshakeIO,
+  cfg: ClientConfig,
+  hash: Tls13Hash,
+  transcript: Buffer[],
+): Promise<ServerAuth> {
+  let msg = await io.readMessage();
+  let certRequest: { context: Buffer; schemes: number[] } | undefined;
+  if (msg.type === HandshakeType.certificate_request) {
+    transcript.push(msg.raw);
+    const cr = decodeCertificateRequest13(msg.body);
+    const sigAlgs = findExtension(cr.extensions, ExtensionType.signature_algorithms);
+    if (!sigAlgs) fail(AlertDescription.missing_extension, "CertificateRequest without signature_algorithms");
+    certRequest = {
+      context: cr.context,
+      schemes: decodeU16ListExtension(sigAlgs.data, "signature_algorithms"),
+    };
+    msg = await io.readMessage();
+  }
+  expectType(msg, HandshakeType.certificate);
+  transcript.push(msg.raw);
+  const cert = decodeCertificate13(msg.body);
+  if (cert.context.length !== 0)
+    fail(AlertDescription.illegal_parameter, "server Certificate has a request context");
+  if (cert.chain.length === 0) fail(AlertDescription.decode_error, "server sent no certificate");
+  let serverKey: KeyObject;
+  try {
+    serverKey = new X509Certificate(cert.chain[0]!).publicKey;
+  } catch {
+    fail(AlertDescription.bad_certificate, "server certificate cannot be parsed");
+  }
+  let authorized = true;
+  let authorizationError: string | undefined;
+  if (cfg.verifyServer) {
+    const verdict = cfg.verifyServer(cert.chain);
+    if (!verdict.ok) {
+      authorized = false;
+      authorizationError = verdict.reason;
+      if (cfg.rejectUnauthorized) throw new TlsError(verdict.alert, verdict.reason, "certificate");
+    }
+  }
+  msg = await io.readMessage();
+  expectType(msg, HandshakeType.certificate_verify);
+  const cv = decodeDigitallySigned(msg.body, true);
+  verifyHandshakeSignature(
+    serverKey,
+    cv.scheme,
+    certificateVerifyContent("server", hashMessages(hash, transcript)),
+    cv.signature,
+    ProtocolVersion.TLS13,
+  );
+  transcript.push(msg.raw);
+  return { certRequest, chain: cert.chain, authorized, authorizationError };
 }
 
 function checkHello(sh: ServerHello, params: HelloParams, what: string): void {
