@@ -96,8 +96,9 @@ function installExitHook(): void {
   exitHookInstalled = true;
   // Nothing here keeps the event loop alive; the hook only lets modules flush and release
   // devices. A module with a call still running is left alone: C_Finalize would pull the
-  // library out from under that worker thread.
-  process.once("exit", () => {
+  // library out from under that worker thread. Prepended, so modules are finalised before
+  // other exit listeners remove files they may still be writing (e.g. a test token store).
+  process.prependOnceListener("exit", () => {
     for (const module of modules.values()) {
       if (!module.idle) continue;
       try {
