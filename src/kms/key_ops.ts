@@ -22,10 +22,11 @@ import {
   verify,
 } from "node:crypto";
 import { promisify } from "node:util";
+import { digestInfo, emsaPssEncode } from "../keys/rsa_padding.ts";
 import { ecdsaSignDigest, ecdsaVerifyDigest } from "./ecdsa_digest.ts";
 import { KmsServiceError } from "./errors.ts";
-import { pssEncode, pssVerify } from "./pss.ts";
-import { type DigestName, KEY_SPECS, type KeySpec, type SignAlgorithmInfo } from "./specs.ts";
+import { pssVerify } from "./pss.ts";
+import { KEY_SPECS, type KeySpec, type SignAlgorithmInfo } from "./specs.ts";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 const signAsync = promisify(sign);
@@ -76,13 +77,6 @@ export function loadMaterial(spec: KeySpec, secret: Buffer): LoadedKey {
   return { kind: info.kind, privateKey, publicKey: createPublicKey(privateKey), bits };
 }
 
-/** The DER DigestInfo prefix for PKCS#1 v1.5 (RFC 8017 §9.2 note 1). */
-const DIGEST_INFO_PREFIX: Readonly<Record<DigestName, Buffer>> = {
-  sha256: Buffer.from("3031300d060960864801650304020105000420", "hex"),
-  sha384: Buffer.from("3041300d060960864801650304020205000430", "hex"),
-  sha512: Buffer.from("3051300d060960864801650304020305000440", "hex"),
-};
-
 function asymmetric(key: LoadedKey, alg: SignAlgorithmInfo): Extract<LoadedKey, { kind: "rsa" | "ec" }> {
   if (key.kind !== alg.kind) {
     throw new KmsServiceError(
@@ -115,9 +109,7 @@ export async function signDigest(key: LoadedKey, alg: SignAlgorithmInfo, digest:
   checkDigestLength(alg, digest);
   if (k.kind === "ec") return ecdsaSignDigest(k.privateKey, digest);
   const block =
-    alg.padding === "pss"
-      ? pssEncode(alg.hash, digest, k.bits)
-      : Buffer.concat([DIGEST_INFO_PREFIX[alg.hash], digest]);
+    alg.padding === "pss" ? emsaPssEncode(alg.hash, digest, k.bits) : digestInfo(alg.hash, digest);
   const padding = alg.padding === "pss" ? constants.RSA_NO_PADDING : constants.RSA_PKCS1_PADDING;
   return privateEncrypt({ key: k.privateKey, padding }, block);
 }
@@ -159,7 +151,7 @@ export async function verifyDigest(
       return pssVerify(alg.hash, digest, block, k.bits);
     }
     const recovered = publicDecrypt({ key: k.publicKey, padding: constants.RSA_PKCS1_PADDING }, signature);
-    const expected = Buffer.concat([DIGEST_INFO_PREFIX[alg.hash], digest]);
+    const expected = digestInfo(alg.hash, digest);
     return recovered.length === expected.length && timingSafeEqual(recovered, expected);
   } catch {
     return false;

@@ -1,13 +1,13 @@
 /**
- * EMSA-PSS encoding and verification (RFC 8017 §9.1) over a precomputed digest.
+ * EMSA-PSS verification (RFC 8017 §9.1.2) over a precomputed digest; the encoding side is
+ * keys/rsa_padding.ts's emsaPssEncode.
  *
- * Why this exists: node:crypto only signs PSS over a message it hashes itself, but a client
- * that streams a 2 GiB file sends only the digest (MessageType DIGEST). Encoding the digest
- * here and applying the raw RSA operation with `crypto.privateEncrypt(RSA_NO_PADDING)` keeps
- * the RSA arithmetic in OpenSSL; only the byte layout of the padding is ours. Hashes and
- * randomness come from node:crypto.
+ * Why this exists: node:crypto only verifies PSS over a message it hashes itself, but a
+ * client that streamed a 2 GiB file sends only the digest (MessageType DIGEST). The raw RSA
+ * operation is `crypto.publicDecrypt(RSA_NO_PADDING)` (OpenSSL's arithmetic); only the byte
+ * layout of the padding is checked here. Hashes come from node:crypto.
  */
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { DigestName } from "./specs.ts";
 
 function hash(name: DigestName, ...parts: Uint8Array[]): Buffer {
@@ -25,31 +25,6 @@ export function mgf1(name: DigestName, seed: Uint8Array, length: number): Buffer
     const block = hash(name, seed, counter);
     offset += block.copy(out, offset);
   }
-  return out;
-}
-
-/**
- * EMSA-PSS-ENCODE with salt length = digest length, returned left-padded to `modulusBytes`
- * so it can go straight into a raw RSA private operation.
- */
-export function pssEncode(name: DigestName, digest: Uint8Array, modulusBits: number): Buffer {
-  const hLen = digest.length;
-  const sLen = hLen;
-  const emBits = modulusBits - 1;
-  const emLen = Math.ceil(emBits / 8);
-  if (emLen < hLen + sLen + 2) throw new RangeError("RSA key too small for this PSS digest");
-  const salt = randomBytes(sLen);
-  const h = hash(name, Buffer.alloc(8), digest, salt);
-  const db = Buffer.alloc(emLen - hLen - 1);
-  db[emLen - sLen - hLen - 2] = 0x01;
-  salt.copy(db, db.length - sLen);
-  const mask = mgf1(name, h, db.length);
-  for (let i = 0; i < db.length; i++) db[i] = (db[i] ?? 0) ^ (mask[i] ?? 0);
-  db[0] = (db[0] ?? 0) & (0xff >> (8 * emLen - emBits));
-  const modulusBytes = Math.ceil(modulusBits / 8);
-  const out = Buffer.alloc(modulusBytes);
-  const em = Buffer.concat([db, h, Buffer.from([0xbc])]);
-  em.copy(out, modulusBytes - emLen);
   return out;
 }
 
