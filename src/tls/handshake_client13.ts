@@ -27,7 +27,6 @@ import {
   decodeDigitallySigned,
   decodeServerHello,
   type Extension,
-  encodeClientHello,
   encodeDigitallySigned,
   type ServerHello,
 } from "./messages.ts";
