@@ -130,17 +130,41 @@ export function serverHandshakeDetails(socket: TlsSocket): ServerHandshakeDetail
 }
 
 /**
- * The handshake's IO with one addition: arming the next read state (setPendingRead, or
- * setReadProtection in TLS 1.3) opens the transport's gate, so a client ChangeCipherSpec
- * that arrives while the key handle is still working waits for its keys.
+ * The handshake's IO, opening the transport's gate (see ServerTransport) when a held
+ * ChangeCipherSpec may be read: once the handshake has armed the next read state
+ * (setPendingRead, or setReadProtection in TLS 1.3), or when it is blocked waiting for
+ * input (then the record layer judges the early ChangeCipherSpec and refuses it at once).
+ * While the handshake is busy with the key handle, the ChangeCipherSpec stays held.
  */
 function gatedIO(io: HandshakeIO, transport: ServerTransport): HandshakeIO {
-  const opening = new Set<PropertyKey>(["setPendingRead", "setReadProtection"]);
+  const arming = new Set<PropertyKey>(["setPendingRead", "setReadProtection", "readChangeCipherSpec"]);
+  const releaseIfBlocked = (pending: Promise<unknown>): void => {
+    let settled = false;
+    pending.then(
+      () => {
+        settled = true;
+      },
+      () => {
+        settled = true;
+      },
+    );
+    // A message already queued settles within microtasks; one still to come does not.
+    setImmediate(() => {
+      if (!settled) transport.release();
+    });
+  };
   return new Proxy(io, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop);
       if (typeof value !== "function") return value;
-      if (!opening.has(prop)) return value.bind(target);
+      if (prop === "readMessage") {
+        return () => {
+          const pending = target.readMessage();
+          releaseIfBlocked(pending);
+          return pending;
+        };
+      }
+      if (!arming.has(prop)) return value.bind(target);
       return (...args: unknown[]) => {
         const out: unknown = value.apply(target, args);
         transport.release();
