@@ -5,15 +5,15 @@
  * undici and Express run on top unchanged. It owns the record layer and hands whole
  * handshake messages to the handshake code through HandshakeIO.
  */
-import { X509Certificate } from "node:crypto";
 import type { Socket } from "node:net";
-import { Duplex } from "node:stream";
+import type { Duplex } from "node:stream";
 import { AlertDescription, AlertLevel, alertName, TlsError } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
-import { ContentType, HandshakeType, MAX_PLAINTEXT, ProtocolVersion, versionName } from "./constants.ts";
+import { ContentType, HandshakeType, MAX_PLAINTEXT, ProtocolVersion } from "./constants.ts";
 import { HandshakeAssembler, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
 import { NULL_PROTECTION, type RecordProtection } from "./protection.ts";
 import { fragments, frameRecord, RecordReader } from "./record.ts";
+import { SocketFace } from "./socket_face.ts";
 
 /** What a completed handshake tells the connection. */
 export interface HandshakeResult {
@@ -39,38 +39,8 @@ export interface TlsSocketOptions {
   handshakeTimeout?: number;
 }
 
-/** The peer certificate in the shape of Node's tls getPeerCertificate(). */
-export interface PeerCertificate {
-  subject: Record<string, string>;
-  issuer: Record<string, string>;
-  subjectaltname: string | undefined;
-  valid_from: string;
-  valid_to: string;
-  serialNumber: string;
-  fingerprint256: string;
-  raw: Buffer;
-}
-
-function parseDn(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split("\n")) {
-    const i = line.indexOf("=");
-    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1);
-  }
-  return out;
-}
-
 /** A TLS connection as a Duplex stream of application data. */
-export class TlsSocket extends Duplex implements HandshakeIO {
-  /** Always true: this is a TLS socket (Node's http checks it). */
-  readonly encrypted = true;
-  /** True once the peer's certificate chain validated. */
-  authorized = false;
-  /** Why the peer is not authorized. */
-  authorizationError: string | undefined;
-  /** The negotiated ALPN protocol, or false. */
-  alpnProtocol: string | false = false;
-
+export class TlsSocket extends SocketFace implements HandshakeIO {
   private readonly reader = new RecordReader();
   private readonly assembler = new HandshakeAssembler();
   private readProtection: RecordProtection = NULL_PROTECTION;
@@ -86,19 +56,17 @@ export class TlsSocket extends Duplex implements HandshakeIO {
   private readonly earlyData: Buffer[] = [];
   private outbox: Buffer[] = [];
   private handshakeOut: Buffer[] = [];
-  private result: HandshakeResult | undefined;
   private failure: Error | undefined;
   private readonly pendingWrites: Array<() => void> = [];
   private closeNotifySent = false;
 
   constructor(
-    /** The transport carrying records. */
-    readonly transport: Duplex,
+    transport: Duplex,
     private readonly role: "client" | "server",
     runner: HandshakeRunner,
     options: TlsSocketOptions = {},
   ) {
-    super({ allowHalfOpen: false });
+    super(transport);
     transport.on("data", (chunk: Buffer) => this.onData(chunk));
     transport.on("end", () => this.onTransportEnd());
     // Transport errors (ECONNREFUSED, ECONNRESET...) pass through as they are, so callers
@@ -464,103 +432,5 @@ export class TlsSocket extends Duplex implements HandshakeIO {
     w?.reject(this.failure ?? new Error("socket destroyed"));
     this.transport.destroy();
     callback(error);
-  }
-
-  // ---- tls.TLSSocket look-alike ------------------------------------------------------
-
-  /** "TLSv1.2" etc., or null before the handshake completes. */
-  getProtocol(): string | null {
-    return this.result ? versionName(this.result.version) : null;
-  }
-
-  /** The negotiated suite in Node's shape. */
-  getCipher(): { name: string; standardName: string; version: string } | undefined {
-    if (!this.result) return undefined;
-    const s = this.result.suite;
-    return { name: s.opensslName, standardName: s.name, version: versionName(this.result.version) };
-  }
-
-  /** The peer's chain as DER, leaf first. */
-  getPeerCertificateChain(): Buffer[] {
-    return this.result?.peerCertificates ?? [];
-  }
-
-  /** The peer's leaf certificate like Node's getPeerCertificate(), or {} when there is none. */
-  getPeerCertificate(): PeerCertificate | Record<string, never> {
-    const der = this.result?.peerCertificates[0];
-    if (!der) return {};
-    const c = new X509Certificate(der);
-    return {
-      subject: parseDn(c.subject),
-      issuer: parseDn(c.issuer),
-      subjectaltname: c.subjectAltName,
-      valid_from: c.validFrom,
-      valid_to: c.validTo,
-      serialNumber: c.serialNumber,
-      fingerprint256: c.fingerprint256,
-      raw: der,
-    };
-  }
-
-  /** The peer's leaf as an X509Certificate, like Node's getPeerX509Certificate(). */
-  getPeerX509Certificate(): X509Certificate | undefined {
-    const der = this.result?.peerCertificates[0];
-    return der ? new X509Certificate(der) : undefined;
-  }
-
-  /** Passes through to the transport, like net.Socket. */
-  setTimeout(ms: number, callback?: () => void): this {
-    (this.transport as Socket).setTimeout?.(ms);
-    if (callback) this.once("timeout", callback);
-    return this;
-  }
-
-  /** Passes through to the transport. */
-  setNoDelay(noDelay?: boolean): this {
-    (this.transport as Socket).setNoDelay?.(noDelay);
-    return this;
-  }
-
-  /** Passes through to the transport. */
-  setKeepAlive(enable?: boolean, delay?: number): this {
-    (this.transport as Socket).setKeepAlive?.(enable, delay);
-    return this;
-  }
-
-  /** Passes through to the transport. */
-  ref(): this {
-    (this.transport as Socket).ref?.();
-    return this;
-  }
-
-  /** Passes through to the transport. */
-  unref(): this {
-    (this.transport as Socket).unref?.();
-    return this;
-  }
-
-  /** The transport's remote address. */
-  get remoteAddress(): string | undefined {
-    return (this.transport as Socket).remoteAddress;
-  }
-
-  /** The transport's remote port. */
-  get remotePort(): number | undefined {
-    return (this.transport as Socket).remotePort;
-  }
-
-  /** The transport's local address. */
-  get localAddress(): string | undefined {
-    return (this.transport as Socket).localAddress;
-  }
-
-  /** The transport's local port. */
-  get localPort(): number | undefined {
-    return (this.transport as Socket).localPort;
-  }
-
-  /** The transport's address(). */
-  address(): ReturnType<Socket["address"]> | Record<string, never> {
-    return (this.transport as Socket).address?.() ?? {};
   }
 }
