@@ -67,7 +67,7 @@ const ROUNDS = 4;
 /** A slow client (forge) stops early after this much measuring. */
 const CASE_BUDGET_MS = 8_000;
 /** Bulk transfers are repeated this many times each; the best counts. */
-const BULK_ROUNDS = 2;
+const BULK_ROUNDS = 3;
 /** The whole run is killed after this long, whatever happens. */
 const WATCHDOG_MS = 10 * 60_000;
 
@@ -171,6 +171,12 @@ interface BulkRow {
   cpuMs: number;
   wallMs: number;
 }
+
+// A failure anywhere ends the run with one line (exit handlers still stop the peers).
+process.once("uncaughtException", (err) => {
+  console.error(`\nbench/client.ts failed: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
 
 const watchdog = setTimeout(() => {
   console.error(`bench/client.ts: still running after ${WATCHDOG_MS / 1000} s, giving up`);
