@@ -162,3 +162,73 @@ test("nothing listening: exit 7", async () => {
   assert.equal(res.exitCode, 7, res.output);
   assertOneLine(res.stderr, /failed to connect/);
 });
+
+test("-X, -d @FILE, -H and -o reach a Node https server with mutual TLS as curl would send them", async () => {
+  const { createServer } = await import("node:https");
+  const { mkdtempSync, readFileSync, writeFileSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const server = createServer(
+    {
+      cert: readFileSync(pki.server.chainPath),
+      key: readFileSync(pki.server.keyPath),
+      ca: readFileSync(pki.caFile),
+      requestCert: true,
+      rejectUnauthorized: true,
+    },
+    (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const peer = (req.socket as import("node:tls").TLSSocket).getPeerCertificate();
+        res.writeHead(201, { "content-type": "application/json" });
+        res.end(
+          JSON.stringify({
+            method: req.method,
+            url: req.url,
+            header: req.headers["x-demo"],
+            type: req.headers["content-type"],
+            body: Buffer.concat(chunks).toString(),
+            client: peer.subject?.CN,
+          }),
+        );
+      });
+    },
+  );
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as import("node:net").AddressInfo).port;
+  const dir = mkdtempSync(join(tmpdir(), "hsmkit-curl-"));
+  try {
+    writeFileSync(join(dir, "body.txt"), "payload from a file");
+    const res = await hsmkit([
+      "curl",
+      `https://localhost:${port}/upload?x=1`,
+      "--cacert",
+      pki.caFile,
+      "--cert",
+      id.cert.chainPath,
+      "--key",
+      id.ref,
+      "-X",
+      "PUT",
+      "-d",
+      `@${join(dir, "body.txt")}`,
+      "-H",
+      "X-Demo: yes",
+      "-o",
+      join(dir, "out.json"),
+    ]);
+    assert.equal(res.exitCode, 0, res.output);
+    assert.equal(res.stdout, "");
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, "out.json"), "utf8")), {
+      method: "PUT",
+      url: "/upload?x=1",
+      header: "yes",
+      type: "application/x-www-form-urlencoded",
+      body: "payload from a file",
+      client: "hsmkit-cli-client",
+    });
+  } finally {
+    server.close();
+  }
+});
