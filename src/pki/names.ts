@@ -159,9 +159,14 @@ export function parseNameConstraints(text: string): NameConstraint[] {
       }
       out.push({ type: "ip", value: address, prefix });
     } else if (kind === "DN") {
+      let rdns = 0;
       try {
-        new x509.Name(value);
+        rdns = new x509.Name(value).toJSON().length;
       } catch {
+        rdns = 0;
+      }
+      // The library parses leniently: text without one TYPE=value pair yields an empty name.
+      if (rdns === 0 || !/^\s*[A-Za-z0-9.]+\s*=/.test(value)) {
         throw new PkiError("bad-input", `name constraint '${item}' is not a distinguished name`);
       }
       out.push({ type: "dn", value });
