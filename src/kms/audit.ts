@@ -76,26 +76,28 @@ export class AuditLog {
     const db = this.store.db;
     return db
       .transaction(() => {
-        const last = db.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as
+        const last = this.store.statement("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as
           | { seq: number; hash: Buffer }
           | undefined;
         const entry: AuditEntry = { ...event, seq: (last?.seq ?? 0) + 1, time: when.toISOString() };
         const prev = last ? Buffer.from(last.hash) : GENESIS;
         const hash = entryHash(prev, entry);
-        db.prepare("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").run(
-          entry.seq,
-          entry.time,
-          entry.actor,
-          entry.source,
-          entry.operation,
-          entry.keyId,
-          entry.outcome,
-          entry.requestId,
-          entry.detail,
-          prev,
-          hash,
-          mac(this.macKey, "entry", hash),
-        );
+        this.store
+          .statement("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+          .run(
+            entry.seq,
+            entry.time,
+            entry.actor,
+            entry.source,
+            entry.operation,
+            entry.keyId,
+            entry.outcome,
+            entry.requestId,
+            entry.detail,
+            prev,
+            hash,
+            mac(this.macKey, "entry", hash),
+          );
         const head = JSON.stringify({
           seq: entry.seq,
           hash: hash.toString("hex"),

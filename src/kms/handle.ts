@@ -3,8 +3,9 @@
  * protocol) behind the same PrivateKeyHandle as files and tokens, so TLS, the CA and file
  * signing use it unchanged. Importing this module registers the `kms` key backend.
  *
- * Messages are hashed here and sent as MessageType DIGEST (a 2 GiB file costs one small
- * request); small in-memory messages for EC keys go as RAW, which the server signs in process.
+ * Small in-memory messages (TLS handshakes, certificates) go whole as MessageType RAW, which the
+ * server signs on its thread pool; streams and large messages are hashed here and sent as
+ * MessageType DIGEST, so a 2 GiB file costs one small request.
  */
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { digestMessage, isBytes } from "../keys/digest.ts";
@@ -33,8 +34,8 @@ const ALGORITHM_FOR: Partial<Record<SignatureScheme, string>> = {
   ecdsa_secp521r1_sha512: "ECDSA_SHA_512",
 };
 
-/** EC messages up to this size are sent whole (RAW); larger ones as a digest. */
-const RAW_EC_LIMIT = 64 * 1024;
+/** In-memory messages up to this size are sent whole (RAW); larger ones as a digest. */
+const RAW_LIMIT = 64 * 1024;
 
 const CURVES: Readonly<Record<string, NamedCurve>> = {
   prime256v1: "P-256",
@@ -118,7 +119,7 @@ export class KmsKeyHandle implements PrivateKeyHandle {
 
   async sign(scheme: SignatureScheme, message: SignInput): Promise<Buffer> {
     const algorithm = this.algorithm(scheme);
-    if (this.type === "ec" && isBytes(message) && message.length <= RAW_EC_LIMIT) {
+    if (isBytes(message) && message.length <= RAW_LIMIT) {
       return this.request({ keyId: this.keyId, algorithm, message });
     }
     return this.signDigest(scheme, await digestMessage(SCHEMES[scheme].hash, message));

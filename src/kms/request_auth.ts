@@ -4,7 +4,7 @@
  * access point's public key, and only then the access point's state and source address
  * (so an unauthenticated caller learns nothing about an access point).
  */
-import { createPublicKey } from "node:crypto";
+import { createPublicKey, type KeyObject } from "node:crypto";
 import {
   ACCESS_KEY_HEADER,
   API_VERSION,
@@ -32,6 +32,18 @@ export interface IncomingRequest {
 export interface Authenticated {
   readonly operation: Operation;
   readonly accessPoint: AccessPointRecord;
+}
+
+// Parsing an SPKI costs about as much as verifying with it; keep the parsed keys (they never change).
+const parsedKeys = new Map<string, { der: Buffer; key: KeyObject }>();
+
+function accessPointKey(ap: AccessPointRecord): KeyObject {
+  const hit = parsedKeys.get(ap.id);
+  if (hit?.der.equals(ap.publicDer)) return hit.key;
+  if (parsedKeys.size >= 10_000) parsedKeys.clear();
+  const key = createPublicKey({ key: ap.publicDer, format: "der", type: "spki" });
+  parsedKeys.set(ap.id, { der: Buffer.from(ap.publicDer), key });
+  return key;
 }
 
 /** What the caller claims before it is verified (for the audit log of refusals). */
@@ -79,7 +91,7 @@ export function authenticate(req: IncomingRequest, store: Store, now: number): A
     throw new KmsServiceError("MissingParameter", "The authorization header is missing or malformed.");
   const accessPoint = store.findAccessPoint(accessKeyId);
   if (!accessPoint) throw new KmsServiceError("InvalidAccessKeyId", "The access key id does not exist.");
-  const publicKey = createPublicKey({ key: accessPoint.publicDer, format: "der", type: "spki" });
+  const publicKey = accessPointKey(accessPoint);
   if (!verifyAuthorization(stringToSign(req.method, h), signature, publicKey)) {
     throw new KmsServiceError("SignatureDoesNotMatch", "The request signature does not match.");
   }

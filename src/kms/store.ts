@@ -132,6 +132,7 @@ const toAp = (r: ApRow): AccessPointRecord => ({
 export class Store {
   /** The open database (audit.ts appends through it). */
   readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(path: string) {
     // Create the file 0600 ourselves: SQLite would use the umask, and the WAL inherits the mode.
@@ -146,6 +147,16 @@ export class Store {
     this.db.exec(SCHEMA);
   }
 
+  /** A prepared statement, compiled once per connection (compiling costs more than running). */
+  statement(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
   /** Closes the database. */
   close(): void {
     if (this.db.open) this.db.close();
@@ -153,7 +164,7 @@ export class Store {
 
   /** Reads an instance metadata value. */
   getMeta(name: string): Buffer | undefined {
-    const row = this.db.prepare("SELECT value FROM meta WHERE name = ?").get(name) as
+    const row = this.statement("SELECT value FROM meta WHERE name = ?").get(name) as
       | { value: Buffer }
       | undefined;
     return row ? Buffer.from(row.value) : undefined;
@@ -161,29 +172,40 @@ export class Store {
 
   /** Writes a metadata value only if absent; returns the value that is stored afterwards. */
   initMeta(name: string, value: Buffer): Buffer {
-    this.db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)").run(name, value);
+    this.statement("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)").run(name, value);
     return this.getMeta(name) as Buffer;
   }
 
   /** Overwrites a metadata value. */
   setMeta(name: string, value: Buffer): void {
-    this.db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)").run(name, value);
+    this.statement("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)").run(name, value);
   }
 
   /** Inserts a key and its first version atomically. */
   createKey(key: KeyRecord, version: KeyVersionRecord): void {
     this.db.transaction(() => {
-      this.db
-        .prepare("INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?)")
-        .run(key.id, key.spec, key.usage, key.state, key.description, key.createdAt, key.deletionDate);
+      this.statement("INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+        key.id,
+        key.spec,
+        key.usage,
+        key.state,
+        key.description,
+        key.createdAt,
+        key.deletionDate,
+      );
       this.insertVersion(version);
     })();
   }
 
   private insertVersion(v: KeyVersionRecord): void {
-    this.db
-      .prepare("INSERT INTO key_versions VALUES (?, ?, ?, ?, ?, ?)")
-      .run(v.id, v.keyId, v.seq, v.createdAt, v.publicDer, v.wrapped);
+    this.statement("INSERT INTO key_versions VALUES (?, ?, ?, ?, ?, ?)").run(
+      v.id,
+      v.keyId,
+      v.seq,
+      v.createdAt,
+      v.publicDer,
+      v.wrapped,
+    );
   }
 
   /** Adds a version with the next sequence number (rotation); returns its number. */
@@ -206,36 +228,35 @@ export class Store {
   findKey(idOrAlias: string): KeyRecord | undefined {
     const id = idOrAlias.startsWith("alias/") ? this.aliasTarget(idOrAlias) : idOrAlias;
     if (id === undefined) return undefined;
-    const row = this.db.prepare("SELECT * FROM keys WHERE id = ?").get(id) as KeyRow | undefined;
+    const row = this.statement("SELECT * FROM keys WHERE id = ?").get(id) as KeyRow | undefined;
     return row ? toKey(row) : undefined;
   }
 
   /** All keys, oldest first. */
   listKeys(): KeyRecord[] {
-    return (this.db.prepare("SELECT * FROM keys ORDER BY created_at, id").all() as KeyRow[]).map(toKey);
+    return (this.statement("SELECT * FROM keys ORDER BY created_at, id").all() as KeyRow[]).map(toKey);
   }
 
   /** Changes a key's state (and its deletion date). Returns false if there is no such key. */
   setKeyState(id: string, state: KeyState, deletionDate: string | null = null): boolean {
     return (
-      this.db
-        .prepare("UPDATE keys SET state = ?, deletion_date = ? WHERE id = ?")
-        .run(state, deletionDate, id).changes === 1
+      this.statement("UPDATE keys SET state = ?, deletion_date = ? WHERE id = ?").run(state, deletionDate, id)
+        .changes === 1
     );
   }
 
   /** A key's versions, newest first. */
   versions(keyId: string): KeyVersionRecord[] {
     return (
-      this.db
-        .prepare("SELECT * FROM key_versions WHERE key_id = ? ORDER BY seq DESC")
-        .all(keyId) as VersionRow[]
+      this.statement("SELECT * FROM key_versions WHERE key_id = ? ORDER BY seq DESC").all(
+        keyId,
+      ) as VersionRow[]
     ).map(toVersion);
   }
 
   /** One version by its id. */
   version(versionId: string): KeyVersionRecord | undefined {
-    const row = this.db.prepare("SELECT * FROM key_versions WHERE id = ?").get(versionId) as
+    const row = this.statement("SELECT * FROM key_versions WHERE id = ?").get(versionId) as
       | VersionRow
       | undefined;
     return row ? toVersion(row) : undefined;
@@ -243,7 +264,7 @@ export class Store {
 
   /** The key an alias points at. */
   aliasTarget(alias: string): string | undefined {
-    const row = this.db.prepare("SELECT key_id FROM aliases WHERE name = ?").get(alias) as
+    const row = this.statement("SELECT key_id FROM aliases WHERE name = ?").get(alias) as
       | { key_id: string }
       | undefined;
     return row?.key_id;
@@ -251,18 +272,18 @@ export class Store {
 
   /** Creates or re-points an alias. */
   setAlias(alias: string, keyId: string): void {
-    this.db.prepare("INSERT OR REPLACE INTO aliases (name, key_id) VALUES (?, ?)").run(alias, keyId);
+    this.statement("INSERT OR REPLACE INTO aliases (name, key_id) VALUES (?, ?)").run(alias, keyId);
   }
 
   /** Deletes an alias; false if there was none. */
   deleteAlias(alias: string): boolean {
-    return this.db.prepare("DELETE FROM aliases WHERE name = ?").run(alias).changes === 1;
+    return this.statement("DELETE FROM aliases WHERE name = ?").run(alias).changes === 1;
   }
 
   /** The aliases of a key. */
   aliasesOf(keyId: string): string[] {
     return (
-      this.db.prepare("SELECT name FROM aliases WHERE key_id = ? ORDER BY name").all(keyId) as {
+      this.statement("SELECT name FROM aliases WHERE key_id = ? ORDER BY name").all(keyId) as {
         name: string;
       }[]
     ).map((r) => r.name);
@@ -270,40 +291,43 @@ export class Store {
 
   /** Stores a new access point. */
   createAccessPoint(ap: AccessPointRecord): void {
-    this.db
-      .prepare("INSERT INTO access_points VALUES (?, ?, ?, ?, ?, ?, ?)")
-      .run(ap.id, ap.name, ap.publicDer, JSON.stringify(ap.policy), ap.state, ap.createdAt, ap.revokedAt);
+    this.statement("INSERT INTO access_points VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+      ap.id,
+      ap.name,
+      ap.publicDer,
+      JSON.stringify(ap.policy),
+      ap.state,
+      ap.createdAt,
+      ap.revokedAt,
+    );
   }
 
   /** An access point by id. */
   findAccessPoint(id: string): AccessPointRecord | undefined {
-    const row = this.db.prepare("SELECT * FROM access_points WHERE id = ?").get(id) as ApRow | undefined;
+    const row = this.statement("SELECT * FROM access_points WHERE id = ?").get(id) as ApRow | undefined;
     return row ? toAp(row) : undefined;
   }
 
   /** An access point by id or name. */
   findAccessPointByIdOrName(idOrName: string): AccessPointRecord | undefined {
-    const row = this.db
-      .prepare("SELECT * FROM access_points WHERE id = ? OR name = ?")
-      .get(idOrName, idOrName) as ApRow | undefined;
+    const row = this.statement("SELECT * FROM access_points WHERE id = ? OR name = ?").get(
+      idOrName,
+      idOrName,
+    ) as ApRow | undefined;
     return row ? toAp(row) : undefined;
   }
 
   /** All access points, oldest first. */
   listAccessPoints(): AccessPointRecord[] {
-    return (this.db.prepare("SELECT * FROM access_points ORDER BY created_at, id").all() as ApRow[]).map(
-      toAp,
-    );
+    return (this.statement("SELECT * FROM access_points ORDER BY created_at, id").all() as ApRow[]).map(toAp);
   }
 
   /** Revokes an access point for good; false if it did not exist or was already revoked. */
   revokeAccessPoint(id: string, when: string): boolean {
     return (
-      this.db
-        .prepare(
-          "UPDATE access_points SET state = 'Revoked', revoked_at = ? WHERE id = ? AND state = 'Active'",
-        )
-        .run(when, id).changes === 1
+      this.statement(
+        "UPDATE access_points SET state = 'Revoked', revoked_at = ? WHERE id = ? AND state = 'Active'",
+      ).run(when, id).changes === 1
     );
   }
 }

@@ -1,0 +1,273 @@
+/**
+ * The KMS against raw node:crypto, in one run:
+ *   1. Sign ops/s and p50/p99 latency at concurrency 1 and 16: through the KMS (a real
+ *      `hsmkit kms serve` process, HTTPS + protobuf + request signature + audit) vs node:crypto
+ *      signing in this process with a key of the same type (async, on the libuv pool).
+ *      RSA-2048 PSS and EC P-256.
+ *   2. File signing throughput of `hsmkit sign` (file key, and kms:// key) vs `openssl dgst
+ *      -sha256 -sign`, on a sparse file (default 2 GiB; BENCH_KMS_FILE_MB), with peak RSS.
+ * Target (issue 4): KMS RSA sign throughput >= 0.6x raw at concurrency 16.
+ * Note: both processes share this machine's cores; every KMS request also costs the client
+ * an RSA-2048 signature for request authentication (the protocol requires it).
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { constants, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import { adminCreateAccessPoint, adminCreateKey } from "../src/kms/admin.ts";
+import { KmsClient } from "../src/kms/client.ts";
+import { KmsInstance } from "../src/kms/instance.ts";
+import { fmt, fmtRatio, fmtTarget, formatTable, megabytesPerSecond } from "./lib.ts";
+
+const HSMKIT = fileURLToPath(new URL("../bin/hsmkit", import.meta.url));
+const SECONDS = Number(process.env.BENCH_KMS_SECONDS ?? 5);
+const FILE_MB = Number(process.env.BENCH_KMS_FILE_MB ?? 2048);
+const PASSPHRASE = "bench passphrase";
+const dir = mkdtempSync(join(tmpdir(), "hsmkit-bench-kms-"));
+let server: ChildProcess | undefined;
+process.once("exit", () => {
+  server?.kill("SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface Stats {
+  opsPerSec: number;
+  p50: number;
+  p99: number;
+}
+
+/** Runs `op` from `concurrency` loops for `seconds` (after a short warm-up); latency percentiles in ms. */
+async function load(concurrency: number, seconds: number, op: () => Promise<unknown>): Promise<Stats> {
+  const warmEnd = performance.now() + 500;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < warmEnd) await op();
+    }),
+  );
+  const latencies: number[] = [];
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const t0 = performance.now();
+        await op();
+        latencies.push(performance.now() - t0);
+      }
+    }),
+  );
+  const elapsed = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
+  return { opsPerSec: latencies.length / elapsed, p50: pct(0.5), p99: pct(0.99) };
+}
+
+function signOptions(key: KeyObject, rsa: boolean) {
+  return rsa ? { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 } : key;
+}
+
+/** node:crypto's asynchronous sign (libuv thread pool: uses every core). */
+function rawAsyncSigner(key: KeyObject, rsa: boolean): (msg: Buffer) => Promise<Buffer> {
+  const options = signOptions(key, rsa);
+  return (msg) =>
+    new Promise((resolve, reject) =>
+      sign("sha256", msg, options, (err, sig) => (err ? reject(err) : resolve(sig))),
+    );
+}
+
+/** node:crypto's synchronous sign, the usual call (one thread, so concurrency cannot help). */
+function rawSyncSigner(key: KeyObject, rsa: boolean): (msg: Buffer) => Promise<Buffer> {
+  const options = signOptions(key, rsa);
+  return async (msg) => sign("sha256", msg, options);
+}
+
+/** CPU seconds a process has used (utime + stime from /proc). */
+function processCpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function startServer(data: string): Promise<string> {
+  const child = spawn(HSMKIT, ["kms", "serve", "--data", data, "--listen", "127.0.0.1:0", "--quiet"], {
+    env: { ...process.env, HSMKIT_KMS_PASSPHRASE: PASSPHRASE },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  server = child;
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout?.on("data", (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on (\S+)/.exec(out);
+      if (m?.[1]) resolve(m[1]);
+    });
+    child.once("exit", (code) => reject(new Error(`kms serve exited (${code}): ${out}`)));
+  });
+}
+
+async function signBenchmark(): Promise<void> {
+  const data = join(dir, "data");
+  const instance = await KmsInstance.open({ dataDir: data, create: true, passphrase: PASSPHRASE });
+  const rsaKey = (await adminCreateKey(instance, "RSA_2048", "SIGN/VERIFY")).id;
+  const ecKey = (await adminCreateKey(instance, "EC_P256", "SIGN/VERIFY")).id;
+  const ap = await adminCreateAccessPoint(instance, { name: "bench", keys: "*", outDir: join(dir, "ap") });
+  await instance.close();
+  const endpoint = await startServer(data);
+  const client = new KmsClient({
+    endpoint,
+    clientKeyFile: ap.clientKeyFile,
+    passwordFile: ap.passwordFile,
+    caFilePath: join(data, "ca.pem"),
+    maxSockets: 16,
+  });
+  const message = Buffer.alloc(1024, 7);
+  const rows: string[][] = [];
+  let rsaRatio16 = NaN;
+  let rsaRatio16Sync = NaN;
+  for (const [label, keyId, alg, rsa] of [
+    ["RSA-2048 PSS", rsaKey, "RSA_PSS_SHA_256", true],
+    ["EC P-256", ecKey, "ECDSA_SHA_256", false],
+  ] as const) {
+    const pair = rsa
+      ? generateKeyPairSync("rsa", { modulusLength: 2048 })
+      : generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const rawAsync = rawAsyncSigner(pair.privateKey, rsa);
+    const rawSync = rawSyncSigner(pair.privateKey, rsa);
+    for (const concurrency of [1, 16]) {
+      const cpu0 = processCpuSeconds(server?.pid ?? 0);
+      const viaKms = await load(concurrency, SECONDS, () => client.sign({ keyId, algorithm: alg, message }));
+      const serverCpuMs =
+        ((processCpuSeconds(server?.pid ?? 0) - cpu0) * 1000) / (viaKms.opsPerSec * SECONDS);
+      const direct = await load(concurrency, SECONDS, () => rawAsync(message));
+      const serial = await load(concurrency, SECONDS, () => rawSync(message));
+      if (rsa && concurrency === 16) {
+        rsaRatio16 = viaKms.opsPerSec / direct.opsPerSec;
+        rsaRatio16Sync = viaKms.opsPerSec / serial.opsPerSec;
+      }
+      rows.push([
+        label,
+        String(concurrency),
+        fmt(viaKms.opsPerSec),
+        fmt(viaKms.p50),
+        fmt(viaKms.p99),
+        fmt(serverCpuMs),
+        fmt(direct.opsPerSec),
+        fmt(direct.p50),
+        fmt(direct.p99),
+        fmt(serial.opsPerSec),
+        fmtRatio(viaKms.opsPerSec, direct.opsPerSec),
+        fmtRatio(viaKms.opsPerSec, serial.opsPerSec),
+      ]);
+    }
+  }
+  client.close();
+  console.log(`Sign through the KMS vs node:crypto (1 KiB messages, ${SECONDS} s per case)`);
+  console.log(
+    formatTable(
+      [
+        { title: "key" },
+        { title: "conc", align: "right" },
+        { title: "KMS ops/s", align: "right" },
+        { title: "p50 ms", align: "right" },
+        { title: "p99 ms", align: "right" },
+        { title: "srv CPU ms/op", align: "right" },
+        { title: "raw async ops/s", align: "right" },
+        { title: "p50 ms", align: "right" },
+        { title: "p99 ms", align: "right" },
+        { title: "raw sync ops/s", align: "right" },
+        { title: "KMS/async", align: "right" },
+        { title: "KMS/sync", align: "right" },
+      ],
+      rows,
+    ),
+  );
+  const target = { kind: "at-least", limit: 0.6 } as const;
+  console.log(`target: KMS RSA sign ops/s at concurrency 16 vs raw async: ${fmtTarget(rsaRatio16, target)}`);
+  console.log(
+    `        KMS RSA sign ops/s at concurrency 16 vs raw sync:  ${fmtTarget(rsaRatio16Sync, target)}`,
+  );
+  console.log("(client and server share this machine's cores; each KMS request also costs the client an");
+  console.log(" RSA-2048 signature, the protocol's request authentication)");
+  console.log("");
+  await fileBenchmark(endpoint, rsaKey, ap.clientKeyFile, ap.passwordFile, join(data, "ca.pem"));
+}
+
+/** Runs a command, returns wall ms and peak RSS (MiB) from GNU time. */
+function timed(command: string, args: string[]): { ms: number; rssMiB: number } {
+  const t0 = performance.now();
+  const r = spawnSync("/usr/bin/time", ["-f", "maxrss=%M", command, ...args], {
+    env: { ...process.env, HSMKIT_KMS_PASSPHRASE: PASSPHRASE },
+    encoding: "utf8",
+  });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`${command} ${args.join(" ")} failed: ${r.stderr}`);
+  return { ms, rssMiB: Number(/maxrss=(\d+)/.exec(r.stderr)?.[1]) / 1024 };
+}
+
+async function fileBenchmark(
+  endpoint: string,
+  keyId: string,
+  clientKey: string,
+  passwordFile: string,
+  ca: string,
+) {
+  const file = join(dir, "big.bin");
+  writeFileSync(file, "");
+  truncateSync(file, FILE_MB * 1024 * 1024); // sparse: measures hashing and signing, not the disk
+  const bytes = FILE_MB * 1024 * 1024;
+  const keyFile = join(dir, "file-key.pem");
+  writeFileSync(
+    keyFile,
+    generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" }),
+    { mode: 0o600 },
+  );
+  const kmsRef = `kms://${endpoint}/${keyId}?client-key=${clientKey}&password-file=${passwordFile}&ca=${ca}`;
+  const rows: string[][] = [];
+  const openssl = timed("openssl", ["dgst", "-sha256", "-sign", keyFile, "-out", join(dir, "o.sig"), file]);
+  for (const [label, key] of [
+    ["hsmkit sign (file key)", keyFile],
+    ["hsmkit sign (kms:// key)", kmsRef],
+  ] as const) {
+    const r = timed(HSMKIT, [
+      "sign",
+      "--key",
+      key,
+      "--alg",
+      "RSA_PKCS1_SHA_256",
+      "--in",
+      file,
+      "--out",
+      join(dir, "h.sig"),
+    ]);
+    rows.push([
+      label,
+      fmt(megabytesPerSecond(bytes, r.ms)),
+      fmt(r.rssMiB),
+      fmtRatio(megabytesPerSecond(bytes, r.ms), megabytesPerSecond(bytes, openssl.ms)),
+    ]);
+  }
+  rows.push([
+    "openssl dgst -sha256 -sign",
+    fmt(megabytesPerSecond(bytes, openssl.ms)),
+    fmt(openssl.rssMiB),
+    "1.00x",
+  ]);
+  console.log(`File signing, ${FILE_MB} MiB sparse file, SHA-256 + RSA-2048 (process start included)`);
+  console.log(
+    formatTable(
+      [
+        { title: "signer" },
+        { title: "MB/s", align: "right" },
+        { title: "peak RSS MiB", align: "right" },
+        { title: "vs openssl", align: "right" },
+      ],
+      rows,
+    ),
+  );
+}
+
+await signBenchmark();
+server?.kill("SIGTERM");
