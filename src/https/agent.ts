@@ -6,6 +6,7 @@ import { Agent, type AgentOptions } from "node:http";
 import type { Duplex } from "node:stream";
 import { type ConnectOptions, connect } from "../tls/client.ts";
 import { ClientSessionCache } from "../tls/psk.ts";
+import { parsePemBundle } from "../tls/x509/certificate.ts";
 
 /** TLS settings shared by every connection the agent opens (host and port come per request). */
 export type AgentTlsOptions = Omit<ConnectOptions, "host" | "port" | "socket">;
@@ -15,11 +16,14 @@ export class HsmkitAgent extends Agent {
   /** TLS 1.3 tickets from this agent's connections, so new connections resume. */
   private readonly sessions = new ClientSessionCache();
 
-  constructor(
-    private readonly tls: AgentTlsOptions,
-    options: AgentOptions = {},
-  ) {
+  private readonly tls: AgentTlsOptions;
+
+  constructor(tls: AgentTlsOptions, options: AgentOptions = {}) {
     super({ keepAlive: true, ...options });
+    // Parse the trust anchors once, not on every connection.
+    const ca =
+      typeof tls.ca === "string" || Buffer.isBuffer(tls.ca) ? parsePemBundle(tls.ca.toString()) : tls.ca;
+    this.tls = { ...tls, ca };
   }
 
   /** Called by http for each new connection. */

@@ -13,8 +13,9 @@ import { ProtocolVersion, parseVersion } from "./constants.ts";
 import { clientHandshake } from "./handshake_client.ts";
 import { DEFAULT_GROUPS } from "./key_share.ts";
 import type { ClientSessionCache } from "./psk.ts";
-import { serverVerifier } from "./verify_peer.ts";
+import { certificateFromDer, serverVerifier } from "./verify_peer.ts";
 import { type Certificate, parsePemBundle } from "./x509/certificate.ts";
+import { decodePemBlocks } from "./x509/pem.ts";
 import { loadSystemRoots } from "./x509/verify.ts";
 
 /** A TLS version as a wire value or as "1.1" / "1.2" / "1.3". */
@@ -61,6 +62,16 @@ function certificates(input: string | Buffer | readonly Certificate[]): Certific
   return typeof input === "string" || Buffer.isBuffer(input) ? parsePemBundle(input.toString()) : [...input];
 }
 
+/** The DER certificates of a PEM chain, each checked to parse (through the shared cache). */
+function certificateChainDer(pem: string): Buffer[] {
+  const ders = decodePemBlocks(pem)
+    .filter((b) => b.label === "CERTIFICATE")
+    .map((b) => b.der);
+  if (ders.length === 0) throw new Error("the certificate file holds no CERTIFICATE block");
+  for (const der of ders) certificateFromDer(der);
+  return ders;
+}
+
 /** Resolves user options into the handshake's configuration. Throws on unusable options. */
 export function clientConfig(options: ConnectOptions): ClientConfig {
   const host = options.servername ?? options.host ?? "127.0.0.1";
@@ -71,7 +82,7 @@ export function clientConfig(options: ConnectOptions): ClientConfig {
     typeof options.ciphers === "string"
       ? parseSuiteList(options.ciphers)
       : (options.ciphers ?? defaultSuites());
-  const chain = options.cert ? parsePemBundle(options.cert.toString()).map((c) => c.der) : [];
+  const chain = options.cert ? certificateChainDer(options.cert.toString()) : [];
   if (options.key && chain.length === 0) throw new Error("a client key was given without its certificate");
   if (chain.length > 0 && !options.key) throw new Error("a client certificate was given without its key");
   const roots = options.ca ? certificates(options.ca) : loadSystemRoots();

@@ -12,7 +12,7 @@ import type { CipherSuite } from "./cipher_suites.ts";
 import { ContentType, HandshakeType, MAX_PLAINTEXT, ProtocolVersion } from "./constants.ts";
 import { HandshakeAssembler, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
 import { NULL_PROTECTION, type RecordProtection } from "./protection.ts";
-import { fragments, frameRecord, RecordReader } from "./record.ts";
+import { fragments, RecordReader } from "./record.ts";
 import { SocketFace } from "./socket_face.ts";
 
 /** What a completed handshake tells the connection. */
@@ -189,12 +189,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   // ---- record layer ------------------------------------------------------------------
 
   private seal(type: ContentType, fragment: Buffer): Buffer {
-    const outer = this.writeProtection.tls13 ? ContentType.application_data : type;
-    return frameRecord(
-      outer,
-      this.recordVersion,
-      this.writeProtection.seal(type, this.recordVersion, fragment),
-    );
+    return this.writeProtection.seal(type, this.recordVersion, fragment);
   }
 
   private sealHandshake(): void {
@@ -403,9 +398,14 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     const send = () => {
       if (this.failure) return callback(this.failure);
-      const records: Buffer[] = [];
-      for (const f of fragments(chunk)) records.push(this.seal(ContentType.application_data, f));
-      this.transport.write(Buffer.concat(records), callback);
+      // One write per record, corked so they leave together, instead of joining them into a copy.
+      const records = [...fragments(chunk)].map((f) => this.seal(ContentType.application_data, f));
+      this.transport.cork();
+      records.forEach((r, i) => {
+        this.transport.write(r, i === records.length - 1 ? callback : undefined);
+      });
+      if (records.length === 0) callback();
+      this.transport.uncork();
     };
     if (this.handshaking) this.pendingWrites.push(send);
     else send();

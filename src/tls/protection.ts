@@ -10,7 +10,7 @@ import {
   createCipheriv,
   createDecipheriv,
   createHmac,
-  randomBytes,
+  randomFillSync,
   timingSafeEqual,
 } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
@@ -23,7 +23,7 @@ export interface RecordProtection {
   readonly isNull: boolean;
   /** True for TLS 1.3 protection (outer type is always application_data). */
   readonly tls13: boolean;
-  /** Protects one fragment; returns the record body. */
+  /** Protects one fragment; returns the whole record, header included, ready for the wire. */
   seal(type: ContentType, version: number, plaintext: Buffer): Buffer;
   /** Opens one record body; returns the plaintext and, for TLS 1.3, the inner content type. */
   open(type: ContentType, version: number, body: Buffer): { type: ContentType; plaintext: Buffer };
@@ -33,7 +33,11 @@ export interface RecordProtection {
 export const NULL_PROTECTION: RecordProtection = {
   isNull: true,
   tls13: false,
-  seal: (_type, _version, plaintext) => plaintext,
+  seal: (type, version, plaintext) => {
+    const out = allocRecord(type, version, plaintext.length);
+    plaintext.copy(out, 5);
+    return out;
+  },
   open: (type, _version, body) => ({ type, plaintext: body }),
 };
 
@@ -53,6 +57,18 @@ class Sequence {
     this.value++;
     return b;
   }
+}
+
+/**
+ * A record buffer with its 5-byte header written; the body is filled in place so a record
+ * is copied once on its way out, not once per layer.
+ */
+function allocRecord(type: number, version: number, bodyLength: number): Buffer {
+  const out = Buffer.allocUnsafe(5 + bodyLength);
+  out[0] = type;
+  out.writeUInt16BE(version, 1);
+  out.writeUInt16BE(bodyLength, 3);
+  return out;
 }
 
 function header(seq: Buffer, type: number, version: number, length: number): Buffer {
@@ -92,22 +108,22 @@ export class CbcProtection implements RecordProtection {
     return h.digest();
   }
 
-  private encrypt(iv: Buffer, data: Buffer): Buffer {
-    const padLength = 15 - (data.length % 16);
-    const padded = Buffer.concat([data, Buffer.alloc(padLength + 1, padLength)]);
-    const c = createCipheriv(this.algorithm, this.key, iv).setAutoPadding(false);
-    return Buffer.concat([c.update(padded), c.final()]);
-  }
-
   seal(type: ContentType, version: number, plaintext: Buffer): Buffer {
     const seq = this.seq.next();
-    const iv = randomBytes(16);
-    if (this.encryptThenMac) {
-      const body = Buffer.concat([iv, this.encrypt(iv, plaintext)]);
-      return Buffer.concat([body, this.mac(seq, type, version, body)]);
-    }
-    const mac = this.mac(seq, type, version, plaintext);
-    return Buffer.concat([iv, this.encrypt(iv, Buffer.concat([plaintext, mac]))]);
+    const mac = this.encryptThenMac ? undefined : this.mac(seq, type, version, plaintext);
+    const dataLength = plaintext.length + (mac?.length ?? 0);
+    const padLength = 15 - (dataLength % 16);
+    const ivAndCipher = 16 + dataLength + padLength + 1;
+    const out = allocRecord(type, version, ivAndCipher + (this.encryptThenMac ? this.macLength : 0));
+    randomFillSync(out, 5, 16);
+    const c = createCipheriv(this.algorithm, this.key, out.subarray(5, 21)).setAutoPadding(false);
+    let o = 21;
+    o += c.update(plaintext).copy(out, o);
+    if (mac) o += c.update(mac).copy(out, o);
+    o += c.update(Buffer.alloc(padLength + 1, padLength)).copy(out, o);
+    o += c.final().copy(out, o);
+    if (this.encryptThenMac) this.mac(seq, type, version, out.subarray(5, o)).copy(out, o);
+    return out;
   }
 
   open(type: ContentType, version: number, body: Buffer): { type: ContentType; plaintext: Buffer } {
@@ -122,7 +138,9 @@ export class CbcProtection implements RecordProtection {
 
   private decrypt(iv: Buffer, data: Buffer): Buffer {
     const d = createDecipheriv(this.algorithm, this.key, iv).setAutoPadding(false);
-    return Buffer.concat([d.update(data), d.final()]);
+    const head = d.update(data);
+    const tail = d.final();
+    return tail.length === 0 ? head : Buffer.concat([head, tail]);
   }
 
   private openEtm(seq: Buffer, type: number, version: number, body: Buffer): Buffer {
@@ -198,13 +216,24 @@ export class AeadProtection implements RecordProtection {
   seal(type: ContentType, version: number, plaintext: Buffer): Buffer {
     const seq = this.seq.next();
     const nonce = this.nonce(seq);
-    const inner = this.tls13 ? Buffer.concat([plaintext, Buffer.from([type])]) : plaintext;
-    const outerLength = inner.length + 16 + (this.explicitNonce ? 8 : 0);
-    const aad = this.tls13 ? tls13Header(outerLength) : header(seq, type, version, plaintext.length);
+    // TLS 1.3 hides the real type inside (RFC 8446 §5.2); the outer type is always application_data.
+    const innerLength = plaintext.length + (this.tls13 ? 1 : 0);
+    const prefix = this.explicitNonce ? 8 : 0;
+    const out = allocRecord(
+      this.tls13 ? ContentType.application_data : type,
+      version,
+      prefix + innerLength + 16,
+    );
+    const aad = this.tls13 ? out.subarray(0, 5) : header(seq, type, version, plaintext.length);
     const c = createCipheriv(this.algorithm as CipherGCMTypes, this.key, nonce, { authTagLength: 16 });
-    c.setAAD(aad, { plaintextLength: inner.length });
-    const ct = Buffer.concat([c.update(inner), c.final(), c.getAuthTag()]);
-    return this.explicitNonce ? Buffer.concat([seq, ct]) : ct;
+    c.setAAD(aad, { plaintextLength: innerLength });
+    let o = 5;
+    if (prefix) o += seq.copy(out, o);
+    o += c.update(plaintext).copy(out, o);
+    if (this.tls13) o += c.update(Buffer.from([type])).copy(out, o);
+    o += c.final().copy(out, o);
+    c.getAuthTag().copy(out, o);
+    return out;
   }
 
   open(type: ContentType, version: number, body: Buffer): { type: ContentType; plaintext: Buffer } {
@@ -213,13 +242,15 @@ export class AeadProtection implements RecordProtection {
     if (body.length < prefix + 16) throw badMac();
     const nonce = this.explicitNonce ? Buffer.concat([this.iv, body.subarray(0, 8)]) : this.nonce(seq);
     const ct = body.subarray(prefix, body.length - 16);
-    const aad = this.tls13 ? tls13Header(body.length) : header(seq, type, version, ct.length);
+    const aad = this.tls13 ? recordHeader(type, version, body.length) : header(seq, type, version, ct.length);
     let plain: Buffer;
     try {
       const d = createDecipheriv(this.algorithm as CipherGCMTypes, this.key, nonce, { authTagLength: 16 });
       d.setAAD(aad, { plaintextLength: ct.length });
       d.setAuthTag(body.subarray(body.length - 16));
-      plain = Buffer.concat([d.update(ct), d.final()]);
+      const head = d.update(ct);
+      const tail = d.final();
+      plain = tail.length === 0 ? head : Buffer.concat([head, tail]);
     } catch {
       throw badMac();
     }
@@ -235,10 +266,11 @@ export class AeadProtection implements RecordProtection {
   }
 }
 
-function tls13Header(length: number): Buffer {
+/** The header of a received record, as TLS 1.3 authenticates it. */
+function recordHeader(type: number, version: number, length: number): Buffer {
   const h = Buffer.alloc(5);
-  h[0] = ContentType.application_data;
-  h.writeUInt16BE(0x0303, 1);
+  h[0] = type;
+  h.writeUInt16BE(version, 1);
   h.writeUInt16BE(length, 3);
   return h;
 }

@@ -56,17 +56,32 @@ export class RecordReader {
   }
 
   private peek(n: number): Buffer {
-    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
-    return this.chunks[0]!.subarray(0, n);
+    return this.chunks[0]!.length >= n ? this.chunks[0]!.subarray(0, n) : this.gather(n, false);
   }
 
   private take(n: number): Buffer {
-    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
+    this.buffered -= n;
     const first = this.chunks[0]!;
-    const out = first.subarray(0, n);
+    if (first.length < n) return this.gather(n, true);
     if (first.length === n) this.chunks.shift();
     else this.chunks[0] = first.subarray(n);
-    this.buffered -= n;
+    return first.subarray(0, n);
+  }
+
+  /** Copies the first n buffered bytes out of several chunks (consuming them when `consume`). */
+  private gather(n: number, consume: boolean): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    let i = 0;
+    while (filled < n) {
+      const chunk = this.chunks[i]!;
+      const used = Math.min(chunk.length, n - filled);
+      chunk.copy(out, filled, 0, used);
+      filled += used;
+      if (consume && used < chunk.length) this.chunks[i] = chunk.subarray(used);
+      else i++;
+    }
+    if (consume) this.chunks.splice(0, i);
     return out;
   }
 }

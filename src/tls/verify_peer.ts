@@ -21,6 +21,28 @@ const ALERT_FOR: Partial<Record<VerifyErrorCode, AlertDescription>> = {
   "bad-purpose": AlertDescription.unsupported_certificate,
 };
 
+const CACHE_SIZE = 512;
+const parsed = new Map<string, Certificate>();
+
+/**
+ * Parses a DER certificate, remembering the last few hundred: a client meets the same
+ * server chain on every connection, and parsing (with OpenSSL's cross-check) is most of
+ * a handshake's CPU otherwise. Parsed certificates are immutable, so sharing is safe.
+ */
+export function certificateFromDer(der: Buffer): Certificate {
+  const key = der.toString("latin1");
+  const hit = parsed.get(key);
+  if (hit) {
+    parsed.delete(key);
+    parsed.set(key, hit);
+    return hit;
+  }
+  const cert = Certificate.fromDer(der);
+  parsed.set(key, cert);
+  if (parsed.size > CACHE_SIZE) parsed.delete(parsed.keys().next().value as string);
+  return cert;
+}
+
 /** Parses and validates a peer chain (leaf first) for a purpose, host or IP. */
 export function verifyPeerChain(
   chain: readonly Buffer[],
@@ -28,9 +50,9 @@ export function verifyPeerChain(
   purpose: Purpose,
   name: string | undefined,
 ): ChainVerdict {
-  let parsed: Certificate[];
+  let certs: Certificate[];
   try {
-    parsed = chain.map((der) => Certificate.fromDer(der));
+    certs = chain.map(certificateFromDer);
   } catch (err) {
     return {
       ok: false,
@@ -38,7 +60,7 @@ export function verifyPeerChain(
       alert: AlertDescription.bad_certificate,
     };
   }
-  const [leaf, ...intermediates] = parsed;
+  const [leaf, ...intermediates] = certs;
   if (!leaf)
     return { ok: false, reason: "peer sent no certificate", alert: AlertDescription.bad_certificate };
   const target = name === undefined ? {} : isIP(name) ? { ip: name } : { host: name };

@@ -234,7 +234,7 @@ export async function rsaHandshake(port: number, mode: PremasterMode, version = 
     HandshakeType.finished,
     finishedData(prfHash, master, "client", transcriptHash(prfHash, transcript)),
   );
-  const sealedFinished = write.seal(ContentType.handshake, version, finished);
+  const sealedFinished = write.seal(ContentType.handshake, version, finished).subarray(5); // seal returns a whole record
   conn.send(
     Buffer.concat([
       handshakeRecord(cke, version),
