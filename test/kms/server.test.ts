@@ -21,8 +21,9 @@ import {
   SIGNATURE_METHOD,
   stringToSign,
 } from "../../src/kms/auth.ts";
-import { KmsRequestError, loadClientKey } from "../../src/kms/client.ts";
+import { KmsClient, KmsRequestError, loadClientKey } from "../../src/kms/client.ts";
 import { encodeMessage } from "../../src/kms/proto.ts";
+import { KmsServer } from "../../src/kms/server.ts";
 import { runCommand } from "../helpers/process.ts";
 import { type ApClient, type KmsFixture, rawRequest, startKms } from "./kms_fixture.ts";
 
@@ -338,6 +339,37 @@ describe("access control", () => {
     assert.equal((await ap.kms.generateRandom(4)).Random.length, 4);
     adminRevokeAccessPoint(kms.instance, ap.id);
     await refused(ap.kms.generateRandom(4), "Forbidden.AccessPointRevoked");
+  });
+});
+
+describe("throttling", () => {
+  it("answers Rejected.Throttling over the in-flight cap; the SDK retries until it gets through", async (t) => {
+    const tight = await KmsServer.start({ instance: kms.instance, maxInflight: 1 });
+    t.after(() => tight.close());
+    const message = randomBytes(1024 * 1024); // big enough that requests overlap
+    const burst = (maxAttempts: number) => {
+      const client = new KmsClient({ ...full.config, endpoint: tight.endpoint, maxAttempts, backoffMs: 20 });
+      t.after(() => client.close());
+      return Promise.allSettled(
+        Array.from({ length: 12 }, () =>
+          client.sign({ keyId: rsaKey, algorithm: "RSA_PSS_SHA_256", message }),
+        ),
+      );
+    };
+    const once = await burst(1);
+    const throttled = once.filter((r) => r.status === "rejected");
+    assert.ok(throttled.length > 0, "some requests were over the cap");
+    for (const r of throttled) {
+      const err = (r as PromiseRejectedResult).reason as KmsRequestError;
+      assert.equal(err.code, "Rejected.Throttling");
+      assert.equal(err.statusCode, 429);
+      assert.equal(err.retryable, true);
+    }
+    const retried = await burst(40);
+    assert.deepEqual(
+      retried.map((r) => r.status),
+      Array(12).fill("fulfilled"),
+    );
   });
 });
 
