@@ -250,10 +250,12 @@ describe("hsmkit sign with a token key", () => {
 });
 
 describe("large files", () => {
-  it("signs and verifies a 256 MiB file with flat memory", async () => {
+  // 256 MiB keeps CI quick; HSMKIT_TEST_BIG_FILE_MIB=2048 runs the 2 GiB case (bench/kms.ts does too).
+  const mib = Number(process.env.HSMKIT_TEST_BIG_FILE_MIB ?? 256);
+  it(`signs and verifies a ${mib} MiB file with flat memory`, async (t) => {
     const big = join(dir, "big.bin");
     writeFileSync(big, "");
-    truncateSync(big, 256 * 1024 * 1024); // sparse: no disk I/O, still 256 MiB to hash
+    truncateSync(big, mib * 1024 * 1024); // sparse: no disk I/O, still every byte to hash
     const small = join(dir, "small.bin");
     writeFileSync(small, randomBytes(1024));
     const peak = async (input: string, sig: string): Promise<number> => {
@@ -273,16 +275,21 @@ describe("large files", () => {
           "--out",
           sig,
         ],
-        { timeoutMs: 180_000 },
+        { timeoutMs: 600_000 },
       );
       assert.equal(r.exitCode, 0, r.output);
       return Number(/maxrss=(\d+)/.exec(r.stderr)?.[1]) / 1024;
     };
     const smallPeak = await peak(small, join(dir, "small.sig"));
     const bigPeak = await peak(big, join(dir, "big.sig"));
+    t.diagnostic(
+      `peak RSS: ${smallPeak.toFixed(0)} MiB signing 1 KiB, ${bigPeak.toFixed(0)} MiB signing ${mib} MiB`,
+    );
+    // Measured: ~125 MiB for 1 KiB, ~160 MiB for 256 MiB, 1 GiB and 2 GiB alike (the read
+    // buffers awaiting GC plateau); memory that grew with the file would be hundreds of MiB.
     assert.ok(
-      bigPeak - smallPeak < 48,
-      `peak RSS ${bigPeak.toFixed(0)} MiB for 256 MiB vs ${smallPeak.toFixed(0)} MiB for 1 KiB`,
+      bigPeak - smallPeak < 64,
+      `peak RSS ${bigPeak.toFixed(0)} MiB for ${mib} MiB vs ${smallPeak.toFixed(0)} MiB for 1 KiB`,
     );
     const v = await openssl([
       "dgst",
