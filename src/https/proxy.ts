@@ -7,7 +7,7 @@
 import { Agent, type IncomingMessage, request, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { TlsSocket } from "../tls/conn.ts";
-import { Certificate } from "../tls/x509/certificate.ts";
+import { certificateFromDer } from "../tls/verify_peer.ts";
 
 /** The identity headers the proxy sets; a client can never supply them. */
 export const IDENTITY_HEADERS: readonly string[] = ["x-client-subject", "x-client-verify"];
@@ -52,7 +52,7 @@ export function clientIdentity(socket: Socket | TlsSocket): ClientIdentity {
     return { subject: undefined, verify: `FAILED:${tls.authorizationError ?? "unverified"}` };
   let subject: string;
   try {
-    subject = Certificate.fromDer(chain[0]!).subject;
+    subject = certificateFromDer(chain[0]!).subject;
   } catch {
     return { subject: undefined, verify: "FAILED:unparsable certificate" };
   }

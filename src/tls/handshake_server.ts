@@ -222,6 +222,7 @@ function findSession(c: Connection12): Resumable | undefined {
   if (
     !suite ||
     state.version !== c.version ||
+    state.masterSecret.length !== 48 ||
     !c.cfg.suites.includes(suite) ||
     !c.hello.cipherSuites.includes(suite.id) ||
     !suiteAllowsVersion(suite, c.version) ||

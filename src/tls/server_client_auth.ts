@@ -2,13 +2,14 @@
  * Client authentication on a TLS 1.1/1.2 server (RFC 5246 §7.4.4, §7.4.6, §7.4.8): the
  * CertificateRequest, the verdict on the client's chain, and the CertificateVerify check.
  */
-import { type KeyObject, X509Certificate } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
 import { ProtocolVersion } from "./constants.ts";
 import type { HandshakeMessage } from "./handshake_io.ts";
 import { decodeCertificate12, decodeDigitallySigned, encodeCertificateRequest12 } from "./messages.ts";
 import type { ClientAuthConfig } from "./server_config.ts";
 import { verifyHandshakeSignature, verifySchemeCodes } from "./signature.ts";
+import { certificateFromDer } from "./verify_peer.ts";
 
 const CERT_TYPE_RSA_SIGN = 1;
 const CERT_TYPE_ECDSA_SIGN = 64;
@@ -49,7 +50,8 @@ export function readClientCertificate(msg: HandshakeMessage, auth: ClientAuthCon
   }
   let publicKey: KeyObject;
   try {
-    publicKey = new X509Certificate(chain[0]!).publicKey;
+    // The parse cache the chain verifier uses too: a returning client costs no second parse.
+    publicKey = certificateFromDer(chain[0]!).publicKey;
   } catch {
     throw new TlsError(
       AlertDescription.bad_certificate,

@@ -14,7 +14,7 @@ export interface SessionState {
   version: ProtocolVersion;
   /** The cipher suite code point. */
   suiteId: number;
-  /** The 48-byte master secret. */
+  /** The 48-byte TLS 1.2 master secret (or a 32/48-byte TLS 1.3 resumption secret). */
   masterSecret: Buffer;
   /** Whether the master secret is an extended one (RFC 7627). */
   extendedMasterSecret: boolean;
@@ -123,7 +123,7 @@ function decodeState(plain: Buffer): SessionState | undefined {
     const masterSecret = Buffer.from(r.vec8());
     const chainBytes = r.vec24();
     r.end();
-    if (masterSecret.length !== 48 || chainBytes.length > MAX_CHAIN_BYTES) return undefined;
+    if (![32, 48].includes(masterSecret.length) || chainBytes.length > MAX_CHAIN_BYTES) return undefined;
     const chain = new Reader(chainBytes, "session chain");
     const peerCertificates: Buffer[] = [];
     while (chain.remaining > 0) peerCertificates.push(Buffer.from(chain.vec24(1)));

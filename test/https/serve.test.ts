@@ -12,6 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { hsmkit } from "../helpers/hsmkit.ts";
+import { waitForOutput } from "../helpers/net.ts";
 import { curl, opensslClient } from "../helpers/peers.ts";
 import { makePki, type Pki } from "../helpers/pki.ts";
 import { type ServeProcess, startServe } from "./serve_fixture.ts";
@@ -80,7 +81,10 @@ describe("static files with mutual TLS", () => {
     assert.equal(post.stdout, "405");
 
     // One access log line per request, with the status and the verified client.
-    await new Promise((r) => setTimeout(r, 200));
+    const expected = cases.length + 3;
+    for (let i = 0; i < 100 && serve.accessLog().length - logBefore < expected; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const lines = serve.accessLog().slice(logBefore);
     assert.equal(lines.length, cases.length + 3, lines.join("\n"));
     assert.match(
@@ -100,8 +104,9 @@ describe("static files with mutual TLS", () => {
     });
     assert.notEqual(other.exitCode, 0, other.output);
     assert.match(other.stderr, /unknown ca/);
-    assert.match(serve.proc.output(), /TLS handshake failed: client sent no certificate/);
-    assert.match(serve.proc.output(), /TLS handshake failed: client certificate refused/);
+    // The server logs a moment after the client has seen the alert.
+    await waitForOutput(serve.proc, /TLS handshake failed: client sent no certificate/, 5000);
+    await waitForOutput(serve.proc, /TLS handshake failed: client certificate refused/, 5000);
     const ok = await curl(`https://localhost:${serve.port}/`, mtls());
     assert.equal(ok.exitCode, 0, ok.output);
   });
@@ -221,8 +226,7 @@ describe("reverse proxy", () => {
         args: ["-o", "/dev/null", "-w", "%{http_code}"],
       });
       assert.equal(missing.stdout, "404");
-      await new Promise((res) => setTimeout(res, 200));
-      assert.match(serve.accessLog().join("\n"), /"POST \/api\/items\?x=1 HTTP\/1\.1" 200/);
+      await waitForOutput(serve.proc, /"POST \/api\/items\?x=1 HTTP\/1\.1" 200/, 5000);
     } finally {
       await serve.stop();
     }
