@@ -15,6 +15,7 @@ import {
   emptyIndex,
   encodeIndex,
   loadCaDirectory,
+  locateCaDirectory,
   serialInUse,
 } from "./cadir.ts";
 import { type Issuer, planValidity, randomSerial, signCertificate } from "./certificate.ts";
@@ -205,7 +206,7 @@ export async function createIntermediate(options: IntermediateOptions): Promise<
   const subject = subjectName(options.cn);
   const permitted: NameConstraint[] = options.permitted ? parseNameConstraints(options.permitted) : [];
   const excluded: NameConstraint[] = options.excluded ? parseNameConstraints(options.excluded) : [];
-  const parentDir = (await loadCaDirectory(options.parent)).dir;
+  const parentDir = await locateCaDirectory(options.parent);
   if (resolve(options.dir) === parentDir)
     throw new PkiError("bad-input", "--dir and --parent are the same directory");
   const { dir, staging } = await stageNewDir(options.dir);

@@ -14,7 +14,7 @@
  * Loading checks every file strictly, so a corrupted directory is refused with a message
  * naming the bad file before any key is touched.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { parseFileRef } from "../keys/file.ts";
@@ -204,6 +204,27 @@ function checkRevocation(value: unknown): boolean {
     ISO.test(r.at) &&
     (REVOCATION_REASONS as readonly string[]).includes(r.reason as string)
   );
+}
+
+/**
+ * The absolute path of a CA directory, after a cheap check that it is one (it holds
+ * ca.crt): enough to take its lock without touching a directory that is not a CA's. The
+ * full check ({@link loadCaDirectory}) runs under the lock.
+ */
+export async function locateCaDirectory(dirArg: string): Promise<string> {
+  const dir = resolve(dirArg);
+  try {
+    await stat(join(dir, CA_FILES.certificate));
+  } catch (err) {
+    if (
+      (err as NodeJS.ErrnoException).code === "ENOENT" ||
+      (err as NodeJS.ErrnoException).code === "ENOTDIR"
+    ) {
+      throw new PkiError("ca-dir", `${dir} is not a CA directory (no ${CA_FILES.certificate})`);
+    }
+    throw new PkiError("io", `cannot read ${dir}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  return dir;
 }
 
 /** Loads and checks a CA directory. Nothing is written. */

@@ -15,6 +15,7 @@ import {
   encodeIndex,
   type IssuedCertificate,
   loadCaDirectory,
+  locateCaDirectory,
   serialInUse,
 } from "./cadir.ts";
 import { planValidity, randomSerial, signCertificate } from "./certificate.ts";
@@ -122,7 +123,7 @@ export async function issueCertificate(options: IssueOptions): Promise<IssuedFil
   const keyPath =
     options.type !== undefined && options.key === undefined ? resolve(`${options.out}.key`) : undefined;
   if (keyPath) await refuseExisting(keyPath);
-  const caDir = (await loadCaDirectory(options.ca)).dir;
+  const caDir = await locateCaDirectory(options.ca);
 
   return withDirLock(caDir, async () => {
     const ca = await loadCaDirectory(caDir);
@@ -158,11 +159,14 @@ export async function issueCertificate(options: IssueOptions): Promise<IssuedFil
           san,
           ...(ca.config.crlUrl ? { crlUrl: ca.config.crlUrl } : {}),
         });
-        await batch.add(certPath, chainPem(certificate, ca));
-        await batch.add(
-          join(ca.dir, CA_FILES.index),
-          encodeIndex(withIssued(ca, certificate, serial, options.profile)),
-        );
+        // Written and flushed side by side, renamed in this order: the index last.
+        await batch.addAll([
+          { target: certPath, data: chainPem(certificate, ca) },
+          {
+            target: join(ca.dir, CA_FILES.index),
+            data: encodeIndex(withIssued(ca, certificate, serial, options.profile)),
+          },
+        ]);
         return { certificate, serial, certPath, keyPath };
       });
     } finally {

@@ -10,6 +10,7 @@ import {
   encodeIndex,
   type IssuedCertificate,
   loadCaDirectory,
+  locateCaDirectory,
   REVOCATION_REASONS,
   type RevocationReason,
 } from "./cadir.ts";
@@ -50,7 +51,7 @@ export async function revokeCertificate(options: {
   readonly reason?: RevocationReason;
 }): Promise<IssuedCertificate> {
   const serial = normalizeSerial(options.serial);
-  const caDir = (await loadCaDirectory(options.ca)).dir;
+  const caDir = await locateCaDirectory(options.ca);
   return withDirLock(caDir, async () => {
     const ca = await loadCaDirectory(caDir);
     const entry = ca.index.certificates.find((c) => c.serial === serial);
@@ -79,7 +80,7 @@ export async function publishCrl(options: {
     throw new PkiError("bad-input", `--days must be a whole number from 1 to 3650, not ${days}`);
   }
   const out = resolve(options.out);
-  const caDir = (await loadCaDirectory(options.dir)).dir;
+  const caDir = await locateCaDirectory(options.dir);
   return withDirLock(caDir, async () => {
     const ca = await loadCaDirectory(caDir);
     const issuer = await openIssuer(ca, options.caKey);
@@ -104,11 +105,13 @@ export async function publishCrl(options: {
       });
       // "X509 CRL" is the PEM label OpenSSL, nginx and RFC 7468 use (the library writes "CRL").
       const pem = `${x509.PemConverter.encode(crl.rawData, "X509 CRL")}\n`;
-      await withStagedWrites(async (batch) => {
-        await batch.add(out, pem);
-        await batch.add(join(caDir, CA_FILES.crl), pem);
-        await batch.add(join(caDir, CA_FILES.index), encodeIndex({ ...ca.index, crlNumber: number }));
-      });
+      await withStagedWrites((batch) =>
+        batch.addAll([
+          { target: out, data: pem },
+          { target: join(caDir, CA_FILES.crl), data: pem },
+          { target: join(caDir, CA_FILES.index), data: encodeIndex({ ...ca.index, crlNumber: number }) },
+        ]),
+      );
       return crl;
     } finally {
       await issuer.key.close();

@@ -149,7 +149,10 @@ export function describeFile(data: Buffer, name: string): string {
     }
   } catch (err) {
     if (err instanceof PkiError) throw err;
-    throw new PkiError("bad-input", `${name} holds a certificate or CRL that cannot be parsed`);
+    const what = text.includes("-----BEGIN")
+      ? "holds a certificate or CRL that cannot be parsed"
+      : "is not a certificate or CRL (PEM or DER)";
+    throw new PkiError("bad-input", `${name} ${what}`);
   }
   if (sections.length === 0) throw new PkiError("bad-input", `${name} holds no certificate or CRL`);
   return sections

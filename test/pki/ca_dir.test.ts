@@ -433,7 +433,20 @@ test("a generated key is written encrypted with --password-file, and exports to 
   const ca = join(dir, "ca");
   const pw = join(dir, "pw");
   await writeFile(pw, "leaf secret\n");
-  await cliOk(["ca", "init", "--dir", ca, "--cn", "Enc CA", "--type", "ec-p384", "--password-file", pw]);
+  await cliOk([
+    "ca",
+    "init",
+    "--dir",
+    ca,
+    "--cn",
+    "Enc CA",
+    "--type",
+    "ec-p384",
+    "--password-file",
+    pw,
+    "--crl-url",
+    "http://crl.example.test/enc.crl",
+  ]);
   // The CA key itself is encrypted too, and referenced with its passphrase file.
   assert.match(await readFile(join(ca, "ca.key"), "utf8"), /BEGIN ENCRYPTED PRIVATE KEY/);
   await cliOk([
@@ -467,6 +480,21 @@ test("a generated key is written encrypted with --password-file, and exports to 
     (await openssl(["x509", "-in", join(dir, "enc.pem"), "-noout", "-pubkey"])).stdout,
   );
   assert.notEqual((await openssl(["pkey", "-in", keyPath, "-passin", "pass:wrong", "-noout"])).exitCode, 0);
+  // The CA's CRL distribution point is in the leaf, and `cert show` summarises it all.
+  const shown = await cliOk(["cert", "show", join(dir, "enc.pem")]);
+  assert.match(shown.stdout, /^Subject: +CN=enc$/m);
+  assert.match(shown.stdout, /^Issuer: +CN=Enc CA$/m);
+  assert.match(shown.stdout, /^Key: +RSA 2048$/m);
+  assert.match(shown.stdout, /^Signature: +ECDSA with SHA-384$/m);
+  assert.match(shown.stdout, /^Ext\. usage: +clientAuth$/m);
+  assert.match(shown.stdout, /^CRL: +http:\/\/crl\.example\.test\/enc\.crl$/m);
+  assert.match(
+    (await openssl(["x509", "-in", join(dir, "enc.pem"), "-noout", "-ext", "crlDistributionPoints"])).stdout,
+    /URI:http:\/\/crl\.example\.test\/enc\.crl/,
+  );
+  assertOneLineError(await cli(["cert", "show", pw]), /pw is not a certificate or CRL \(PEM or DER\)/);
+  assertOneLineError(await cli(["cert", "show", keyPath]), /enc\.key holds no certificate or CRL/);
+  assertOneLineError(await cli(["cert", "show", join(dir, "nope.pem")]), /cannot read .*nope\.pem: ENOENT/);
 
   await cliOk([
     "cert",
