@@ -6,30 +6,16 @@
  */
 import { type KeyObject, timingSafeEqual, X509Certificate } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
-import type { CipherSuite } from "./cipher_suites.ts";
 import type { ClientConfig } from "./config.ts";
 import type { HandshakeResult } from "./conn.ts";
 import { ExtensionType, HandshakeType, ProtocolVersion } from "./constants.ts";
 import { decodeAlpn, decodeU16ListExtension, findExtension } from "./extensions.ts";
 import { buildClientHello, encodeHelloBody, type HelloParams } from "./handshake_client.ts";
 import { expectType, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
-import {
-  finishedMac,
-  hashMessages,
-  KeySchedule,
-  nextTrafficSecret,
-  type Tls13Hash,
-  ticketPsk,
-  trafficKeys,
-} from "./key_schedule.ts";
+import { messageHash, protection13, TrafficSecrets, writeCertificateAndVerify } from "./handshake13.ts";
+import { finishedMac, hashMessages, KeySchedule, type Tls13Hash, ticketPsk } from "./key_schedule.ts";
 import { generateKeyShare, isSupportedGroup } from "./key_share.ts";
-import {
-  decodeDigitallySigned,
-  decodeServerHello,
-  type Extension,
-  encodeDigitallySigned,
-  type ServerHello,
-} from "./messages.ts";
+import { decodeDigitallySigned, decodeServerHello, type Extension, type ServerHello } from "./messages.ts";
 import {
   certificateVerifyContent,
   decodeCertificate13,
@@ -37,15 +23,13 @@ import {
   decodeCookie,
   decodeEncryptedExtensions,
   decodeHrrKeyShare,
-  decodeKeyUpdate,
   decodeNewSessionTicket13,
   decodeServerKeyShare,
   decodeServerPsk,
-  encodeCertificate13,
   HRR_RANDOM,
 } from "./messages13.ts";
-import { AeadProtection, NULL_PROTECTION, type RecordProtection } from "./protection.ts";
-import { chooseScheme, signWith, verifyHandshakeSignature } from "./signature.ts";
+import { NULL_PROTECTION } from "./protection.ts";
+import { chooseScheme, verifyHandshakeSignature } from "./signature.ts";
 
 /** What the version-neutral first flight hands over. */
 export interface Client13Start {
@@ -56,18 +40,6 @@ export interface Client13Start {
 
 function fail(alert: AlertDescription, message: string): never {
   throw new TlsError(alert, message);
-}
-
-/** Record protection for a TLS 1.3 traffic secret. */
-export function protection13(suite: CipherSuite, secret: Buffer): RecordProtection {
-  const { key, iv } = trafficKeys(suite.prfHash, secret, suite.keyLength);
-  return new AeadProtection(suite.cipher as "aes-128-gcm", key, iv, true);
-}
-
-/** The synthetic message_hash that replaces ClientHello1 after a HelloRetryRequest (RFC 8446 §4.4.1). */
-export function messageHash(hash: Tls13Hash, clientHello1: Buffer): Buffer {
-  const digest = hashMessages(hash, [clientHello1]);
-  return Buffer.concat([Buffer.from([HandshakeType.message_hash, 0, 0, digest.length]), digest]);
 }
 
 function onlyAllowed(exts: readonly Extension[], allowed: readonly ExtensionType[], where: string): void {
@@ -186,7 +158,7 @@ export async function clientHandshake13(
     fail(AlertDescription.decrypt_error, "server Finished did not verify");
   }
   transcript.push(msg.raw);
-  let [clientAp, serverAp] = schedule.application(hashMessages(hash, transcript));
+  const [clientAp, serverAp] = schedule.application(hashMessages(hash, transcript));
   // Switch at once: records after the server Finished (tickets, data) use application keys.
   io.setReadProtection(protection13(suite, serverAp));
 
@@ -194,35 +166,9 @@ export async function clientHandshake13(
   if (sentCcs) io.setWriteProtection(protection13(suite, clientHs));
   else io.writeChangeCipherSpec(protection13(suite, clientHs));
   if (certRequest) {
-    const key = cfg.key && cfg.certificateChain.length > 0 ? cfg.key : undefined;
-    let scheme: ReturnType<typeof chooseScheme> | undefined;
-    if (key) {
-      try {
-        scheme = chooseScheme(key, ProtocolVersion.TLS13, certRequest.schemes);
-      } catch {
-        scheme = undefined;
-      }
-    }
-    const chain = key && scheme ? cfg.certificateChain : [];
-    transcript.push(
-      io.writeMessage(
-        HandshakeType.certificate,
-        encodeCertificate13({ context: certRequest.context, chain: [...chain] }),
-      ),
-    );
-    if (key && scheme) {
-      const signature = await signWith(
-        key,
-        scheme,
-        certificateVerifyContent("client", hashMessages(hash, transcript)),
-      );
-      transcript.push(
-        io.writeMessage(
-          HandshakeType.certificate_verify,
-          encodeDigitallySigned({ scheme: scheme.code, signature }),
-        ),
-      );
-    }
+    const signer = clientSigner(cfg, certRequest.schemes);
+    const chain = signer ? cfg.certificateChain : [];
+    await writeCertificateAndVerify(io, transcript, hash, "client", certRequest.context, chain, signer);
   }
   transcript.push(
     io.writeMessage(HandshakeType.finished, finishedMac(hash, clientHs, hashMessages(hash, transcript))),
@@ -233,6 +179,7 @@ export async function clientHandshake13(
   clientHs.fill(0);
   serverHs.fill(0);
 
+  const secrets = new TrafficSecrets(io, suite, serverAp, clientAp);
   const postHandshake = (m: HandshakeMessage): void => {
     switch (m.type) {
       case HandshakeType.new_session_ticket: {
@@ -251,18 +198,9 @@ export async function clientHandshake13(
         }
         return;
       }
-      case HandshakeType.key_update: {
-        const requested = decodeKeyUpdate(m.body);
-        serverAp = nextTrafficSecret(hash, serverAp);
-        io.setReadProtection(protection13(suite, serverAp));
-        if (requested) {
-          io.writeMessage(HandshakeType.key_update, Buffer.from([0]));
-          clientAp = nextTrafficSecret(hash, clientAp);
-          io.setWriteProtection(protection13(suite, clientAp));
-          void io.flush().catch(() => {});
-        }
+      case HandshakeType.key_update:
+        secrets.onKeyUpdate(m.body);
         return;
-      }
       default:
         fail(
           AlertDescription.unexpected_message,
@@ -343,6 +281,16 @@ async function readServerAuth(
   );
   transcript.push(msg.raw);
   return { certRequest, chain: cert.chain, authorized, authorizationError };
+}
+
+/** Our key and the scheme to sign with, when they fit the server's CertificateRequest. */
+function clientSigner(cfg: ClientConfig, schemes: readonly number[]) {
+  if (!cfg.key || cfg.certificateChain.length === 0) return undefined;
+  try {
+    return { key: cfg.key, scheme: chooseScheme(cfg.key, ProtocolVersion.TLS13, schemes) };
+  } catch {
+    return undefined;
+  }
 }
 
 function checkHello(sh: ServerHello, params: HelloParams, what: string): void {

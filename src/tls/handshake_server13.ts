@@ -11,22 +11,15 @@ import { Writer } from "./codec.ts";
 import type { HandshakeResult } from "./conn.ts";
 import { ExtensionType, HandshakeType, ProtocolVersion } from "./constants.ts";
 import { alpnExtension, findExtension, u16ListExtension } from "./extensions.ts";
-import { messageHash, protection13 } from "./handshake_client13.ts";
 import { expectType, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
-import { finishedMac, hashMessages, KeySchedule, nextTrafficSecret } from "./key_schedule.ts";
+import { messageHash, protection13, TrafficSecrets, writeCertificateAndVerify } from "./handshake13.ts";
+import { finishedMac, hashMessages, KeySchedule } from "./key_schedule.ts";
 import { generateKeyShare, isSupportedGroup, type NamedGroup } from "./key_share.ts";
-import {
-  decodeDigitallySigned,
-  type Extension,
-  encodeDigitallySigned,
-  encodeServerHello,
-} from "./messages.ts";
+import { decodeDigitallySigned, type Extension, encodeServerHello } from "./messages.ts";
 import {
   certificateVerifyContent,
   decodeCertificate13,
   decodeClientKeyShare,
-  decodeKeyUpdate,
-  encodeCertificate13,
   encodeCertificateRequest13,
   encodeEncryptedExtensions,
   HRR_RANDOM,
@@ -37,7 +30,7 @@ import {
 } from "./messages13.ts";
 import { NULL_PROTECTION } from "./protection.ts";
 import type { ServerConfig } from "./server_config.ts";
-import { chooseScheme, signWith, verifyHandshakeSignature, verifySchemeCodes } from "./signature.ts";
+import { chooseScheme, verifyHandshakeSignature, verifySchemeCodes } from "./signature.ts";
 
 function fail(alert: AlertDescription, message: string): never {
   throw new TlsError(alert, message);
@@ -162,27 +155,14 @@ export async function serverHandshake13(
       ),
     );
   }
-  transcript.push(
-    io.writeMessage(
-      HandshakeType.certificate,
-      encodeCertificate13({ context: Buffer.alloc(0), chain: [...cfg.certificateChain] }),
-    ),
-  );
-  const signature = await signWith(
-    cfg.key,
+  await writeCertificateAndVerify(io, transcript, hash, "server", Buffer.alloc(0), cfg.certificateChain, {
+    key: cfg.key,
     scheme,
-    certificateVerifyContent("server", hashMessages(hash, transcript)),
-  );
-  transcript.push(
-    io.writeMessage(
-      HandshakeType.certificate_verify,
-      encodeDigitallySigned({ scheme: scheme.code, signature }),
-    ),
-  );
+  });
   transcript.push(
     io.writeMessage(HandshakeType.finished, finishedMac(hash, serverHs, hashMessages(hash, transcript))),
   );
-  let [clientAp, serverAp] = schedule.application(hashMessages(hash, transcript));
+  const [clientAp, serverAp] = schedule.application(hashMessages(hash, transcript));
   io.setWriteProtection(protection13(suite, serverAp));
   await io.flush();
 
@@ -234,6 +214,7 @@ export async function serverHandshake13(
   clientHs.fill(0);
   serverHs.fill(0);
 
+  const secrets = new TrafficSecrets(io, suite, clientAp, serverAp);
   const postHandshake = (m: HandshakeMessage): void => {
     if (m.type !== HandshakeType.key_update) {
       fail(
@@ -241,15 +222,7 @@ export async function serverHandshake13(
         `unexpected ${HandshakeType[m.type] ?? m.type} after the handshake`,
       );
     }
-    const requested = decodeKeyUpdate(m.body);
-    clientAp = nextTrafficSecret(hash, clientAp);
-    io.setReadProtection(protection13(suite, clientAp));
-    if (requested) {
-      io.writeMessage(HandshakeType.key_update, Buffer.from([0]));
-      serverAp = nextTrafficSecret(hash, serverAp);
-      io.setWriteProtection(protection13(suite, serverAp));
-      void io.flush().catch(() => {});
-    }
+    secrets.onKeyUpdate(m.body);
   };
   return {
     version: ProtocolVersion.TLS13,
