@@ -64,6 +64,13 @@ export interface CreatedCa {
   readonly certificate: x509.X509Certificate;
 }
 
+/** Checks what can be checked before a key is generated or opened. */
+function checkNewCaOptions(options: NewCaOptions): void {
+  checkPathLen(options.pathLen);
+  checkCrlUrl(options.crlUrl);
+  if (options.pss && options.type?.startsWith("ec")) throw new PkiError("bad-input", "--rsa-pss needs an RSA CA key");
+}
+
 function checkPathLen(pathLen: number | undefined): void {
   if (pathLen !== undefined && (!Number.isInteger(pathLen) || pathLen < 0 || pathLen > 16)) {
     throw new PkiError("bad-input", `--path-len must be a whole number from 0 to 16, not ${pathLen}`);
@@ -111,6 +118,7 @@ async function newCaKey(
 }
 
 function schemeFor(options: NewCaOptions, key: PrivateKeyHandle): CaSignatureScheme {
+  if (options.pss && key.type !== "rsa") throw new PkiError("bad-input", "--rsa-pss needs an RSA CA key");
   const scheme = options.signature ?? defaultSchemeFor(key, options.pss);
   checkSchemeForKey(key, scheme);
   return scheme;
@@ -139,8 +147,7 @@ async function writeCaFiles(
 
 /** `ca init`: a new root CA with a self-signed certificate. */
 export async function initCa(options: NewCaOptions): Promise<CreatedCa> {
-  checkPathLen(options.pathLen);
-  checkCrlUrl(options.crlUrl);
+  checkNewCaOptions(options);
   const subject = subjectName(options.cn);
   const validity = planValidity({ days: options.days, defaultDays: ROOT_DAYS });
   const { dir, staging } = await stageNewDir(options.dir);
@@ -201,8 +208,7 @@ function intermediatePathLen(parent: x509.X509Certificate, requested: number | u
 
 /** `ca intermediate`: a new CA signed by the CA in `parent`, recorded in the parent's index. */
 export async function createIntermediate(options: IntermediateOptions): Promise<CreatedCa> {
-  checkPathLen(options.pathLen);
-  checkCrlUrl(options.crlUrl);
+  checkNewCaOptions(options);
   const subject = subjectName(options.cn);
   const permitted: NameConstraint[] = options.permitted ? parseNameConstraints(options.permitted) : [];
   const excluded: NameConstraint[] = options.excluded ? parseNameConstraints(options.excluded) : [];

@@ -92,3 +92,19 @@ export async function serialOf(pemPath: string): Promise<string> {
   assert.equal(result.exitCode, 0, result.output);
   return (/serial=([0-9A-F]+)/.exec(result.stdout)?.[1] ?? "").toLowerCase().replace(/^(00)+/, "");
 }
+
+/** Runs a command that must fail, and checks the CA directory and the outputs did not change. */
+export async function refusedUnchanged(
+  caDir: string,
+  args: string[],
+  pattern: RegExp,
+  outPrefix?: string,
+): Promise<void> {
+  const before = await snapshot(caDir);
+  assertOneLineError(await cli(args), pattern);
+  assert.deepEqual(await snapshot(caDir), before, `${args.join(" ")} changed ${caDir}`);
+  if (outPrefix) {
+    assert.equal(await exists(`${outPrefix}.pem`), false, `${outPrefix}.pem was written`);
+    assert.equal(await exists(`${outPrefix}.key`), false, `${outPrefix}.key was written`);
+  }
+}
