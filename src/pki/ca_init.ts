@@ -68,7 +68,9 @@ export interface CreatedCa {
 function checkNewCaOptions(options: NewCaOptions): void {
   checkPathLen(options.pathLen);
   checkCrlUrl(options.crlUrl);
-  if (options.pss && options.type?.startsWith("ec")) throw new PkiError("bad-input", "--rsa-pss needs an RSA CA key");
+  if (options.pss && options.type?.startsWith("ec")) {
+    throw new PkiError("bad-input", "--rsa-pss needs an RSA CA key");
+  }
 }
 
 function checkPathLen(pathLen: number | undefined): void {
