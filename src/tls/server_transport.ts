@@ -92,6 +92,18 @@ export class ServerTransport extends Duplex {
     this.socket.write(chunk, callback);
   }
 
+  override _writev(
+    chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>,
+    callback: (error?: Error | null) => void,
+  ): void {
+    // Corked writes from the record layer leave in one go.
+    this.socket.cork();
+    chunks.forEach(({ chunk }, i) => {
+      this.socket.write(chunk, i === chunks.length - 1 ? callback : undefined);
+    });
+    this.socket.uncork();
+  }
+
   override _final(callback: (error?: Error | null) => void): void {
     this.socket.end(callback);
   }

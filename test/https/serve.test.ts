@@ -43,7 +43,7 @@ const mtls = () => ({ cacert: pki.caFile, cert: pki.client.chainPath, key: pki.c
 describe("static files with mutual TLS", () => {
   let serve: ServeProcess;
   before(async () => {
-    serve = await startServe([...tlsFlags(), "--client-ca", pki.caFile, "--root", root]);
+    serve = await startServe([...tlsFlags(), "--client-ca", pki.caFile, "--root", root, "--tls-max", "1.2"]);
   });
   after(() => serve.stop());
 

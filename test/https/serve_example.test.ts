@@ -28,7 +28,7 @@ after(() => id.handle.close());
 
 test("the app behind a token-held key: Node's https client sees its certificate echoed back", async () => {
   const server: HttpsServer = createHttpsServer(
-    { cert: id.cert.chainPem, key: id.handle, clientCa: pki.root.certPem },
+    { cert: id.cert.chainPem, key: id.handle, clientCa: pki.root.certPem, maxVersion: "1.2" },
     app,
   );
   const { port } = await server.listen(0, "127.0.0.1");

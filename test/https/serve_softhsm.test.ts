@@ -53,6 +53,8 @@ async function serveWith(kind: "rsa" | "ec", clientAuth = true): Promise<ServePr
       rootDir,
       "--tls-min",
       "1.1",
+      "--tls-max",
+      "1.2",
       "--ciphers",
       SUITES[kind],
     ],

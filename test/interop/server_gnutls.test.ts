@@ -25,7 +25,7 @@ const EC_SUITES = LEGACY.filter((s) => s.kx === "ecdhe_ecdsa");
 before(async () => {
   pki = await makePki();
   [rsaKey, ecKey] = await Promise.all([openKey(pki.server.keyPath), openKey(pki.serverEc.keyPath)]);
-  const common = { clientCa: pki.root.certPem, minVersion: "1.1" as const };
+  const common = { clientCa: pki.root.certPem, minVersion: "1.1" as const, maxVersion: "1.2" as const };
   rsaServer = await startEchoServer({
     cert: pki.server.chainPem,
     key: rsaKey,

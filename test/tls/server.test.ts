@@ -56,6 +56,8 @@ async function start(options: Partial<TlsServerOptions> & { ec?: boolean } = {})
   const server = createServer({
     cert: ec ? pki.serverEc.chainPem : pki.server.chainPem,
     key: ec ? ecKey : rsaKey,
+    // This file is about TLS 1.2 and 1.1, whatever the server's default maximum becomes.
+    maxVersion: "1.2",
     ...rest,
   });
   servers.push(server);

@@ -39,6 +39,7 @@ before(async () => {
     cert: pki.server.chainPem,
     key,
     minVersion: "1.1",
+    maxVersion: "1.2",
     ciphers:
       "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_RSA_WITH_AES_128_CBC_SHA256,TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,TLS_RSA_WITH_AES_128_CBC_SHA",
     handshakeTimeout: 5000,
