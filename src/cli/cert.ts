@@ -170,7 +170,10 @@ export function registerCertCommands(program: Command): void {
     .option("--cn <name>", "subject common name (with --csr, defaults to the CSR's)")
     .option("--san <names>", "subject alternative names: DNS:host,IP:addr,...")
     .option("--key <keyref>", "certify this key (with --type: generate it there first)")
-    .option("--csr <file>", "certify the key of this PKCS#10 request (its signature is checked)")
+    .option(
+      "--csr <file>",
+      "certify the key of this PKCS#10 request (its signature is checked; the profile, not the request, decides the extensions)",
+    )
     .addOption(
       new Option("--type <type>", "generate a key of this type into PREFIX.key").choices(
         Object.keys(KEY_GEN_TYPES),

@@ -138,7 +138,8 @@ export async function issueCertificate(options: IssueOptions): Promise<IssuedFil
           const pass = options.passwordFile ? `?passphrase-file=${resolve(options.passwordFile)}` : "";
           const handle = await obtainKey(
             options,
-            () => `file:${batch.reserve(keyPath ?? `${certPath}.key`)}${pass}`,
+            // Called only for a type without a key reference, which is exactly when keyPath is set.
+            () => `file:${batch.reserve(keyPath!)}${pass}`,
             "the certificate's key",
           );
           try {
