@@ -113,7 +113,7 @@ export class KeyRegistry {
 
   /** The newest version (the one Sign, Encrypt and GenerateDataKey use). */
   primaryVersion(keyId: string): KeyVersionRecord {
-    const v = this.store.versions(keyId)[0];
+    const v = this.store.newestVersion(keyId);
     if (!v) throw new KmsServiceError("InternalFailure", "the key has no versions");
     return v;
   }

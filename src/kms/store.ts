@@ -254,6 +254,14 @@ export class Store {
     ).map(toVersion);
   }
 
+  /** The newest version of a key. */
+  newestVersion(keyId: string): KeyVersionRecord | undefined {
+    const row = this.statement("SELECT * FROM key_versions WHERE key_id = ? ORDER BY seq DESC LIMIT 1").get(
+      keyId,
+    ) as VersionRow | undefined;
+    return row ? toVersion(row) : undefined;
+  }
+
   /** One version by its id. */
   version(versionId: string): KeyVersionRecord | undefined {
     const row = this.statement("SELECT * FROM key_versions WHERE id = ?").get(versionId) as
