@@ -138,19 +138,16 @@ export function serverHandshakeDetails(socket: TlsSocket): ServerHandshakeDetail
  */
 function gatedIO(io: HandshakeIO, transport: ServerTransport): HandshakeIO {
   const arming = new Set<PropertyKey>(["setPendingRead", "setReadProtection", "readChangeCipherSpec"]);
-  const releaseIfBlocked = (pending: Promise<unknown>): void => {
+  const watchBlocking = (pending: Promise<unknown>): void => {
     let settled = false;
-    pending.then(
-      () => {
-        settled = true;
-      },
-      () => {
-        settled = true;
-      },
-    );
+    const done = () => {
+      settled = true;
+      transport.setWaiting(false);
+    };
+    pending.then(done, done);
     // A message already queued settles within microtasks; one still to come does not.
     setImmediate(() => {
-      if (!settled) transport.release();
+      if (!settled) transport.setWaiting(true);
     });
   };
   return new Proxy(io, {
@@ -160,14 +157,14 @@ function gatedIO(io: HandshakeIO, transport: ServerTransport): HandshakeIO {
       if (prop === "readMessage") {
         return () => {
           const pending = target.readMessage();
-          releaseIfBlocked(pending);
+          watchBlocking(pending);
           return pending;
         };
       }
       if (!arming.has(prop)) return value.bind(target);
       return (...args: unknown[]) => {
         const out: unknown = value.apply(target, args);
-        transport.release();
+        transport.open();
         return out;
       };
     },

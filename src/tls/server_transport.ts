@@ -5,8 +5,10 @@
  * switches to only after the key handle has answered (an RSA decryption or an ECDH on
  * ClientKeyExchange). The record layer processes a segment in one go and refuses a
  * ChangeCipherSpec that arrives before its keys, so this stream holds incoming bytes at
- * the first ChangeCipherSpec record until the handshake has armed the next read state,
- * then becomes a plain pass-through. Everything else is the TCP socket's.
+ * a ChangeCipherSpec record while the handshake is busy (with the key handle), passes it
+ * on when the handshake waits for input (so an early one is refused at once), and becomes
+ * a plain pass-through once the handshake has armed the next read state. Everything else
+ * is the TCP socket's.
  */
 import type { AddressInfo, Socket } from "node:net";
 import { Duplex } from "node:stream";
@@ -15,7 +17,7 @@ import { ContentType } from "./constants.ts";
 /** The most bytes held back while waiting for the handshake (a client flight is far smaller). */
 const MAX_HELD = 256 * 1024;
 
-/** A net.Socket look-alike that can hold back records from the first ChangeCipherSpec on. */
+/** A net.Socket look-alike that can hold back records from a ChangeCipherSpec on. */
 export class ServerTransport extends Duplex {
   private held: Buffer = Buffer.alloc(0);
   /** Bytes of the current record still to pass before the next record header. */
@@ -23,6 +25,8 @@ export class ServerTransport extends Duplex {
   private gated = true;
   private stopped = false;
   private ended = false;
+  /** The handshake is blocked waiting for input. */
+  private waiting = false;
   /** Kept from the start: a destroyed net.Socket forgets its peer, but error reports still need it. */
   private readonly peer: { address?: string; port?: number; family?: string };
 
@@ -41,8 +45,8 @@ export class ServerTransport extends Duplex {
     socket.on("timeout", () => this.emit("timeout"));
   }
 
-  /** Lets the held ChangeCipherSpec (and all that follows) through; from now on nothing is held. */
-  release(): void {
+  /** Lets everything through from now on: the handshake has armed the keys a ChangeCipherSpec needs. */
+  open(): void {
     if (!this.gated) return;
     this.gated = false;
     this.stopped = false;
@@ -50,6 +54,25 @@ export class ServerTransport extends Duplex {
     this.held = Buffer.alloc(0);
     if (held.length > 0) this.deliver(held);
     if (this.ended) this.push(null);
+  }
+
+  /**
+   * Tells the gate whether the handshake is blocked waiting for input. While it is, nothing
+   * is held: the record layer must see a ChangeCipherSpec (and refuse it if it is early).
+   * Once the handshake is busy again, a later ChangeCipherSpec is held again.
+   */
+  setWaiting(waiting: boolean): void {
+    this.waiting = waiting;
+    if (waiting) this.passHeld();
+  }
+
+  private passHeld(): void {
+    if (!this.gated || !this.stopped) return;
+    this.stopped = false;
+    const held = this.held;
+    this.held = Buffer.alloc(0);
+    this.scan(held, true);
+    if (this.ended && !this.stopped) this.push(null);
   }
 
   private onData(chunk: Buffer): void {
@@ -63,16 +86,24 @@ export class ServerTransport extends Duplex {
         this.destroy(new Error("client sent too much before its keys were set"));
       return;
     }
-    const buf = this.held.length > 0 ? Buffer.concat([this.held, chunk]) : chunk;
+    this.scan(this.held.length > 0 ? Buffer.concat([this.held, chunk]) : chunk, false);
+  }
+
+  /** Delivers whole records up to the next ChangeCipherSpec (past the first one when `passFirst`). */
+  private scan(buf: Buffer, passFirst: boolean): void {
+    let pass = passFirst;
     let i = 0;
     for (;;) {
       const step = Math.min(this.skip, buf.length - i);
       i += step;
       this.skip -= step;
       if (this.skip > 0 || buf.length - i < 5) break;
-      if (buf[i] === ContentType.change_cipher_spec) {
-        this.stopped = true;
-        break;
+      if (buf[i] === ContentType.change_cipher_spec && !this.waiting) {
+        if (!pass) {
+          this.stopped = true;
+          break;
+        }
+        pass = false;
       }
       this.skip = 5 + buf.readUInt16BE(i + 3);
     }

@@ -125,6 +125,45 @@ for (const [label, version] of [
   });
 }
 
+test("ChangeCipherSpec arriving while a slow key handle decrypts the premaster waits for its keys", async () => {
+  // A key that answers after 300 ms, as a network HSM or a busy token may.
+  const slow: PrivateKeyHandle = {
+    type: key.type,
+    bits: key.bits,
+    curve: key.curve,
+    publicKey: key.publicKey,
+    spki: key.spki,
+    schemes: key.schemes,
+    description: `slow ${key.description}`,
+    sign: (scheme, message) => key.sign(scheme, message),
+    decrypt: async (ciphertext) => {
+      await new Promise((r) => setTimeout(r, 300));
+      return key.decrypt(ciphertext);
+    },
+    close: async () => {},
+  };
+  const slowServer = createServer({
+    cert: pki.server.chainPem,
+    key: slow,
+    maxVersion: "1.2",
+    ciphers: "AES128-SHA256",
+  });
+  slowServer.on("secureConnection", (s) => s.on("error", () => {}));
+  await new Promise<void>((r) => slowServer.listen(0, "127.0.0.1", r));
+  try {
+    const slowPort = (slowServer.address() as { port: number }).port;
+    const attempt = await rsaHandshake(slowPort, "good", 0x0303, 100);
+    attempt.conn.destroy();
+    assert.deepEqual(
+      parseRecords(attempt.answer).records.map((r) => r.type),
+      [ContentType.change_cipher_spec, ContentType.handshake],
+    );
+  } finally {
+    for (const s of slowServer.sockets) s.destroy();
+    await new Promise<void>((r) => slowServer.close(() => r()));
+  }
+});
+
 describe("version negotiation", () => {
   test("TLS_FALLBACK_SCSV with TLS 1.1 to a TLS 1.2 server: inappropriate_fallback", async () => {
     const conn = await RawConnection.open(port);

@@ -191,7 +191,13 @@ function pkcs1Block(k: number, type: 1 | 2, message: Buffer): Buffer {
  * the ClientKeyExchange built as `mode` says, then sends ChangeCipherSpec and a Finished
  * computed from the premaster the client believes in, and collects the server's answer.
  */
-export async function rsaHandshake(port: number, mode: PremasterMode, version = 0x0303): Promise<RsaAttempt> {
+export async function rsaHandshake(
+  port: number,
+  mode: PremasterMode,
+  version = 0x0303,
+  /** Send ChangeCipherSpec + Finished this many ms after ClientKeyExchange, in a separate segment. */
+  splitMs?: number,
+): Promise<RsaAttempt> {
   const suiteId = version >= 0x0303 ? 0x003c : 0x002f;
   const suite = suiteById(suiteId)!;
   const conn = await RawConnection.open(port);
@@ -235,13 +241,18 @@ export async function rsaHandshake(port: number, mode: PremasterMode, version = 
     finishedData(prfHash, master, "client", transcriptHash(prfHash, transcript)),
   );
   const sealedFinished = write.seal(ContentType.handshake, version, finished).subarray(5); // seal returns a whole record
-  conn.send(
-    Buffer.concat([
-      handshakeRecord(cke, version),
-      recordBytes(ContentType.change_cipher_spec, version, Buffer.from([1])),
-      recordBytes(ContentType.handshake, version, sealedFinished),
-    ]),
-  );
+  const ccsAndFinished = Buffer.concat([
+    recordBytes(ContentType.change_cipher_spec, version, Buffer.from([1])),
+    recordBytes(ContentType.handshake, version, sealedFinished),
+  ]);
+  if (splitMs === undefined) {
+    conn.send(Buffer.concat([handshakeRecord(cke, version), ccsAndFinished]));
+  } else {
+    conn.socket.setNoDelay(true);
+    conn.send(handshakeRecord(cke, version));
+    await new Promise((r) => setTimeout(r, splitMs));
+    conn.send(ccsAndFinished);
+  }
   // A good handshake ends with the server's ChangeCipherSpec + Finished; a bad one with a close.
   await conn.until(() => {
     const after = parseRecords(conn.received().subarray(flightBytes)).records;
