@@ -71,20 +71,49 @@ export class AuditLog {
     private readonly macKey: KeyObject,
   ) {}
 
+  private pending: { event: AuditEvent; resolve: (seq: number) => void; reject: (err: unknown) => void }[] =
+    [];
+
   /** Appends one event in its own transaction (serialised across processes); returns its number. */
   append(event: AuditEvent, when = new Date()): number {
-    const db = this.store.db;
-    return db
+    return this.appendAll([event], when)[0] as number;
+  }
+
+  /**
+   * Appends an event together with the others queued in the same turn of the event loop: one
+   * transaction (group commit) for all of them. Resolves once the entry is committed, which is
+   * what a server waits for before it acknowledges a request.
+   */
+  appendSoon(event: AuditEvent): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ event, resolve, reject });
+      if (this.pending.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.pending.splice(0);
+    try {
+      const seqs = this.appendAll(batch.map((p) => p.event));
+      batch.forEach((p, i) => p.resolve(seqs[i] as number));
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+    }
+  }
+
+  private appendAll(events: readonly AuditEvent[], when = new Date()): number[] {
+    return this.store.db
       .transaction(() => {
         const last = this.store.statement("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as
           | { seq: number; hash: Buffer }
           | undefined;
-        const entry: AuditEntry = { ...event, seq: (last?.seq ?? 0) + 1, time: when.toISOString() };
-        const prev = last ? Buffer.from(last.hash) : GENESIS;
-        const hash = entryHash(prev, entry);
-        this.store
-          .statement("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-          .run(
+        let seq = last?.seq ?? 0;
+        let prev: Buffer = last ? Buffer.from(last.hash) : GENESIS;
+        const insert = this.store.statement("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        const seqs = events.map((event) => {
+          const entry: AuditEntry = { ...event, seq: ++seq, time: when.toISOString() };
+          const hash = entryHash(prev, entry);
+          insert.run(
             entry.seq,
             entry.time,
             entry.actor,
@@ -98,13 +127,16 @@ export class AuditLog {
             hash,
             mac(this.macKey, "entry", hash),
           );
+          prev = hash;
+          return entry.seq;
+        });
         const head = JSON.stringify({
-          seq: entry.seq,
-          hash: hash.toString("hex"),
-          mac: headMac(this.macKey, entry.seq, hash).toString("hex"),
+          seq,
+          hash: prev.toString("hex"),
+          mac: headMac(this.macKey, seq, prev).toString("hex"),
         });
         this.store.setMeta(HEAD, Buffer.from(head));
-        return entry.seq;
+        return seqs;
       })
       .immediate();
   }

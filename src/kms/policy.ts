@@ -75,9 +75,17 @@ function parseCidr(text: string): { address: string; prefix: number; family: "ip
   return { address, prefix, family: version === 4 ? "ipv4" : "ipv6" };
 }
 
+const compiled = new Map<string, RegExp>();
+
 function globMatches(pattern: string, value: string): boolean {
-  const escaped = pattern.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*");
-  return new RegExp(`^${escaped}$`).test(value);
+  let re = compiled.get(pattern);
+  if (!re) {
+    const escaped = pattern.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*");
+    re = new RegExp(`^${escaped}$`);
+    if (compiled.size > 10_000) compiled.clear();
+    compiled.set(pattern, re);
+  }
+  return re.test(value);
 }
 
 /** Whether the policy lets this operation run. */

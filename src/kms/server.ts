@@ -106,7 +106,8 @@ export class KmsServer {
     if (this.inflight >= (this.options.maxInflight ?? 256)) {
       // Do not read the body: refuse and close, the client retries.
       res.setHeader("connection", "close");
-      this.finish(
+      req.resume();
+      await this.finish(
         res,
         requestId,
         audit,
@@ -114,7 +115,6 @@ export class KmsServer {
         started,
         new KmsServiceError("Rejected.Throttling", "Too many requests."),
       );
-      req.resume();
       return;
     }
     this.inflight++;
@@ -134,7 +134,7 @@ export class KmsServer {
       const ctx: RequestContext = { accessPoint: who.accessPoint, requestId, keyId: "", detail: "" };
       try {
         const reply = await this.service.handle(who.operation, body, ctx);
-        this.finish(
+        await this.finish(
           res,
           requestId,
           { ...audit, keyId: ctx.keyId, detail: ctx.detail },
@@ -143,30 +143,37 @@ export class KmsServer {
           reply,
         );
       } catch (err) {
-        this.finish(res, requestId, { ...audit, keyId: ctx.keyId, detail: ctx.detail }, source, started, err);
+        await this.finish(
+          res,
+          requestId,
+          { ...audit, keyId: ctx.keyId, detail: ctx.detail },
+          source,
+          started,
+          err,
+        );
       }
     } catch (err) {
       if (err instanceof KmsServiceError && err.code === "RequestEntityTooLarge")
         res.setHeader("connection", "close");
-      this.finish(res, requestId, audit, source, started, err);
+      await this.finish(res, requestId, audit, source, started, err);
     } finally {
       this.inflight--;
     }
   }
 
   /** Audits, then replies (the order that makes acknowledged requests durable). */
-  private finish(
+  private async finish(
     res: ServerResponse,
     requestId: string,
     audit: { actor: string; keyId: string; detail: string; operation: string },
     source: string,
     started: number,
     outcome: Buffer | unknown,
-  ): void {
+  ): Promise<void> {
     const error = Buffer.isBuffer(outcome) ? undefined : toServiceError(outcome);
     const code: KmsErrorCode | "ok" = error ? error.code : "ok";
     try {
-      this.options.instance.audit.append({
+      await this.options.instance.audit.appendSoon({
         actor: audit.actor || "(none)",
         source,
         operation: audit.operation || "(none)",
