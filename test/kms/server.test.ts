@@ -342,6 +342,37 @@ describe("access control", () => {
   });
 });
 
+describe("instance certificates", () => {
+  it("the server certificate chains to the instance CA and names localhost, 127.0.0.1 and --hostname", async () => {
+    const creds = await kms.instance.serverCredentials(["kms.example.test", "10.1.2.3"]);
+    creds.keyDer.fill(0);
+    const chain = join(kms.dir, "server-chain.pem");
+    writeFileSync(chain, creds.certChainPem);
+    const ca = kms.instance.caPath;
+    const v = await runCommand("openssl", ["verify", "-CAfile", ca, "-purpose", "sslserver", chain]);
+    assert.equal(v.output.trim(), `${chain}: OK`);
+    const san = await runCommand("openssl", ["x509", "-in", chain, "-noout", "-ext", "subjectAltName"]);
+    for (const name of [
+      "DNS:localhost",
+      "IP Address:127.0.0.1",
+      "DNS:kms.example.test",
+      "IP Address:10.1.2.3",
+    ]) {
+      assert.ok(san.stdout.includes(name), `${name} in ${san.stdout}`);
+    }
+    const caText = await runCommand("openssl", [
+      "x509",
+      "-in",
+      ca,
+      "-noout",
+      "-ext",
+      "basicConstraints,keyUsage",
+    ]);
+    assert.match(caText.stdout, /CA:TRUE, pathlen:0/);
+    assert.match(caText.stdout, /Certificate Sign, CRL Sign/);
+  });
+});
+
 describe("throttling", () => {
   it("answers Rejected.Throttling over the in-flight cap; the SDK retries until it gets through", async (t) => {
     const tight = await KmsServer.start({ instance: kms.instance, maxInflight: 1 });
