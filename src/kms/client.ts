@@ -182,7 +182,16 @@ export class KmsClient {
     if (!match?.[1]) throw new KmsCredentialError(`bad endpoint "${config.endpoint}" (want HOST:PORT)`);
     this.host = match[1].replace(/^\[|\]$/g, "");
     this.port = Number(match[2] ?? 443);
-    const ca = config.ca ?? (config.caFilePath ? readFileSync(config.caFilePath, "utf8") : undefined);
+    let ca = config.ca;
+    if (ca === undefined && config.caFilePath !== undefined) {
+      try {
+        ca = readFileSync(config.caFilePath, "utf8");
+      } catch (err) {
+        throw new KmsCredentialError(
+          `cannot read the CA file ${config.caFilePath}: ${(err as NodeJS.ErrnoException).code}`,
+        );
+      }
+    }
     this.agent = new https.Agent({
       keepAlive: true,
       maxSockets: config.maxSockets ?? 32,

@@ -15,6 +15,8 @@ import { adminCreateKey } from "../../src/kms/admin.ts";
 import { KmsInstance } from "../../src/kms/instance.ts";
 import { signDigest } from "../../src/kms/key_ops.ts";
 import { signAlgorithm } from "../../src/kms/specs.ts";
+import { HSMKIT_BIN } from "../helpers/hsmkit.ts";
+import { runCommand } from "../helpers/process.ts";
 import { createToken, softHsm, type TestToken } from "../helpers/softhsm.ts";
 
 softHsm();
@@ -98,5 +100,23 @@ describe("PKCS#11 master key", () => {
       }),
       /PIN/,
     );
+  });
+});
+
+describe("PKCS#11 master key from the command line", () => {
+  it("kms init / key create / key list with --master-key", async () => {
+    const data = join(root, "p11-cli");
+    const run = (args: string[]) =>
+      runCommand(HSMKIT_BIN, ["kms", ...args, "--data", data, "--master-key", masterUri]);
+    const init = await run(["init"]);
+    assert.equal(init.exitCode, 0, init.output);
+    assert.ok(!init.output.includes(token.pin), "the PIN is never printed");
+    const created = await run(["key", "create", "--spec", "EC_P256", "--usage", "SIGN/VERIFY"]);
+    assert.equal(created.exitCode, 0, created.output);
+    const list = await run(["key", "list"]);
+    assert.match(list.stdout, new RegExp(`${created.stdout.trim()}\\s+EC_P256`));
+    const without = await runCommand(HSMKIT_BIN, ["kms", "key", "list", "--data", data]);
+    assert.equal(without.exitCode, 1);
+    assert.match(without.stderr, /master key is in a PKCS#11 token .*pass --master-key/);
   });
 });
