@@ -95,7 +95,7 @@ export class AuditLog {
     const batch = this.pending.splice(0);
     try {
       const seqs = this.appendAll(batch.map((p) => p.event));
-      batch.forEach((p, i) => p.resolve(seqs[i] as number));
+      for (const [i, p] of batch.entries()) p.resolve(seqs[i] as number);
     } catch (err) {
       for (const p of batch) p.reject(err);
     }
