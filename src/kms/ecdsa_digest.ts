@@ -52,7 +52,7 @@ function pkeyutl(args: string[], keyDer: Buffer, digest: Uint8Array, extra?: Buf
         err.code === "ENOENT"
           ? new KmsServiceError(
               "UnsupportedOperation",
-              "ECDSA over a precomputed digest needs the openssl command, which is not installed",
+              "ECDSA over a precomputed digest needs bash and the openssl command, and one is missing",
             )
           : err,
       );
