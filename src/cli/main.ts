@@ -2,6 +2,8 @@
  * The `hsmkit` command. Each command group lives in its own file and registers itself here.
  */
 import { Command, CommanderError } from "commander";
+// Registers the kms:// key backend, so every --key option accepts KMS keys.
+import "../kms/handle.ts";
 import { registerCaCommands } from "./ca.ts";
 import { registerCurlCommand } from "./curl.ts";
 import { CliError, describeError } from "./errors.ts";

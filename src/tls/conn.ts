@@ -12,7 +12,7 @@ import type { CipherSuite } from "./cipher_suites.ts";
 import { ContentType, HandshakeType, MAX_PLAINTEXT, ProtocolVersion } from "./constants.ts";
 import { HandshakeAssembler, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
 import { NULL_PROTECTION, type RecordProtection } from "./protection.ts";
-import { fragments, RecordReader } from "./record.ts";
+import { fragments, type RawRecord, RecordReader } from "./record.ts";
 import { SocketFace } from "./socket_face.ts";
 
 /** What a completed handshake tells the connection. */
@@ -51,6 +51,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   private waiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private ccsSeen = false;
   private compatCcs = false;
+  private heldRecord: RawRecord | undefined;
   private failureHint = false;
   private handshaking = true;
   private readonly earlyData: Buffer[] = [];
@@ -107,7 +108,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   // ---- HandshakeIO -------------------------------------------------------------------
 
   readMessage(): Promise<HandshakeMessage> {
-    if (this.queue.length === 0) this.drain();
+    if (this.queue.length === 0) this.drain(true);
     const next = this.queue.shift();
     if (next) return Promise.resolve(next);
     if (this.failure) return Promise.reject(this.failure);
@@ -149,7 +150,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   }
 
   async readChangeCipherSpec(): Promise<void> {
-    this.drain();
+    this.drain(true);
     while (!this.ccsSeen) {
       if (this.queue.length > 0) {
         throw new TlsError(
@@ -210,11 +211,16 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
    * is waiting, so a record that follows a key change is opened only after the handshake
    * code has installed the new keys (TLS 1.3 switches keys without a ChangeCipherSpec).
    */
-  private drain(): void {
+  private drain(needInput = false): void {
     try {
       while (!this.failure && !this.destroyed && !(this.handshaking && this.queue.length > 0)) {
-        const rec = this.reader.next();
+        const rec = this.heldRecord ?? this.reader.next();
+        this.heldRecord = undefined;
         if (!rec) return;
+        if (this.shouldHold(rec, needInput)) {
+          this.heldRecord = rec;
+          return;
+        }
         if (rec.type === ContentType.change_cipher_spec && this.compatCcs && this.handshaking) {
           // TLS 1.3 middlebox compatibility: an unprotected CCS is ignored (RFC 8446 §5).
           if (rec.body.length !== 1 || rec.body[0] !== 1)
@@ -244,6 +250,22 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
     } catch (err) {
       this.fail(err);
     }
+  }
+
+  /**
+   * A TLS 1.2 peer sends ChangeCipherSpec right behind the messages whose processing arms
+   * its keys (ClientKeyExchange needs the key handle to decrypt, asynchronously). Until the
+   * handshake has armed them, or asks for input without having done so, the record waits.
+   */
+  private shouldHold(rec: RawRecord, needInput: boolean): boolean {
+    return (
+      rec.type === ContentType.change_cipher_spec &&
+      this.handshaking &&
+      !this.compatCcs &&
+      !this.pendingRead &&
+      !needInput &&
+      !this.waiter
+    );
   }
 
   private onRecord(type: ContentType, plaintext: Buffer): void {

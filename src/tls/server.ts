@@ -10,8 +10,8 @@ import { type CipherSuite, defaultSuites, parseSuiteList } from "./cipher_suites
 import type { VersionOption } from "./client.ts";
 import { TlsSocket } from "./conn.ts";
 import { ProtocolVersion, parseVersion } from "./constants.ts";
-import type { HandshakeIO } from "./handshake_io.ts";
 import { serverHandshake } from "./handshake_server.ts";
+import { serverHandshake13 } from "./handshake_server13.ts";
 import { DEFAULT_GROUPS, type NamedGroup } from "./key_share.ts";
 import type {
   ClientAuthConfig,
@@ -19,7 +19,6 @@ import type {
   ServerHandshake13,
   ServerHandshakeDetails,
 } from "./server_config.ts";
-import { ServerTransport } from "./server_transport.ts";
 import { SessionStore, type SessionStoreOptions } from "./session.ts";
 import { verifyPeerChain } from "./verify_peer.ts";
 import { type Certificate, parsePemBundle } from "./x509/certificate.ts";
@@ -38,7 +37,7 @@ export interface TlsServerOptions {
   rejectUnauthorized?: boolean;
   /** Default "1.2". */
   minVersion?: VersionOption;
-  /** Default "1.3" when a TLS 1.3 handshake is given, else "1.2". */
+  /** Default "1.3". */
   maxVersion?: VersionOption;
   /**
    * Suites by IANA or OpenSSL name (comma-separated) or as objects, in server preference
@@ -55,7 +54,7 @@ export interface TlsServerOptions {
   encryptThenMac?: boolean;
   /** Abort handshakes that take longer (ms, default 30 s). */
   handshakeTimeout?: number;
-  /** The TLS 1.3 server handshake, when available. */
+  /** The TLS 1.3 server handshake (default: hsmkit's own). */
   tls13?: ServerHandshake13;
 }
 
@@ -90,14 +89,9 @@ export function serverConfig(options: TlsServerOptions): ServerConfig {
   if (!chain[0]!.spki.equals(options.key.spki))
     throw new Error(`the key (${options.key.description}) does not match the certificate ${chain[0]!.label}`);
   const minVersion = version(options.minVersion, ProtocolVersion.TLS12);
-  const maxVersion = version(
-    options.maxVersion,
-    options.tls13 ? ProtocolVersion.TLS13 : ProtocolVersion.TLS12,
-  );
+  const maxVersion = version(options.maxVersion, ProtocolVersion.TLS13);
   if (minVersion > maxVersion) throw new Error("the minimum TLS version is above the maximum");
   if (minVersion < ProtocolVersion.TLS11) throw new Error("TLS versions below 1.1 are not supported");
-  if (maxVersion >= ProtocolVersion.TLS13 && !options.tls13)
-    throw new Error("TLS 1.3 is not available in the hsmkit server yet; use a maximum of 1.2");
   const suites =
     typeof options.ciphers === "string"
       ? parseSuiteList(options.ciphers)
@@ -118,7 +112,7 @@ export function serverConfig(options: TlsServerOptions): ServerConfig {
     alpn: options.ALPNProtocols ?? [],
     encryptThenMac: options.encryptThenMac ?? true,
     sessions: options.sessions === false ? undefined : new SessionStore(options.sessions ?? {}),
-    tls13: options.tls13,
+    tls13: options.tls13 ?? serverHandshake13,
   };
 }
 
@@ -127,48 +121,6 @@ const details = new WeakMap<TlsSocket, ServerHandshakeDetails>();
 /** SNI and resumption facts for a server-side socket (undefined before its ClientHello). */
 export function serverHandshakeDetails(socket: TlsSocket): ServerHandshakeDetails | undefined {
   return details.get(socket);
-}
-
-/**
- * The handshake's IO, opening the transport's gate (see ServerTransport) when a held
- * ChangeCipherSpec may be read: once the handshake has armed the next read state
- * (setPendingRead, or setReadProtection in TLS 1.3), or when it is blocked waiting for
- * input (then the record layer judges the early ChangeCipherSpec and refuses it at once).
- * While the handshake is busy with the key handle, the ChangeCipherSpec stays held.
- */
-function gatedIO(io: HandshakeIO, transport: ServerTransport): HandshakeIO {
-  const arming = new Set<PropertyKey>(["setPendingRead", "setReadProtection", "readChangeCipherSpec"]);
-  const watchBlocking = (pending: Promise<unknown>): void => {
-    let settled = false;
-    const done = () => {
-      settled = true;
-      transport.setWaiting(false);
-    };
-    pending.then(done, done);
-    // A message already queued settles within microtasks; one still to come does not.
-    setImmediate(() => {
-      if (!settled) transport.setWaiting(true);
-    });
-  };
-  return new Proxy(io, {
-    get(target, prop) {
-      const value: unknown = Reflect.get(target, prop);
-      if (typeof value !== "function") return value;
-      if (prop === "readMessage") {
-        return () => {
-          const pending = target.readMessage();
-          watchBlocking(pending);
-          return pending;
-        };
-      }
-      if (!arming.has(prop)) return value.bind(target);
-      return (...args: unknown[]) => {
-        const out: unknown = value.apply(target, args);
-        transport.open();
-        return out;
-      };
-    },
-  });
 }
 
 /**
@@ -192,7 +144,6 @@ export class TlsServer extends Server {
   }
 
   private accept(socket: Socket, handshakeTimeout: number | undefined): void {
-    const transport = new ServerTransport(socket);
     let tls: TlsSocket | undefined;
     const cfg: ServerConfig = {
       ...this.config,
@@ -200,7 +151,7 @@ export class TlsServer extends Server {
         if (tls) details.set(tls, d);
       },
     };
-    tls = new TlsSocket(transport, "server", (io) => serverHandshake(gatedIO(io, transport), cfg), {
+    tls = new TlsSocket(socket, "server", (io) => serverHandshake(io, cfg), {
       handshakeTimeout,
     });
     const sock = tls;

@@ -43,11 +43,15 @@ export class SocketFace extends Duplex {
   /** What the handshake established, once it has. */
   protected result: HandshakeResult | undefined;
 
+  /** The peer's address as first known: a destroyed net.Socket forgets it, error reports still need it. */
+  private readonly peer: { address?: string; port?: number };
+
   constructor(
     /** The transport carrying records. */
     readonly transport: Duplex,
   ) {
     super({ allowHalfOpen: false });
+    this.peer = { address: (transport as Socket).remoteAddress, port: (transport as Socket).remotePort };
   }
 
   /** "TLSv1.2" etc., or null before the handshake completes. */
@@ -123,12 +127,12 @@ export class SocketFace extends Duplex {
 
   /** The transport's remote address. */
   get remoteAddress(): string | undefined {
-    return (this.transport as Socket).remoteAddress;
+    return (this.transport as Socket).remoteAddress ?? this.peer.address;
   }
 
   /** The transport's remote port. */
   get remotePort(): number | undefined {
-    return (this.transport as Socket).remotePort;
+    return (this.transport as Socket).remotePort ?? this.peer.port;
   }
 
   /** The transport's local address. */
