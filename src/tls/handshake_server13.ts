@@ -26,10 +26,12 @@ import {
   hrrKeyShare,
   type KeyShareEntry,
   serverKeyShare,
+  serverPsk,
   serverSupportedVersion,
 } from "./messages13.ts";
 import { NULL_PROTECTION } from "./protection.ts";
 import type { ServerConfig } from "./server_config.ts";
+import { acceptPsk, writeTicket } from "./server_psk13.ts";
 import { chooseScheme, verifyHandshakeSignature, verifySchemeCodes } from "./signature.ts";
 
 function fail(alert: AlertDescription, message: string): never {
@@ -110,6 +112,8 @@ export async function serverHandshake13(
     group = wanted;
   }
   if (!isSupportedGroup(group)) fail(AlertDescription.internal_error, "unsupported group configured");
+  // Resumption is decided on the ClientHello that goes on (the second one after an HRR).
+  const accepted = acceptPsk(cfg, hello, hash, transcript.slice(0, -1));
   const ours = generateKeyShare(group as NamedGroup);
   const shared = ours.agree(shares.find((s) => s.group === group)!.keyExchange);
 
@@ -126,11 +130,13 @@ export async function serverHandshake13(
         extensions: [
           serverSupportedVersion(ProtocolVersion.TLS13),
           serverKeyShare({ group, keyExchange: ours.publicKey }),
+          ...(accepted ? [serverPsk(accepted.index)] : []),
         ],
       }),
     ),
   );
-  const schedule = new KeySchedule(hash, undefined);
+  const schedule = new KeySchedule(hash, accepted?.state.masterSecret);
+  accepted?.state.masterSecret.fill(0);
   const [clientHs, serverHs] = schedule.handshake(shared, hashMessages(hash, transcript));
   shared.fill(0);
   if (sentCcs) io.setWriteProtection(protection13(suite, serverHs));
@@ -142,12 +148,14 @@ export async function serverHandshake13(
   if (hello.serverName) ee.push({ type: ExtensionType.server_name, data: Buffer.alloc(0) });
   if (alpn !== false) ee.push(alpnExtension([alpn]));
   transcript.push(io.writeMessage(HandshakeType.encrypted_extensions, encodeEncryptedExtensions(ee)));
-  cfg.onDetails?.({ serverName: hello.serverName, resumed: false });
-  if (cfg.clientAuth) {
+  cfg.onDetails?.({ serverName: hello.serverName, resumed: accepted !== undefined });
+  // A resumed session authenticates by the PSK: no certificates either way (RFC 8446 §4.3.2).
+  const clientAuth = accepted ? undefined : cfg.clientAuth;
+  if (clientAuth) {
     const exts = [
       u16ListExtension(ExtensionType.signature_algorithms, verifySchemeCodes(ProtocolVersion.TLS13)),
     ];
-    if (cfg.clientAuth.authorities.length > 0) exts.push(certificateAuthorities(cfg.clientAuth.authorities));
+    if (clientAuth.authorities.length > 0) exts.push(certificateAuthorities(clientAuth.authorities));
     transcript.push(
       io.writeMessage(
         HandshakeType.certificate_request,
@@ -155,10 +163,18 @@ export async function serverHandshake13(
       ),
     );
   }
-  await writeCertificateAndVerify(io, transcript, hash, "server", Buffer.alloc(0), cfg.certificateChain, {
-    key: cfg.key,
-    scheme,
-  });
+  if (!accepted) {
+    const signer = { key: cfg.key, scheme };
+    await writeCertificateAndVerify(
+      io,
+      transcript,
+      hash,
+      "server",
+      Buffer.alloc(0),
+      cfg.certificateChain,
+      signer,
+    );
+  }
   transcript.push(
     io.writeMessage(HandshakeType.finished, finishedMac(hash, serverHs, hashMessages(hash, transcript))),
   );
@@ -167,11 +183,15 @@ export async function serverHandshake13(
   await io.flush();
 
   // The client's flight: [Certificate, CertificateVerify,] Finished
-  let peerCertificates: Buffer[] = [];
-  let authorized = false;
-  let authorizationError: string | undefined = cfg.clientAuth ? undefined : "no client certificate requested";
+  let peerCertificates: Buffer[] = accepted?.state.peerCertificates ?? [];
+  let authorized = accepted ? accepted.state.authorized && !accepted.authorizationError : false;
+  let authorizationError: string | undefined = accepted
+    ? accepted.authorizationError
+    : cfg.clientAuth
+      ? undefined
+      : "no client certificate requested";
   let msg = await io.readMessage();
-  if (cfg.clientAuth) {
+  if (clientAuth) {
     expectType(msg, HandshakeType.certificate);
     const cert = decodeCertificate13(msg.body);
     if (cert.context.length !== 0)
@@ -180,14 +200,13 @@ export async function serverHandshake13(
     peerCertificates = cert.chain;
     if (cert.chain.length === 0) {
       authorizationError = "client sent no certificate";
-      if (cfg.clientAuth.require)
+      if (clientAuth.require)
         throw new TlsError(AlertDescription.certificate_required, authorizationError, "certificate");
     } else {
-      const verdict = cfg.clientAuth.verify(cert.chain);
+      const verdict = clientAuth.verify(cert.chain);
       authorized = verdict.ok;
       authorizationError = verdict.ok ? undefined : verdict.reason;
-      if (!verdict.ok && cfg.clientAuth.require)
-        throw new TlsError(verdict.alert, verdict.reason, "certificate");
+      if (!verdict.ok && clientAuth.require) throw new TlsError(verdict.alert, verdict.reason, "certificate");
       msg = await io.readMessage();
       expectType(msg, HandshakeType.certificate_verify);
       const cv = decodeDigitallySigned(msg.body, true);
@@ -210,7 +229,11 @@ export async function serverHandshake13(
   }
   transcript.push(msg.raw);
   io.setReadProtection(protection13(suite, clientAp));
-  schedule.resumption(hashMessages(hash, transcript)).fill(0);
+  const resumptionSecret = schedule.resumption(hashMessages(hash, transcript));
+  const createdAt = accepted?.state.createdAt ?? Date.now();
+  writeTicket(io, cfg, { suite, hash, resumptionSecret, peerCertificates, authorized, createdAt });
+  resumptionSecret.fill(0);
+  await io.flush();
   clientHs.fill(0);
   serverHs.fill(0);
 

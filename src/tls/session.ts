@@ -7,7 +7,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { Reader, Writer } from "./codec.ts";
-import type { ProtocolVersion } from "./constants.ts";
+import { ProtocolVersion } from "./constants.ts";
 
 /** What a resumed connection inherits from the session that made it. */
 export interface SessionState {
@@ -123,7 +123,9 @@ function decodeState(plain: Buffer): SessionState | undefined {
     const masterSecret = Buffer.from(r.vec8());
     const chainBytes = r.vec24();
     r.end();
-    if (![32, 48].includes(masterSecret.length) || chainBytes.length > MAX_CHAIN_BYTES) return undefined;
+    // TLS 1.2 keeps its 48-byte master secret; TLS 1.3 its resumption PSK (the suite hash's length).
+    const secretLengths = version === ProtocolVersion.TLS13 ? [32, 48] : [48];
+    if (!secretLengths.includes(masterSecret.length) || chainBytes.length > MAX_CHAIN_BYTES) return undefined;
     const chain = new Reader(chainBytes, "session chain");
     const peerCertificates: Buffer[] = [];
     while (chain.remaining > 0) peerCertificates.push(Buffer.from(chain.vec24(1)));

@@ -293,3 +293,106 @@ test("a forged CertificateVerify (certificate of one client, key of another) fai
     await otherKey.close();
   }
 });
+
+describe("resumption from tickets", () => {
+  test("openssl s_client resumes with the ticket it was given (-sess_out, then -sess_in)", async () => {
+    const { port, seen } = await serve(rsaServer);
+    const { mkdtempSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const sess = join(mkdtempSync(join(tmpdir(), "hsmkit-sess-")), "session.pem");
+    const first = await opensslClient({
+      port,
+      servername: "localhost",
+      args: [...mtlsArgs(), "-tls1_3", "-ign_eof", "-sess_out", sess],
+      input: "ping quit\n",
+    });
+    assert.match(first.output, /New, TLSv1\.3/);
+    const second = await opensslClient({
+      port,
+      servername: "localhost",
+      args: [...mtlsArgs(), "-tls1_3", "-ign_eof", "-sess_in", sess],
+      input: "again quit\n",
+    });
+    assert.match(second.output, /Reused, TLSv1\.3/);
+    assert.match(second.output, /echo:again/);
+    // The resumed connection keeps the client identity of the full handshake.
+    assert.deepEqual(seen.at(-1), { authorized: true, subject: "hsmkit-test-client-rsa" });
+  });
+
+  test("hsmkit's client resumes with hsmkit's server, a token key on both ends", async () => {
+    const { ClientSessionCache } = await import("../../src/tls/psk.ts");
+    const { serverHandshakeDetails } = await import("../../src/tls/server.ts");
+    const client = await tokenIdentity(pki, "ec-p256", "tls13-resume-client");
+    const resumed: boolean[] = [];
+    const { port, seen } = await serve(rsaServer);
+    const server = servers.at(-1)!;
+    server.on("secureConnection", (s: TlsSocket) =>
+      resumed.push(serverHandshakeDetails(s)?.resumed ?? false),
+    );
+    const cache = new ClientSessionCache();
+    try {
+      for (let i = 0; i < 3; i++) {
+        const reply = await new Promise<string>((resolve, reject) => {
+          const sock = connect({
+            host: "127.0.0.1",
+            port,
+            servername: "localhost",
+            ca: readFileSync(pki.caFile, "utf8"),
+            cert: client.cert.chainPem,
+            key: client.handle,
+            sessionCache: cache,
+          });
+          sock.on("secureConnect", () => sock.write(`n${i} quit`));
+          sock.on("data", (d: Buffer) => resolve(d.toString()));
+          sock.on("error", reject);
+        });
+        assert.equal(reply, `echo:n${i} quit`);
+      }
+      assert.deepEqual(resumed, [false, true, true]);
+      assert.ok(seen.every((s) => s.authorized && s.subject === "tls13-resume-client"));
+    } finally {
+      await client.handle.close();
+    }
+  });
+
+  test("a ticket with a forged binder is refused (decrypt_error), a stranger's ticket is ignored", async () => {
+    const { port, errors } = await serve(rsaServer);
+    const { ClientSessionCache } = await import("../../src/tls/psk.ts");
+    const cache = new ClientSessionCache();
+    const once = () =>
+      new Promise<string>((resolve) => {
+        const sock = connect({
+          host: "127.0.0.1",
+          port,
+          servername: "localhost",
+          ca: readFileSync(pki.caFile, "utf8"),
+          cert: pki.client.chainPem,
+          key: fileKey,
+          sessionCache: cache,
+        });
+        sock.on("secureConnect", () => sock.write("hi quit"));
+        sock.on("data", (d: Buffer) => resolve(d.toString()));
+        sock.on("error", (e: Error) => resolve(`error: ${e.message}`));
+      });
+    const fileKey = await openKey(pki.client.keyPath);
+    try {
+      assert.equal(await once(), "echo:hi quit");
+      // Corrupt the PSK the client will bind with: the binder no longer verifies.
+      const key = `127.0.0.1:${port}/localhost`;
+      const ticket = cache.take(key)!;
+      ticket.psk[0]! ^= 1;
+      cache.put(key, ticket);
+      assert.match(await once(), /error: .*decrypt_error/);
+      assert.ok(
+        errors.some((e) => /binder/.test(e)),
+        errors.join("; "),
+      );
+      // A ticket the server never issued: ignored, a full handshake follows.
+      cache.put(key, { ...ticket, ticket: Buffer.alloc(120, 7) });
+      assert.equal(await once(), "echo:hi quit");
+    } finally {
+      await fileKey.close();
+    }
+  });
+});
