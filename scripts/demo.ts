@@ -7,7 +7,7 @@
  *
  * Run: node --import tsx scripts/demo.ts   (the set-up script runs it)
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -206,6 +206,9 @@ async function main(): Promise<void> {
     await nginx.stop();
   }
 
+  await serveWithTokenKey(root, inter, tokenRef);
+  await kmsWalk();
+
   step("The token still holds the keys, and they cannot be exported");
   const objects = execFileSync(
     "pkcs11-tool",
@@ -226,6 +229,228 @@ async function main(): Promise<void> {
   const lines = objects.split("\n").filter((l) => /Private Key Object|label|Access/.test(l));
   process.stdout.write(`${lines.join("\n")}\n`);
   process.stdout.write("\ndemo: all steps passed\n");
+}
+
+/** Starts a long-running hsmkit command and resolves once it prints "listening on HOST:PORT". */
+async function background(args: string[]): Promise<{ port: number; stop: () => Promise<void> }> {
+  const shown = ["hsmkit", ...args].join(" ").replaceAll(work, "$DEMO");
+  process.stdout.write(`$ ${shown} &\n`);
+  const child = spawn(HSMKIT, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`'${shown}' did not start:\n${out}`)), 60_000);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on [^\s:]+:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.once("exit", (code) => reject(new Error(`'${shown}' exited with ${code}:\n${out}`)));
+  });
+  process.stdout.write(`${out.trimEnd().replaceAll(work, "$DEMO")}\n`);
+  return {
+    port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
+/** Seed 000's point: the server key stays in hardware too. `hsmkit serve` with a token key. */
+async function serveWithTokenKey(
+  root: string,
+  inter: string,
+  tokenRef: (o: string) => string,
+): Promise<void> {
+  step("hsmkit serve: a mutual-TLS HTTPS server whose own key is in the token");
+  run(HSMKIT, ["key", "generate", "--key", tokenRef("web"), "--type", "ec-p256"], { quiet: true });
+  const web = join(work, "web");
+  run(HSMKIT, [
+    "cert",
+    "issue",
+    "--ca",
+    inter,
+    "--profile",
+    "server",
+    "--cn",
+    "localhost",
+    "--san",
+    "DNS:localhost,IP:127.0.0.1",
+    "--key",
+    tokenRef("web"),
+    "--out",
+    web,
+    "--days",
+    "10",
+  ]);
+  const site = join(work, "site");
+  mkdirSync(site);
+  writeFileSync(join(site, "index.html"), "hello from hsmkit serve\n");
+  const server = await background([
+    "serve",
+    "--cert",
+    `${web}.pem`,
+    "--key",
+    tokenRef("web"),
+    "--client-ca",
+    join(root, "ca.crt"),
+    "--root",
+    site,
+    "--listen",
+    "127.0.0.1:0",
+  ]);
+  try {
+    step(
+      "Both ends in hardware: hsmkit curl (client key in the token) to hsmkit serve (server key in the token)",
+    );
+    const url = `https://localhost:${server.port}/`;
+    const page = run(HSMKIT, [
+      "curl",
+      url,
+      "--cacert",
+      join(root, "ca.crt"),
+      "--cert",
+      join(work, "client.pem"),
+      "--key",
+      tokenRef("client"),
+      "-v",
+    ]);
+    if (page !== "hello from hsmkit serve\n") throw new Error("hsmkit serve did not serve the page");
+
+    step("Plain curl with a client certificate whose key is a file (as a browser would, after a PFX import)");
+    const alice = join(work, "alice");
+    run(HSMKIT, [
+      "cert",
+      "issue",
+      "--ca",
+      inter,
+      "--profile",
+      "client",
+      "--cn",
+      "alice",
+      "--type",
+      "ec-p256",
+      "--out",
+      alice,
+      "--days",
+      "5",
+    ]);
+    run(HSMKIT, [
+      "cert",
+      "pfx",
+      "--cert",
+      `${alice}.pem`,
+      "--key",
+      `${alice}.key`,
+      "--out",
+      `${alice}.pfx`,
+      "--password-file",
+      join(work, "pin.txt"),
+    ]);
+    run("curl", [
+      "-sS",
+      "--cacert",
+      join(root, "ca.crt"),
+      "--cert",
+      `${alice}.pem`,
+      "--key",
+      `${alice}.key`,
+      url,
+    ]);
+    const anonymous = spawnSync("curl", ["-sS", "--cacert", join(root, "ca.crt"), url], { encoding: "utf8" });
+    process.stdout.write(
+      `without a certificate: curl exit ${anonymous.status}: ${anonymous.stderr.trim()}\n`,
+    );
+    if (anonymous.status === 0) throw new Error("hsmkit serve let a client without a certificate in");
+  } finally {
+    await server.stop();
+  }
+}
+
+/** Seed 000's KMS half: a self-hosted KMS instance, an access point, and file signing with its key. */
+async function kmsWalk(): Promise<void> {
+  step("A self-hosted KMS instance (SQLite store, keys wrapped under a master key)");
+  const data = join(work, "kms");
+  const kms = await background(["kms", "serve", "--data", data, "--listen", "127.0.0.1:0", "--quiet"]);
+  try {
+    step(
+      "An RSA signing key and an application access point (client key file + password), as the seed creates",
+    );
+    const keyId = run(HSMKIT, [
+      "kms",
+      "key",
+      "create",
+      "--data",
+      data,
+      "--spec",
+      "RSA_2048",
+      "--usage",
+      "SIGN/VERIFY",
+    ])
+      .trim()
+      .split("\n")
+      .at(-1)!;
+    const apDir = join(work, "ap");
+    run(HSMKIT, [
+      "kms",
+      "ap",
+      "create",
+      "--data",
+      data,
+      "--name",
+      "demo-app",
+      "--keys",
+      keyId,
+      "--out",
+      apDir,
+    ]);
+    run(HSMKIT, ["kms", "ca", "--data", data, "--out", join(work, "PrivateKmsCA.pem")]);
+    const files = execFileSync("ls", [apDir], { encoding: "utf8" }).trim().split("\n");
+    const clientKey = join(apDir, files.find((f) => f.endsWith(".json"))!);
+    const password = join(apDir, files.find((f) => f.endsWith("_Password.txt"))!);
+    const ref = `kms://127.0.0.1:${kms.port}/${keyId}?client-key=${clientKey}&password-file=${password}&ca=${join(work, "PrivateKmsCA.pem")}`;
+
+    step(
+      "Sign a file with the KMS key (RSA_PSS_SHA_256, as in the seed's script); check it with openssl and hsmkit",
+    );
+    const file = join(work, "release.tar");
+    writeFileSync(file, Buffer.alloc(3 * 1024 * 1024, "hsmkit"));
+    run(HSMKIT, ["sign", "--key", ref, "--alg", "RSA_PSS_SHA_256", "--in", file, "--out", `${file}.sig`]);
+    writeFileSync(join(work, "kms-pub.pem"), run(HSMKIT, ["key", "public", "--key", ref], { quiet: true }));
+    run("openssl", [
+      "dgst",
+      "-sha256",
+      "-sigopt",
+      "rsa_padding_mode:pss",
+      "-sigopt",
+      "rsa_pss_saltlen:32",
+      "-verify",
+      join(work, "kms-pub.pem"),
+      "-signature",
+      `${file}.sig`,
+      file,
+    ]);
+    run(HSMKIT, ["verify", "--key", ref, "--alg", "RSA_PSS_SHA_256", "--in", file, "--sig", `${file}.sig`]);
+    writeFileSync(file, "tampered");
+    const bad = spawnSync(
+      HSMKIT,
+      ["verify", "--key", ref, "--alg", "RSA_PSS_SHA_256", "--in", file, "--sig", `${file}.sig`],
+      { env, encoding: "utf8" },
+    );
+    process.stdout.write(`after changing the file: exit ${bad.status}: ${bad.stdout.trim()}\n`);
+    if (bad.status !== 1) throw new Error("a tampered file verified");
+
+    step("The audit log recorded every operation, each entry chained to the last");
+    run(HSMKIT, ["kms", "audit", "verify", "--data", data]);
+  } finally {
+    await kms.stop();
+  }
 }
 
 try {
