@@ -5,8 +5,8 @@
 import { Agent, type AgentOptions } from "node:http";
 import type { Duplex } from "node:stream";
 import { type ConnectOptions, connect } from "../tls/client.ts";
+import { certificateList } from "../tls/config.ts";
 import { ClientSessionCache } from "../tls/psk.ts";
-import { parsePemBundle } from "../tls/x509/certificate.ts";
 
 /** TLS settings shared by every connection the agent opens (host and port come per request). */
 export type AgentTlsOptions = Omit<ConnectOptions, "host" | "port" | "socket">;
@@ -21,8 +21,7 @@ export class HsmkitAgent extends Agent {
   constructor(tls: AgentTlsOptions, options: AgentOptions = {}) {
     super({ keepAlive: true, ...options });
     // Parse the trust anchors once, not on every connection.
-    const ca =
-      typeof tls.ca === "string" || Buffer.isBuffer(tls.ca) ? parsePemBundle(tls.ca.toString()) : tls.ca;
+    const ca = tls.ca === undefined ? undefined : certificateList(tls.ca);
     this.tls = { ...tls, ca };
   }
 

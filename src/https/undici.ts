@@ -5,8 +5,8 @@
  */
 import type { Duplex } from "node:stream";
 import { connect } from "../tls/client.ts";
+import { certificateList } from "../tls/config.ts";
 import { ClientSessionCache } from "../tls/psk.ts";
-import { parsePemBundle } from "../tls/x509/certificate.ts";
 import type { AgentTlsOptions } from "./agent.ts";
 
 /** What undici passes to a connector. */
@@ -29,8 +29,7 @@ export type ConnectorCallback = (err: Error | null, socket: Duplex | null) => vo
 export function hsmkitConnector(
   tls: AgentTlsOptions,
 ): (opts: ConnectorOptions, callback: ConnectorCallback) => void {
-  const ca =
-    typeof tls.ca === "string" || Buffer.isBuffer(tls.ca) ? parsePemBundle(tls.ca.toString()) : tls.ca;
+  const ca = tls.ca === undefined ? undefined : certificateList(tls.ca);
   const sessionCache = tls.sessionCache ?? new ClientSessionCache();
   return (opts, callback) => {
     if (opts.protocol !== "https:") {

@@ -7,19 +7,18 @@ import { isIP, connect as tcpConnect } from "node:net";
 import type { Duplex } from "node:stream";
 import type { PrivateKeyHandle } from "../keys/types.ts";
 import { type CipherSuite, defaultSuites, parseSuiteList } from "./cipher_suites.ts";
-import type { ClientConfig } from "./config.ts";
+import { type ClientConfig, certificateList, resolveVersion, type VersionOption } from "./config.ts";
 import { TlsSocket } from "./conn.ts";
-import { ProtocolVersion, parseVersion } from "./constants.ts";
+import { ProtocolVersion } from "./constants.ts";
 import { clientHandshake } from "./handshake_client.ts";
 import { DEFAULT_GROUPS } from "./key_share.ts";
 import type { ClientSessionCache } from "./psk.ts";
 import { certificateFromDer, serverVerifier } from "./verify_peer.ts";
-import { type Certificate, parsePemBundle } from "./x509/certificate.ts";
+import type { Certificate } from "./x509/certificate.ts";
 import { decodePemBlocks } from "./x509/pem.ts";
 import { loadSystemRoots } from "./x509/verify.ts";
 
-/** A TLS version as a wire value or as "1.1" / "1.2" / "1.3". */
-export type VersionOption = ProtocolVersion | "1.1" | "1.2" | "1.3";
+export type { VersionOption } from "./config.ts";
 
 /** Options for {@link connect}, named like tls.connect()'s where they overlap. */
 export interface ConnectOptions {
@@ -50,18 +49,6 @@ export interface ConnectOptions {
   sessionCache?: ClientSessionCache;
 }
 
-function version(v: VersionOption | undefined, fallback: ProtocolVersion): ProtocolVersion {
-  if (v === undefined) return fallback;
-  if (typeof v === "number") return v;
-  const parsed = parseVersion(v);
-  if (parsed === undefined) throw new Error(`unknown TLS version '${v}'`);
-  return parsed;
-}
-
-function certificates(input: string | Buffer | readonly Certificate[]): Certificate[] {
-  return typeof input === "string" || Buffer.isBuffer(input) ? parsePemBundle(input.toString()) : [...input];
-}
-
 /** The DER certificates of a PEM chain, each checked to parse (through the shared cache). */
 function certificateChainDer(pem: string): Buffer[] {
   const ders = decodePemBlocks(pem)
@@ -75,8 +62,8 @@ function certificateChainDer(pem: string): Buffer[] {
 /** Resolves user options into the handshake's configuration. Throws on unusable options. */
 export function clientConfig(options: ConnectOptions): ClientConfig {
   const host = options.servername ?? options.host ?? "127.0.0.1";
-  const minVersion = version(options.minVersion, ProtocolVersion.TLS12);
-  const maxVersion = version(options.maxVersion, ProtocolVersion.TLS13);
+  const minVersion = resolveVersion(options.minVersion, ProtocolVersion.TLS12);
+  const maxVersion = resolveVersion(options.maxVersion, ProtocolVersion.TLS13);
   if (minVersion > maxVersion) throw new Error("the minimum TLS version is above the maximum");
   const suites =
     typeof options.ciphers === "string"
@@ -85,7 +72,7 @@ export function clientConfig(options: ConnectOptions): ClientConfig {
   const chain = options.cert ? certificateChainDer(options.cert.toString()) : [];
   if (options.key && chain.length === 0) throw new Error("a client key was given without its certificate");
   if (chain.length > 0 && !options.key) throw new Error("a client certificate was given without its key");
-  const roots = options.ca ? certificates(options.ca) : loadSystemRoots();
+  const roots = options.ca ? certificateList(options.ca) : loadSystemRoots();
   return {
     serverName: isIP(host) ? undefined : host,
     minVersion,

@@ -5,9 +5,10 @@
 import type { PrivateKeyHandle } from "../keys/types.ts";
 import type { AlertDescription } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
-import type { ProtocolVersion } from "./constants.ts";
+import { type ProtocolVersion, parseVersion } from "./constants.ts";
 import type { NamedGroup } from "./key_share.ts";
 import type { ClientSessionCache } from "./psk.ts";
+import { type Certificate, parsePemBundle } from "./x509/certificate.ts";
 
 /** The verdict on a peer's certificate chain. */
 export type ChainVerdict = { ok: true } | { ok: false; reason: string; alert: AlertDescription };
@@ -38,4 +39,21 @@ export interface ClientConfig {
   sessionCache: ClientSessionCache | undefined;
   /** The server identity tickets are filed under ("host:port/servername"). */
   sessionKey: string;
+}
+
+/** A TLS version as a wire value or as "1.1" / "1.2" / "1.3" (client and server options). */
+export type VersionOption = ProtocolVersion | "1.1" | "1.2" | "1.3";
+
+/** Resolves a version option; throws on an unknown name. */
+export function resolveVersion(v: VersionOption | undefined, fallback: ProtocolVersion): ProtocolVersion {
+  if (v === undefined) return fallback;
+  if (typeof v === "number") return v;
+  const parsed = parseVersion(v);
+  if (parsed === undefined) throw new Error(`unknown TLS version '${v}'`);
+  return parsed;
+}
+
+/** Certificates given as PEM text or already parsed (trust anchors, client CAs). */
+export function certificateList(input: string | Buffer | readonly Certificate[]): Certificate[] {
+  return typeof input === "string" || Buffer.isBuffer(input) ? parsePemBundle(input.toString()) : [...input];
 }

@@ -7,9 +7,9 @@
 import { Server, type Socket } from "node:net";
 import type { PrivateKeyHandle } from "../keys/types.ts";
 import { type CipherSuite, defaultSuites, parseSuiteList } from "./cipher_suites.ts";
-import type { VersionOption } from "./client.ts";
+import { certificateList, resolveVersion, type VersionOption } from "./config.ts";
 import { TlsSocket } from "./conn.ts";
-import { ProtocolVersion, parseVersion } from "./constants.ts";
+import { ProtocolVersion } from "./constants.ts";
 import { serverHandshake } from "./handshake_server.ts";
 import { serverHandshake13 } from "./handshake_server13.ts";
 import { DEFAULT_GROUPS, type NamedGroup } from "./key_share.ts";
@@ -58,20 +58,8 @@ export interface TlsServerOptions {
   tls13?: ServerHandshake13;
 }
 
-function version(v: VersionOption | undefined, fallback: ProtocolVersion): ProtocolVersion {
-  if (v === undefined) return fallback;
-  if (typeof v === "number") return v;
-  const parsed = parseVersion(v);
-  if (parsed === undefined) throw new Error(`unknown TLS version '${v}'`);
-  return parsed;
-}
-
-function certificates(input: string | Buffer | readonly Certificate[]): Certificate[] {
-  return typeof input === "string" || Buffer.isBuffer(input) ? parsePemBundle(input.toString()) : [...input];
-}
-
 function clientAuthConfig(options: TlsServerOptions): ClientAuthConfig | undefined {
-  const roots = options.clientCa ? certificates(options.clientCa) : [];
+  const roots = options.clientCa ? certificateList(options.clientCa) : [];
   if (!(options.requestCert ?? options.clientCa !== undefined)) return undefined;
   const require = options.rejectUnauthorized ?? true;
   if (require && roots.length === 0)
@@ -88,8 +76,8 @@ export function serverConfig(options: TlsServerOptions): ServerConfig {
   const chain = parsePemBundle(options.cert.toString());
   if (!chain[0]!.spki.equals(options.key.spki))
     throw new Error(`the key (${options.key.description}) does not match the certificate ${chain[0]!.label}`);
-  const minVersion = version(options.minVersion, ProtocolVersion.TLS12);
-  const maxVersion = version(options.maxVersion, ProtocolVersion.TLS13);
+  const minVersion = resolveVersion(options.minVersion, ProtocolVersion.TLS12);
+  const maxVersion = resolveVersion(options.maxVersion, ProtocolVersion.TLS13);
   if (minVersion > maxVersion) throw new Error("the minimum TLS version is above the maximum");
   if (minVersion < ProtocolVersion.TLS11) throw new Error("TLS versions below 1.1 are not supported");
   const suites =
