@@ -4,14 +4,7 @@
  * authentication signs CertificateVerify with the key handle; the private key never
  * leaves it.
  */
-import {
-  constants,
-  type KeyObject,
-  publicEncrypt,
-  randomBytes,
-  timingSafeEqual,
-  X509Certificate,
-} from "node:crypto";
+import { constants, type KeyObject, publicEncrypt, randomBytes, X509Certificate } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import type { ClientConfig } from "./config.ts";
@@ -37,7 +30,7 @@ import {
   u16ListExtension,
 } from "./extensions.ts";
 import { clientHandshake13 } from "./handshake_client13.ts";
-import { expectType, type HandshakeIO } from "./handshake_io.ts";
+import { expectFinished, expectType, type HandshakeIO } from "./handshake_io.ts";
 import { generateKeyShare, isSupportedGroup, type KeyShare } from "./key_share.ts";
 import {
   type CertificateRequest12,
@@ -324,12 +317,9 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
 
   await io.readChangeCipherSpec();
   msg = await io.readMessage();
-  expectType(msg, HandshakeType.finished);
   const expected = finishedData(prfHash, master, "server", transcriptHash(prfHash, transcript));
   master.fill(0);
-  if (msg.body.length !== expected.length || !timingSafeEqual(msg.body, expected)) {
-    fail(AlertDescription.decrypt_error, "server Finished did not verify");
-  }
+  expectFinished(msg, expected, "server", transcript);
   return {
     version,
     suite,

@@ -4,14 +4,14 @@
  * client authentication signed by the key handle, Finished, and the post-handshake
  * messages (NewSessionTicket, KeyUpdate).
  */
-import { type KeyObject, timingSafeEqual, X509Certificate } from "node:crypto";
+import { type KeyObject, X509Certificate } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
 import type { ClientConfig } from "./config.ts";
 import type { HandshakeResult } from "./conn.ts";
 import { ExtensionType, HandshakeType, ProtocolVersion } from "./constants.ts";
 import { decodeAlpn, decodeU16ListExtension, findExtension } from "./extensions.ts";
 import { buildClientHello, encodeHelloBody, type HelloParams } from "./handshake_client.ts";
-import { expectType, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
+import { expectFinished, expectType, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
 import { messageHash, protection13, TrafficSecrets, writeCertificateAndVerify } from "./handshake13.ts";
 import { finishedMac, hashMessages, KeySchedule, type Tls13Hash, ticketPsk } from "./key_schedule.ts";
 import { generateKeyShare, isSupportedGroup } from "./key_share.ts";
@@ -152,12 +152,7 @@ export async function clientHandshake13(
     : await readServerAuth(io, cfg, hash, transcript);
   const { certRequest } = auth;
   msg = await io.readMessage();
-  expectType(msg, HandshakeType.finished);
-  const expected = finishedMac(hash, serverHs, hashMessages(hash, transcript));
-  if (msg.body.length !== expected.length || !timingSafeEqual(msg.body, expected)) {
-    fail(AlertDescription.decrypt_error, "server Finished did not verify");
-  }
-  transcript.push(msg.raw);
+  expectFinished(msg, finishedMac(hash, serverHs, hashMessages(hash, transcript)), "server", transcript);
   const [clientAp, serverAp] = schedule.application(hashMessages(hash, transcript));
   // Switch at once: records after the server Finished (tickets, data) use application keys.
   io.setReadProtection(protection13(suite, serverAp));

@@ -3,6 +3,7 @@
  * ChangeCipherSpec out, and the moments the record protection changes. Handshake code
  * (handshake_client.ts, handshake_server.ts) is written against this, not against sockets.
  */
+import { timingSafeEqual } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
 import { HandshakeType, MAX_HANDSHAKE_MESSAGE } from "./constants.ts";
 import type { RecordProtection } from "./protection.ts";
@@ -80,4 +81,21 @@ export function expectType(msg: HandshakeMessage, ...types: HandshakeType[]): vo
       `expected ${want}, got ${HandshakeType[msg.type] ?? msg.type}`,
     );
   }
+}
+
+/**
+ * Checks the peer's Finished against the verify_data we expect, in constant time, and adds
+ * it to the transcript. A mismatch is decrypt_error (RFC 8446 §4.4.4, RFC 5246 §7.4.9).
+ */
+export function expectFinished(
+  msg: HandshakeMessage,
+  expected: Buffer,
+  peer: "client" | "server",
+  transcript: Buffer[],
+): void {
+  expectType(msg, HandshakeType.finished);
+  if (msg.body.length !== expected.length || !timingSafeEqual(msg.body, expected)) {
+    throw new TlsError(AlertDescription.decrypt_error, `${peer} Finished did not verify`);
+  }
+  transcript.push(msg.raw);
 }

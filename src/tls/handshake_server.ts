@@ -5,7 +5,7 @@
  * RSA premasters; the private key never leaves it. Once the ClientHello picks TLS 1.3,
  * the configured 1.3 handshake takes over from the same entry point.
  */
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
 import { type CipherSuite, suiteAllowsVersion, suiteById } from "./cipher_suites.ts";
 import { type ClientHelloInfo, negotiateAlpn, negotiateVersion, parseClientHello } from "./client_hello.ts";
@@ -18,7 +18,7 @@ import {
   ProtocolVersion,
 } from "./constants.ts";
 import { alpnExtension, ecPointFormats, emptyExtension, renegotiationInfo } from "./extensions.ts";
-import { expectType, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
+import { expectFinished, expectType, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
 import {
   decodeEcdheClientKeyExchange,
   decodeRsaClientKeyExchange,
@@ -301,11 +301,12 @@ function protections(
 async function readClientFinished(c: Connection12, prfHash: PrfHash, master: Buffer): Promise<void> {
   await c.io.readChangeCipherSpec();
   const msg = await c.io.readMessage();
-  expectType(msg, HandshakeType.finished);
-  const expected = finishedData(prfHash, master, "client", transcriptHash(prfHash, c.transcript));
-  if (msg.body.length !== expected.length || !timingSafeEqual(msg.body, expected))
-    throw new TlsError(AlertDescription.decrypt_error, "client Finished did not verify");
-  c.transcript.push(msg.raw);
+  expectFinished(
+    msg,
+    finishedData(prfHash, master, "client", transcriptHash(prfHash, c.transcript)),
+    "client",
+    c.transcript,
+  );
 }
 
 function writeServerFinished(

@@ -4,14 +4,14 @@
  * CertificateVerify signed by the key handle, optional client authentication, and
  * post-handshake KeyUpdate.
  */
-import { randomBytes, timingSafeEqual, X509Certificate } from "node:crypto";
+import { randomBytes, X509Certificate } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
 import { type ClientHelloInfo, negotiateAlpn, parseClientHello } from "./client_hello.ts";
 import { Writer } from "./codec.ts";
 import type { HandshakeResult } from "./conn.ts";
 import { ExtensionType, HandshakeType, ProtocolVersion } from "./constants.ts";
 import { alpnExtension, findExtension, u16ListExtension } from "./extensions.ts";
-import { expectType, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
+import { expectFinished, expectType, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
 import { messageHash, protection13, TrafficSecrets, writeCertificateAndVerify } from "./handshake13.ts";
 import { finishedMac, hashMessages, KeySchedule } from "./key_schedule.ts";
 import { generateKeyShare, isSupportedGroup, type NamedGroup } from "./key_share.ts";
@@ -222,12 +222,7 @@ export async function serverHandshake13(
     }
     msg = await io.readMessage();
   }
-  expectType(msg, HandshakeType.finished);
-  const expected = finishedMac(hash, clientHs, hashMessages(hash, transcript));
-  if (msg.body.length !== expected.length || !timingSafeEqual(msg.body, expected)) {
-    fail(AlertDescription.decrypt_error, "client Finished did not verify");
-  }
-  transcript.push(msg.raw);
+  expectFinished(msg, finishedMac(hash, clientHs, hashMessages(hash, transcript)), "client", transcript);
   io.setReadProtection(protection13(suite, clientAp));
   const resumptionSecret = schedule.resumption(hashMessages(hash, transcript));
   const createdAt = accepted?.state.createdAt ?? Date.now();
