@@ -36,8 +36,8 @@ after(async () => {
 });
 
 const SUITES = {
-  rsa: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_RSA_WITH_AES_128_CBC_SHA256,TLS_RSA_WITH_AES_128_CBC_SHA",
-  ec: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+  rsa: "TLS_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_RSA_WITH_AES_128_CBC_SHA256,TLS_RSA_WITH_AES_128_CBC_SHA",
+  ec: "TLS_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
 };
 
 async function serveWith(kind: "rsa" | "ec", clientAuth = true): Promise<ServeProcess> {
@@ -54,7 +54,7 @@ async function serveWith(kind: "rsa" | "ec", clientAuth = true): Promise<ServePr
       "--tls-min",
       "1.1",
       "--tls-max",
-      "1.2",
+      "1.3",
       "--ciphers",
       SUITES[kind],
     ],
@@ -98,6 +98,24 @@ for (const kind of ["rsa", "ec"] as const) {
     let serve: ServeProcess;
     before(async () => {
       serve = await serveWith(kind);
+    });
+
+    test("curl with a client certificate: 200 over TLS 1.3", async () => {
+      const r = await curl(`https://localhost:${serve.port}/ca.crt`, {
+        ...mtls(),
+        args: ["--tlsv1.3", "-v", "-o", "/dev/null", "-w", "%{http_code}"],
+      });
+      assert.equal(r.stdout, "200", r.stderr);
+      assert.match(r.stderr, /SSL connection using TLSv1\.3 \/ TLS_AES_256_GCM_SHA384/);
+    });
+
+    test("curl without a client certificate over TLS 1.3: refused (certificate required)", async () => {
+      const r = await curl(`https://localhost:${serve.port}/ca.crt`, {
+        cacert: pki.caFile,
+        args: ["--tlsv1.3"],
+      });
+      assert.notEqual(r.exitCode, 0);
+      assert.match(r.stderr, /certificate required/);
     });
 
     test("curl with a client certificate: 200 over TLS 1.2 ECDHE-GCM", async () => {
@@ -163,8 +181,11 @@ for (const kind of ["rsa", "ec"] as const) {
       });
     }
 
-    test("a client without a certificate is refused", async () => {
-      const r = await curl(`https://localhost:${serve.port}/ca.crt`, { cacert: pki.caFile });
+    test("a client without a certificate is refused (TLS 1.2: in the handshake)", async () => {
+      const r = await curl(`https://localhost:${serve.port}/ca.crt`, {
+        cacert: pki.caFile,
+        args: ["--tls-max", "1.2"],
+      });
       assert.equal(r.exitCode, 35, r.output);
       assert.match(r.stderr, /handshake failure/);
     });
