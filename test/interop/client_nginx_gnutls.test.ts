@@ -108,8 +108,32 @@ describe("nginx with ssl_verify_client on (seed 000)", () => {
 });
 
 describe("gnutls-serv --require-client-cert", () => {
-  for (const priority of ["NORMAL:-VERS-ALL:+VERS-TLS1.2", "NORMAL:-VERS-ALL:+VERS-TLS1.3"]) {
-    test(`${priority}: client key in SoftHSM2`, async () => {
+  // The seed's four RSA key-exchange suites need +RSA (and TLS 1.1 itself) switched on in GnuTLS.
+  const seed: Array<[string, string, string[]]> = [
+    ["TLS_RSA_WITH_AES_128_CBC_SHA256", "NORMAL:+RSA:+SHA256:-VERS-ALL:+VERS-TLS1.2", ["--tls-max", "1.2"]],
+    ["TLS_RSA_WITH_AES_256_CBC_SHA256", "NORMAL:+RSA:+SHA256:-VERS-ALL:+VERS-TLS1.2", ["--tls-max", "1.2"]],
+    [
+      "TLS_RSA_WITH_AES_128_CBC_SHA",
+      "NORMAL:+RSA:-VERS-ALL:+VERS-TLS1.1",
+      ["--tls-min", "1.1", "--tls-max", "1.1"],
+    ],
+    [
+      "TLS_RSA_WITH_AES_256_CBC_SHA",
+      "NORMAL:+RSA:-VERS-ALL:+VERS-TLS1.1",
+      ["--tls-min", "1.1", "--tls-max", "1.1"],
+    ],
+  ];
+  const cases = [
+    ...seed.map(([suite, priority, flags]) => ({
+      name: suite,
+      priority,
+      flags: ["--ciphers", suite, ...flags],
+    })),
+    { name: "TLS 1.2 default suites", priority: "NORMAL:-VERS-ALL:+VERS-TLS1.2", flags: [] as string[] },
+    { name: "TLS 1.3", priority: "NORMAL:-VERS-ALL:+VERS-TLS1.3", flags: [] as string[] },
+  ];
+  for (const { name, priority, flags } of cases) {
+    test(`${name}: client key in SoftHSM2`, async () => {
       const peer = await gnutlsServer({
         cert: pki.server.chainPath,
         key: pki.server.keyPath,
@@ -127,6 +151,7 @@ describe("gnutls-serv --require-client-cert", () => {
           rsa.cert.chainPath,
           "--key",
           rsa.ref,
+          ...flags,
         ]);
         assert.equal(res.exitCode, 0, res.output);
         assert.match(res.stdout, /GnuTLS/);
