@@ -10,6 +10,10 @@ import type { Duplex } from "node:stream";
 import { AlertDescription, AlertLevel, alertName, TlsError } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import { ContentType, HandshakeType, MAX_PLAINTEXT, ProtocolVersion } from "./constants.ts";
+
+/** Bytes a handshaking connection buffers (unread records, early data) before pausing its transport. */
+const MAX_BUFFERED = 256 * 1024;
+
 import { HandshakeAssembler, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
 import { NULL_PROTECTION, type RecordProtection } from "./protection.ts";
 import { fragments, type RawRecord, RecordReader } from "./record.ts";
@@ -51,6 +55,10 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   private waiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private ccsSeen = false;
   private compatCcs = false;
+  private appDataAllowed = false;
+  private earlyBytes = 0;
+  private pausedForHandshake = false;
+  private peerClosed = false;
   private heldRecord: RawRecord | undefined;
   private failureHint = false;
   private handshaking = true;
@@ -96,7 +104,9 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       this.handshaking = false;
       for (const msg of this.queue.splice(0)) this.onPostHandshake(msg);
       for (const data of this.earlyData.splice(0)) this.push(data);
+      this.earlyBytes = 0;
       this.drain();
+      this.flowControl();
       for (const w of this.pendingWrites.splice(0)) w();
       this.emit(this.role === "client" ? "secureConnect" : "secure");
       if (this.role === "client") this.emit("secure");
@@ -110,6 +120,9 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   readMessage(): Promise<HandshakeMessage> {
     if (this.queue.length === 0) this.drain(true);
     const next = this.queue.shift();
+    // From the peer's Finished on, its application data may follow (and waits for the handshake
+    // to complete before delivery); before it, application data is a protocol violation.
+    if (next?.type === HandshakeType.finished) this.appDataAllowed = true;
     if (next) return Promise.resolve(next);
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<void>((resolve, reject) => {
@@ -143,7 +156,8 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   }
 
   setReadProtection(next: RecordProtection): void {
-    if (this.assembler.partial) {
+    // A key change must fall on a record boundary with nothing else of that record left (RFC 8446 §5.1).
+    if (this.assembler.partial || this.queue.length > 0) {
       throw new TlsError(AlertDescription.unexpected_message, "handshake message spans a key change");
     }
     this.readProtection = next;
@@ -204,6 +218,23 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
     if (this.failure || this.destroyed) return;
     this.reader.push(chunk);
     this.drain();
+    this.flowControl();
+  }
+
+  /**
+   * While the handshake waits on the key handle, records pile up unread; past a bound the
+   * transport is paused (and resumed once they are read), so a peer cannot fill our memory.
+   */
+  private flowControl(): void {
+    const transport = this.transport as Socket;
+    const over = this.handshaking && (this.reader.pending > MAX_BUFFERED || this.earlyBytes > MAX_BUFFERED);
+    if (over && !this.pausedForHandshake) {
+      this.pausedForHandshake = true;
+      transport.pause?.();
+    } else if (!over && this.pausedForHandshake) {
+      this.pausedForHandshake = false;
+      transport.resume?.();
+    }
   }
 
   /**
@@ -216,7 +247,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       while (!this.failure && !this.destroyed && !(this.handshaking && this.queue.length > 0)) {
         const rec = this.heldRecord ?? this.reader.next();
         this.heldRecord = undefined;
-        if (!rec) return;
+        if (!rec || this.peerClosed) return; // nothing is read after close_notify (RFC 5246 §7.2.1)
         if (this.shouldHold(rec, needInput)) {
           this.heldRecord = rec;
           return;
@@ -232,6 +263,9 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
             AlertDescription.unexpected_message,
             "application data before the handshake finished",
           );
+        }
+        if (this.readProtection.tls13 && rec.body.length > MAX_PLAINTEXT + 256) {
+          throw new TlsError(AlertDescription.record_overflow, "TLS 1.3 record longer than 2^14 + 256");
         }
         if (this.readProtection.tls13 && rec.type !== ContentType.application_data) {
           throw new TlsError(
@@ -289,7 +323,14 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       }
       case ContentType.application_data:
         if (this.handshaking) {
+          if (!this.appDataAllowed) {
+            throw new TlsError(
+              AlertDescription.unexpected_message,
+              "application data before the handshake finished",
+            );
+          }
           this.earlyData.push(plaintext);
+          this.earlyBytes += plaintext.length;
         } else if (plaintext.length > 0 && !this.push(plaintext)) {
           (this.transport as Socket).pause?.();
         }
@@ -309,6 +350,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
           "peer closed the connection during the handshake",
           "closed",
         );
+      this.peerClosed = true;
       this.push(null);
       return;
     }

@@ -57,6 +57,7 @@ import { finishedData, keyBlock, masterSecret, type PrfHash, transcriptHash } fr
 import { keyBlockLayout, protectionFor, splitKeyBlock } from "./protection.ts";
 import { bindClientHello, type ClientTicket, offeredPskExtension } from "./psk.ts";
 import { chooseScheme, signWith, verifyHandshakeSignature, verifySchemeCodes } from "./signature.ts";
+import { judgeServerChain } from "./verify_peer.ts";
 
 const CERT_TYPE_RSA_SIGN = 1;
 const CERT_TYPE_ECDSA_SIGN = 64;
@@ -224,16 +225,7 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
   } catch {
     fail(AlertDescription.bad_certificate, "server certificate cannot be parsed");
   }
-  let authorized = true;
-  let authorizationError: string | undefined;
-  if (cfg.verifyServer) {
-    const verdict = cfg.verifyServer(chain);
-    if (!verdict.ok) {
-      authorized = false;
-      authorizationError = verdict.reason;
-      if (cfg.rejectUnauthorized) throw new TlsError(verdict.alert, verdict.reason, "certificate");
-    }
-  }
+  const { authorized, authorizationError } = judgeServerChain(cfg, chain);
   const keyType = serverKey.asymmetricKeyType;
   const wantKey = suite.kx === "ecdhe_ecdsa" ? "ec" : "rsa";
   if (keyType !== wantKey)

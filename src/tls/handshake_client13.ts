@@ -26,10 +26,12 @@ import {
   decodeNewSessionTicket13,
   decodeServerKeyShare,
   decodeServerPsk,
+  decodeServerSupportedVersion,
   HRR_RANDOM,
 } from "./messages13.ts";
 import { NULL_PROTECTION } from "./protection.ts";
 import { chooseScheme, verifyHandshakeSignature } from "./signature.ts";
+import { judgeServerChain } from "./verify_peer.ts";
 
 /** What the version-neutral first flight hands over. */
 export interface Client13Start {
@@ -109,6 +111,13 @@ export async function clientHandshake13(
     if (sh.random.equals(HRR_RANDOM)) fail(AlertDescription.unexpected_message, "a second HelloRetryRequest");
     if (sh.cipherSuite !== suite.id)
       fail(AlertDescription.illegal_parameter, "ServerHello changed the suite chosen in HelloRetryRequest");
+    const version = findExtension(sh.extensions, ExtensionType.supported_versions);
+    if (!version || decodeServerSupportedVersion(version.data) !== ProtocolVersion.TLS13) {
+      fail(
+        AlertDescription.illegal_parameter,
+        "the ServerHello after HelloRetryRequest did not select TLS 1.3",
+      );
+    }
     transcript.push(msg.raw);
   }
 
@@ -143,12 +152,7 @@ export async function clientHandshake13(
 
   // Server authentication (absent when resuming: the ticket vouches for the server).
   const auth = ticket
-    ? {
-        certRequest: undefined,
-        chain: ticket.peerCertificates,
-        authorized: true,
-        authorizationError: undefined,
-      }
+    ? resumedAuth(cfg, ticket.peerCertificates)
     : await readServerAuth(io, cfg, hash, transcript);
   const { certRequest } = auth;
   msg = await io.readMessage();
@@ -179,7 +183,8 @@ export async function clientHandshake13(
     switch (m.type) {
       case HandshakeType.new_session_ticket: {
         const nst = decodeNewSessionTicket13(m.body);
-        if (cfg.sessionCache && nst.lifetime > 0) {
+        // Only sessions whose server was authenticated are kept for resumption.
+        if (cfg.sessionCache && nst.lifetime > 0 && auth.authorized) {
           cfg.sessionCache.put(cfg.sessionKey, {
             suiteId: suite.id,
             hash,
@@ -254,16 +259,7 @@ async function readServerAuth(
   } catch {
     fail(AlertDescription.bad_certificate, "server certificate cannot be parsed");
   }
-  let authorized = true;
-  let authorizationError: string | undefined;
-  if (cfg.verifyServer) {
-    const verdict = cfg.verifyServer(cert.chain);
-    if (!verdict.ok) {
-      authorized = false;
-      authorizationError = verdict.reason;
-      if (cfg.rejectUnauthorized) throw new TlsError(verdict.alert, verdict.reason, "certificate");
-    }
-  }
+  const { authorized, authorizationError } = judgeServerChain(cfg, cert.chain);
   msg = await io.readMessage();
   expectType(msg, HandshakeType.certificate_verify);
   const cv = decodeDigitallySigned(msg.body, true);
@@ -286,6 +282,15 @@ function clientSigner(cfg: ClientConfig, schemes: readonly number[]) {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The server's identity on resumption: the chain the ticket was issued with, validated
+ * again now (trust anchors, host name and validity may have changed since; a cache may be
+ * shared by connections with different trust settings).
+ */
+function resumedAuth(cfg: ClientConfig, chain: Buffer[]): ServerAuth {
+  return { certRequest: undefined, chain, ...judgeServerChain(cfg, chain) };
 }
 
 function checkHello(sh: ServerHello, params: HelloParams, what: string): void {

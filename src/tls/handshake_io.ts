@@ -41,34 +41,58 @@ export interface HandshakeIO {
   setRecordVersion(version: number): void;
 }
 
-/** Reassembles handshake messages from handshake records (fragmented or coalesced). */
+/**
+ * Reassembles handshake messages from handshake records (fragmented or coalesced). Fragments
+ * are kept as a list and copied once, when a message is complete, so a message sent one
+ * byte per record costs linear time, not quadratic.
+ */
 export class HandshakeAssembler {
-  private buf: Buffer = Buffer.alloc(0);
+  private parts: Buffer[] = [];
+  private size = 0;
 
   /** True when bytes of an incomplete message are waiting. */
   get partial(): boolean {
-    return this.buf.length > 0;
+    return this.size > 0;
   }
 
   /** Adds the plaintext of one handshake record. */
   push(fragment: Buffer): void {
-    this.buf = this.buf.length === 0 ? fragment : Buffer.concat([this.buf, fragment]);
+    this.parts.push(fragment);
+    this.size += fragment.length;
   }
 
   /** The next complete message, or undefined. */
   next(): HandshakeMessage | undefined {
-    if (this.buf.length < 4) return undefined;
-    const length = this.buf.readUIntBE(1, 3);
+    if (this.size < 4) return undefined;
+    const head = this.parts[0]!.length >= 4 ? this.parts[0]! : Buffer.concat(this.parts).subarray(0, 4);
+    const length = head.readUIntBE(1, 3);
     if (length > MAX_HANDSHAKE_MESSAGE) {
       throw new TlsError(
         AlertDescription.illegal_parameter,
         `handshake message of ${length} bytes is too large`,
       );
     }
-    if (this.buf.length < 4 + length) return undefined;
-    const raw = Buffer.from(this.buf.subarray(0, 4 + length));
-    this.buf = this.buf.subarray(4 + length);
+    if (this.size < 4 + length) return undefined;
+    const raw = this.take(4 + length);
     return { type: raw[0]! as HandshakeType, body: raw.subarray(4), raw };
+  }
+
+  /** Copies the first n bytes out and drops them (an index, not Array.shift, keeps this linear). */
+  private take(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    let i = 0;
+    while (filled < n) {
+      const part = this.parts[i]!;
+      const used = Math.min(part.length, n - filled);
+      part.copy(out, filled, 0, used);
+      filled += used;
+      if (used === part.length) i++;
+      else this.parts[i] = part.subarray(used);
+    }
+    this.parts = this.parts.slice(i);
+    this.size -= n;
+    return out;
   }
 }
 

@@ -3,7 +3,7 @@
  * a refused chain into the alert RFC 5246 §7.2.2 names for it.
  */
 import { isIP } from "node:net";
-import { AlertDescription } from "./alert.ts";
+import { AlertDescription, TlsError } from "./alert.ts";
 import type { ChainVerdict } from "./config.ts";
 import { Certificate } from "./x509/certificate.ts";
 import type { VerifyErrorCode } from "./x509/errors.ts";
@@ -79,4 +79,25 @@ export function serverVerifier(
   host: string,
 ): (chain: Buffer[]) => ChainVerdict {
   return (chain) => verifyPeerChain(chain, roots, "server", host.replace(/^\[|\]$/g, ""));
+}
+
+/** The client's verdict on a server chain, after applying rejectUnauthorized. */
+export interface ServerJudgement {
+  authorized: boolean;
+  authorizationError: string | undefined;
+}
+
+/**
+ * Validates the server chain as the client is configured to (throwing the right alert when
+ * an untrusted server must be refused). Without a verifier the server is never "authorized".
+ */
+export function judgeServerChain(
+  cfg: { verifyServer: ((chain: Buffer[]) => ChainVerdict) | undefined; rejectUnauthorized: boolean },
+  chain: Buffer[],
+): ServerJudgement {
+  if (!cfg.verifyServer) return { authorized: false, authorizationError: "server certificate not verified" };
+  const verdict = cfg.verifyServer(chain);
+  if (verdict.ok) return { authorized: true, authorizationError: undefined };
+  if (cfg.rejectUnauthorized) throw new TlsError(verdict.alert, verdict.reason, "certificate");
+  return { authorized: false, authorizationError: verdict.reason };
 }

@@ -83,3 +83,51 @@ test("a ticket from one server is not offered to another", async () => {
   assert.match(await session(b, cache), /^New, /);
   assert.match(await session(a, cache), /^Reused, /);
 });
+
+/** Like `session`, with explicit trust settings; resolves with the line or the error message. */
+function attempt(
+  port: number,
+  cache: ClientSessionCache,
+  ca: string,
+  rejectUnauthorized: boolean,
+): Promise<string> {
+  return new Promise((resolve) => {
+    const sock = connect({
+      host: "127.0.0.1",
+      port,
+      servername: "localhost",
+      ca,
+      rejectUnauthorized,
+      sessionCache: cache,
+    });
+    let body = "";
+    sock.on("secureConnect", () => sock.write("GET / HTTP/1.0\r\n\r\n"));
+    sock.on("data", (c: Buffer) => {
+      body += c.toString();
+    });
+    sock.on("end", () =>
+      resolve(
+        `${sock.authorized ? "authorized" : "unauthorized"} ${body.split("\n").find((l) => /^(New|Reused), /.test(l))}`,
+      ),
+    );
+    sock.on("error", (e: Error) => resolve(`error: ${e.message}`));
+  });
+}
+
+test("a resumed session is only as trusted as its chain is now: a cache shared with other trust settings grants nothing", async () => {
+  const port = await server();
+  const cache = new ClientSessionCache();
+  const good = readFileSync(pki.caFile, "utf8");
+  const wrong = pki.otherCa.certPem;
+  assert.match(await attempt(port, cache, good, true), /^authorized New, /);
+  // The ticket from the trusted session, offered by a connection that trusts another CA: refused.
+  assert.match(await attempt(port, cache, wrong, true), /^error: .*(issuer|trust|root)/i);
+});
+
+test("no ticket is kept from a session whose server was not authenticated (-k)", async () => {
+  const port = await server();
+  const cache = new ClientSessionCache();
+  const wrong = pki.otherCa.certPem;
+  assert.match(await attempt(port, cache, wrong, false), /^unauthorized New, /);
+  assert.match(await attempt(port, cache, wrong, false), /^unauthorized New, /);
+});
