@@ -19,7 +19,13 @@ import { fileURLToPath } from "node:url";
 import { isBytes } from "./digest.ts";
 import { KEY_GEN_TYPES, type KeyGenType } from "./keygen.ts";
 import { findCurve, keyShape, spkiDer } from "./public_key.ts";
-import { checkDigestLength, digestInfo, emsaPssEncode, unpadPkcs1Type2 } from "./rsa_padding.ts";
+import {
+  checkDigestLength,
+  digestInfo,
+  emsaPssEncode,
+  unpadPkcs1Type2,
+  unpadPkcs1Type2Implicit,
+} from "./rsa_padding.ts";
 import { requireScheme, supportedSchemes } from "./scheme_check.ts";
 import type { SchemeInfo, SignatureScheme } from "./schemes.ts";
 import { fsReason, readSecretFile } from "./secret_file.ts";
@@ -310,6 +316,23 @@ class FileKeyHandle implements PrivateKeyHandle {
     }
     try {
       return unpadPkcs1Type2(em);
+    } finally {
+      em.fill(0);
+    }
+  }
+  async decryptImplicit(ciphertext: Uint8Array, length: number, fallback: Buffer): Promise<Buffer> {
+    const key = this.#privateKey();
+    if (this.type !== "rsa") throw new KeyError("unsupported", `${this.description} is not an RSA key`);
+    // Sizes are public: a ciphertext of the wrong length is no oracle.
+    if (ciphertext.length !== Math.ceil(this.bits / 8)) return Buffer.from(fallback);
+    let em: Buffer;
+    try {
+      em = privateDecrypt({ key, padding: constants.RSA_NO_PADDING }, ciphertext);
+    } catch {
+      return Buffer.from(fallback); // ciphertext >= modulus: also visible to anyone
+    }
+    try {
+      return unpadPkcs1Type2Implicit(em, length, fallback);
     } finally {
       em.fill(0);
     }

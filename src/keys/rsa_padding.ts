@@ -111,3 +111,21 @@ export function unpadPkcs1Type2(em: Uint8Array): Buffer {
   if (good !== 1) throw new KeyError("decrypt", "RSA decryption failed");
   return Buffer.from(em.subarray(zeroIndex + 1));
 }
+
+/**
+ * Implicit-rejection form of {@link unpadPkcs1Type2}: the message of exactly `length` bytes
+ * when em is 00 02 PS(8+ non-zero bytes) 00 M, else `fallback`, selected by a mask. The
+ * position checked depends only on the public lengths, never on em's contents.
+ */
+export function unpadPkcs1Type2Implicit(em: Uint8Array, length: number, fallback: Uint8Array): Buffer {
+  const k = em.length;
+  const start = k - length;
+  if (fallback.length !== length || start < 11) return Buffer.from(fallback); // public sizes only
+  let bad = (em[0] as number) | ((em[1] as number) ^ 0x02) | (em[start - 1] as number);
+  for (let i = 2; i < start - 1; i++) bad |= isZeroByte(em[i] as number);
+  const good = ((bad - 1) >> 31) & 0xff; // 0xff when bad is 0
+  const out = Buffer.alloc(length);
+  for (let i = 0; i < length; i++)
+    out[i] = ((em[start + i] as number) & good) | ((fallback[i] as number) & ~good & 0xff);
+  return out;
+}

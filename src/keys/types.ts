@@ -52,6 +52,15 @@ export interface PrivateKeyHandle {
    */
   decrypt(ciphertext: Uint8Array): Promise<Buffer>;
 
+  /**
+   * RSA PKCS#1 v1.5 decryption with implicit rejection: resolves with the message when the
+   * padding is right and the message is exactly `length` bytes, else with `fallback`, choosing
+   * without branching or throwing on anything secret (the defence RFC 5246 §7.4.7.1 asks of
+   * a TLS server against padding oracles). Present where the backend can do the raw RSA
+   * operation itself (file keys); a token's CKM_RSA_PKCS can only fail loudly.
+   */
+  decryptImplicit?(ciphertext: Uint8Array, length: number, fallback: Buffer): Promise<Buffer>;
+
   /** Releases sessions, sockets or memory the handle holds. Idempotent. */
   close(): Promise<void>;
 }

@@ -130,10 +130,15 @@ export async function decryptPremaster(
 ): Promise<Buffer> {
   const random = randomBytes(PREMASTER_LENGTH);
   let decrypted: Buffer;
-  try {
-    decrypted = await key.decrypt(encrypted);
-  } catch {
-    decrypted = Buffer.alloc(0);
+  if (key.decryptImplicit) {
+    // The key decides between its plaintext and our random bytes without throwing or branching.
+    decrypted = await key.decryptImplicit(encrypted, PREMASTER_LENGTH, random);
+  } else {
+    try {
+      decrypted = await key.decrypt(encrypted);
+    } catch {
+      decrypted = Buffer.alloc(0);
+    }
   }
   const candidate = Buffer.alloc(PREMASTER_LENGTH);
   decrypted.copy(candidate, 0, 0, PREMASTER_LENGTH);
