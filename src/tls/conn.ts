@@ -13,6 +13,12 @@ import { ContentType, HandshakeType, MAX_PLAINTEXT, ProtocolVersion } from "./co
 
 /** Bytes a handshaking connection buffers (unread records, early data) before pausing its transport. */
 const MAX_BUFFERED = 256 * 1024;
+/**
+ * Records that carry nothing (ignored warning alerts, compatibility ChangeCipherSpecs, empty
+ * application data, KeyUpdates) accepted in a row before the peer is cut off: each costs us work
+ * and, for KeyUpdate, a reply, so an endless stream of them is a denial of service.
+ */
+const MAX_EMPTY_RECORDS = 32;
 
 import { HandshakeAssembler, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
 import { NULL_PROTECTION, type RecordProtection } from "./protection.ts";
@@ -59,6 +65,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   private earlyBytes = 0;
   private pausedForHandshake = false;
   private peerClosed = false;
+  private emptyRecords = 0;
   private heldRecord: RawRecord | undefined;
   private failureHint = false;
   private handshaking = true;
@@ -256,6 +263,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
           // TLS 1.3 middlebox compatibility: an unprotected CCS is ignored (RFC 8446 §5).
           if (rec.body.length !== 1 || rec.body[0] !== 1)
             throw new TlsError(AlertDescription.unexpected_message, "malformed ChangeCipherSpec");
+          this.countEmptyRecord("ChangeCipherSpec records");
           continue;
         }
         if (this.readProtection.isNull && rec.type === ContentType.application_data) {
@@ -322,16 +330,21 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
         return;
       }
       case ContentType.application_data:
+        if (this.handshaking && !this.appDataAllowed) {
+          throw new TlsError(
+            AlertDescription.unexpected_message,
+            "application data before the handshake finished",
+          );
+        }
+        if (plaintext.length === 0) {
+          this.countEmptyRecord("empty records");
+          return;
+        }
+        this.emptyRecords = 0;
         if (this.handshaking) {
-          if (!this.appDataAllowed) {
-            throw new TlsError(
-              AlertDescription.unexpected_message,
-              "application data before the handshake finished",
-            );
-          }
           this.earlyData.push(plaintext);
           this.earlyBytes += plaintext.length;
-        } else if (plaintext.length > 0 && !this.push(plaintext)) {
+        } else if (!this.push(plaintext)) {
           (this.transport as Socket).pause?.();
         }
         return;
@@ -354,12 +367,13 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       this.push(null);
       return;
     }
-    if (
-      level === AlertLevel.warning &&
-      desc !== AlertDescription.user_canceled &&
-      this.result?.version !== ProtocolVersion.TLS13
-    ) {
-      return; // TLS 1.2 warnings (no_renegotiation etc.) are informational.
+    // TLS 1.3 treats every alert as fatal whatever its level (RFC 8446 §6), also while the
+    // handshake is still running; before 1.2, warnings (no_renegotiation etc.) are informational.
+    const tls13 =
+      this.result?.version === ProtocolVersion.TLS13 || this.compatCcs || this.readProtection.tls13;
+    if (level === AlertLevel.warning && desc !== AlertDescription.user_canceled && !tls13) {
+      this.countEmptyRecord("warning alerts");
+      return;
     }
     const peer = this.role === "client" ? "server" : "client";
     const hint =
@@ -382,7 +396,18 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
     this.wake();
   }
 
+  /** Counts a record that carried nothing; too many in a row end the connection. */
+  private countEmptyRecord(what: string): void {
+    if (++this.emptyRecords > MAX_EMPTY_RECORDS) {
+      throw new TlsError(
+        AlertDescription.unexpected_message,
+        `too many ${what} in a row (more than ${MAX_EMPTY_RECORDS} without data)`,
+      );
+    }
+  }
+
   private onPostHandshake(msg: HandshakeMessage): void {
+    if (msg.type === HandshakeType.key_update) this.countEmptyRecord("KeyUpdate messages");
     if (this.result?.postHandshake) {
       this.result.postHandshake(msg);
       return;

@@ -1,6 +1,7 @@
 /**
  * TLS 1.3 KeyUpdate against `openssl s_server`: when the server updates its keys and asks us
  * to update ours ("K" on s_server's console), data keeps flowing both ways under the new keys.
+ * A server that floods KeyUpdates with no data between them is cut off.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -10,7 +11,8 @@ import { waitForOutput } from "../helpers/net.ts";
 import { opensslServer } from "../helpers/peers.ts";
 import { makePki } from "../helpers/pki.ts";
 
-test("the server's KeyUpdate (update_requested) is followed, and both directions keep working", async () => {
+/** `openssl s_server` on TLS 1.3 and our client connecting to it. */
+async function connectToOpensslServer13() {
   const pki = await makePki();
   const peer = await opensslServer({
     cert: pki.server.certPath,
@@ -24,6 +26,11 @@ test("the server's KeyUpdate (update_requested) is followed, and both directions
     servername: "localhost",
     ca: readFileSync(pki.caFile, "utf8"),
   });
+  return { peer, sock };
+}
+
+test("the server's KeyUpdate (update_requested) is followed, and both directions keep working", async () => {
+  const { peer, sock } = await connectToOpensslServer13();
   try {
     let received = "";
     sock.on("data", (c: Buffer) => {
@@ -46,6 +53,33 @@ test("the server's KeyUpdate (update_requested) is followed, and both directions
       sock.write(`client says ${round}\n`);
       await waitForOutput(peer.process, new RegExp(`client says ${round}`), 5000);
     }
+  } finally {
+    sock.destroy();
+    await peer.stop();
+  }
+});
+
+test("a server that floods KeyUpdates without sending data is cut off with unexpected_message", async () => {
+  const { peer, sock } = await connectToOpensslServer13();
+  try {
+    const failed = new Promise<Error>((resolve) => sock.once("error", resolve));
+    await new Promise<void>((resolve, reject) => {
+      sock.once("secureConnect", resolve);
+      sock.once("error", reject);
+    });
+    let error: Error | undefined;
+    void failed.then((e) => {
+      error = e;
+    });
+    // Each "K" must reach s_server in its own read, so the commands are paced.
+    for (let i = 0; i < 40 && !error; i++) {
+      peer.process.write("K\n");
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    const err = await Promise.race([failed, new Promise<undefined>((r) => setTimeout(r, 5000))]);
+    assert.ok(err, "the client gave up on the flood");
+    assert.match(err.message, /too many KeyUpdate messages/);
+    await waitForOutput(peer.process, /unexpected message/i, 5000);
   } finally {
     sock.destroy();
     await peer.stop();

@@ -7,9 +7,14 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, test } from "node:test";
 import { AlertDescription, TlsError } from "../../src/tls/alert.ts";
+import { suiteById } from "../../src/tls/cipher_suites.ts";
 import { connect } from "../../src/tls/client.ts";
-import { DOWNGRADE_TLS12, HandshakeType } from "../../src/tls/constants.ts";
+import { DOWNGRADE_TLS12, ExtensionType, HandshakeType } from "../../src/tls/constants.ts";
+import { protection13 } from "../../src/tls/handshake13.ts";
+import { hashMessages, KeySchedule } from "../../src/tls/key_schedule.ts";
+import { generateKeyShare, NamedGroup } from "../../src/tls/key_share.ts";
 import { decodeClientHello, encodeServerHello } from "../../src/tls/messages.ts";
+import { decodeClientKeyShare, serverKeyShare, serverSupportedVersion } from "../../src/tls/messages13.ts";
 import {
   alertBytes,
   ContentType,
@@ -49,6 +54,44 @@ function serverHello(
   });
   void ch;
   return recordBytes(ContentType.handshake, Version.tls12, handshakeBytes(HandshakeType.server_hello, body));
+}
+
+/**
+ * A TLS 1.3 ServerHello (TLS_AES_128_GCM_SHA256, X25519) answering the client's hello, and the
+ * server's handshake-traffic protection derived from it, so a script can send protected records.
+ */
+function serverHello13(clientHello: Buffer) {
+  const ch = decodeClientHello(clientHello.subarray(4));
+  const offered = ch.extensions.find((e) => e.type === ExtensionType.key_share);
+  const peerShare = decodeClientKeyShare(offered?.data ?? Buffer.alloc(0)).find(
+    (e) => e.group === NamedGroup.x25519,
+  );
+  assert.ok(peerShare, "the client offers an X25519 key share");
+  const share = generateKeyShare(NamedGroup.x25519);
+  const hello = handshakeBytes(
+    HandshakeType.server_hello,
+    encodeServerHello({
+      version: 0x0303,
+      random: randomBytes(32),
+      sessionId: ch.sessionId,
+      cipherSuite: 0x1301,
+      compressionMethod: 0,
+      extensions: [
+        serverSupportedVersion(0x0304),
+        serverKeyShare({ group: NamedGroup.x25519, keyExchange: share.publicKey }),
+      ],
+    }),
+  );
+  const suite = suiteById(0x1301);
+  assert.ok(suite);
+  const [, serverSecret] = new KeySchedule("sha256", undefined).handshake(
+    share.agree(peerShare.keyExchange),
+    hashMessages("sha256", [clientHello, hello]),
+  );
+  return {
+    record: recordBytes(ContentType.handshake, Version.tls12, hello),
+    protection: protection13(suite, serverSecret),
+  };
 }
 
 /** Runs the client against the current script; returns its error and what the server saw. */
@@ -223,4 +266,46 @@ test("the server says nothing: the handshake times out and the client closes", a
   const o = await run(() => new Promise((r) => setTimeout(r, 1500)), { handshakeTimeout: 500 });
   assert.match(o.error.message, /timed out/);
   assert.ok(o.result.clientClosed !== null);
+});
+
+test("a flood of warning alerts during a TLS 1.2 handshake: unexpected_message", async () => {
+  const o = await run(async (conn) => {
+    const warning = recordBytes(
+      ContentType.alert,
+      Version.tls12,
+      alertBytes(1, AlertDescription.no_renegotiation),
+    );
+    await conn.write(Buffer.concat(Array.from({ length: 40 }, () => warning)));
+  });
+  expectAlert(o, AlertDescription.unexpected_message, /too many warning alerts/);
+});
+
+test("a warning alert inside a TLS 1.3 handshake is fatal (RFC 8446 §6)", async () => {
+  const o = await run(
+    async (conn, hello) => {
+      const { record, protection } = serverHello13(hello);
+      const alert = protection.seal(
+        ContentType.alert,
+        Version.tls12,
+        alertBytes(1, AlertDescription.no_renegotiation),
+      );
+      await conn.write(Buffer.concat([record, alert]));
+    },
+    { maxVersion: "1.3" },
+  );
+  assert.match(o.error.message, /server sent alert no_renegotiation/);
+  assert.deepEqual(o.result.alerts, [], "no alert answers the peer's own");
+});
+
+test("a flood of compatibility ChangeCipherSpecs in a TLS 1.3 handshake: unexpected_message", async () => {
+  const o = await run(
+    async (conn, hello) => {
+      const ccs = recordBytes(ContentType.changeCipherSpec, Version.tls12, Buffer.from([1]));
+      await conn.write(
+        Buffer.concat([serverHello13(hello).record, ...Array.from({ length: 40 }, () => ccs)]),
+      );
+    },
+    { maxVersion: "1.3" },
+  );
+  expectAlert(o, AlertDescription.unexpected_message, /too many ChangeCipherSpec records/);
 });
