@@ -4,7 +4,7 @@
  * authentication signs CertificateVerify with the key handle; the private key never
  * leaves it.
  */
-import { constants, type KeyObject, publicEncrypt, randomBytes, X509Certificate } from "node:crypto";
+import { constants, publicEncrypt, randomBytes } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import type { ClientConfig } from "./config.ts";
@@ -57,7 +57,7 @@ import { finishedData, keyBlock, masterSecret, type PrfHash, transcriptHash } fr
 import { keyBlockLayout, protectionFor, splitKeyBlock } from "./protection.ts";
 import { bindClientHello, type ClientTicket, offeredPskExtension } from "./psk.ts";
 import { chooseScheme, signWith, verifyHandshakeSignature, verifySchemeCodes } from "./signature.ts";
-import { judgeServerChain } from "./verify_peer.ts";
+import { judgeServerChain, leafPublicKey } from "./verify_peer.ts";
 
 const CERT_TYPE_RSA_SIGN = 1;
 const CERT_TYPE_ECDSA_SIGN = 64;
@@ -219,12 +219,7 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
   transcript.push(msg.raw);
   const chain = decodeCertificate12(msg.body);
   if (chain.length === 0) fail(AlertDescription.handshake_failure, "server sent no certificate");
-  let serverKey: KeyObject;
-  try {
-    serverKey = new X509Certificate(chain[0]!).publicKey;
-  } catch {
-    fail(AlertDescription.bad_certificate, "server certificate cannot be parsed");
-  }
+  const serverKey = leafPublicKey(chain[0]!, "server");
   const { authorized, authorizationError } = judgeServerChain(cfg, chain);
   const keyType = serverKey.asymmetricKeyType;
   const wantKey = suite.kx === "ecdhe_ecdsa" ? "ec" : "rsa";

@@ -4,7 +4,6 @@
  * client authentication signed by the key handle, Finished, and the post-handshake
  * messages (NewSessionTicket, KeyUpdate).
  */
-import { type KeyObject, X509Certificate } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
 import type { ClientConfig } from "./config.ts";
 import type { HandshakeResult } from "./conn.ts";
@@ -31,7 +30,7 @@ import {
 } from "./messages13.ts";
 import { NULL_PROTECTION } from "./protection.ts";
 import { chooseScheme, verifyHandshakeSignature } from "./signature.ts";
-import { judgeServerChain } from "./verify_peer.ts";
+import { judgeServerChain, leafPublicKey } from "./verify_peer.ts";
 
 /** What the version-neutral first flight hands over. */
 export interface Client13Start {
@@ -253,12 +252,7 @@ async function readServerAuth(
   if (cert.context.length !== 0)
     fail(AlertDescription.illegal_parameter, "server Certificate has a request context");
   if (cert.chain.length === 0) fail(AlertDescription.decode_error, "server sent no certificate");
-  let serverKey: KeyObject;
-  try {
-    serverKey = new X509Certificate(cert.chain[0]!).publicKey;
-  } catch {
-    fail(AlertDescription.bad_certificate, "server certificate cannot be parsed");
-  }
+  const serverKey = leafPublicKey(cert.chain[0]!, "server");
   const { authorized, authorizationError } = judgeServerChain(cfg, cert.chain);
   msg = await io.readMessage();
   expectType(msg, HandshakeType.certificate_verify);

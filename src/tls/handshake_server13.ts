@@ -4,7 +4,7 @@
  * CertificateVerify signed by the key handle, optional client authentication, and
  * post-handshake KeyUpdate.
  */
-import { randomBytes, X509Certificate } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
 import { type ClientHelloInfo, negotiateAlpn, parseClientHello } from "./client_hello.ts";
 import { Writer } from "./codec.ts";
@@ -33,6 +33,7 @@ import { NULL_PROTECTION } from "./protection.ts";
 import type { ServerConfig } from "./server_config.ts";
 import { acceptPsk, writeTicket } from "./server_psk13.ts";
 import { chooseScheme, verifyHandshakeSignature, verifySchemeCodes } from "./signature.ts";
+import { leafPublicKey } from "./verify_peer.ts";
 
 function fail(alert: AlertDescription, message: string): never {
   throw new TlsError(alert, message);
@@ -210,7 +211,7 @@ export async function serverHandshake13(
       msg = await io.readMessage();
       expectType(msg, HandshakeType.certificate_verify);
       const cv = decodeDigitallySigned(msg.body, true);
-      const publicKey = new X509Certificate(cert.chain[0]!).publicKey;
+      const publicKey = leafPublicKey(cert.chain[0]!, "client");
       verifyHandshakeSignature(
         publicKey,
         cv.scheme,

@@ -9,7 +9,7 @@ import type { HandshakeMessage } from "./handshake_io.ts";
 import { decodeCertificate12, decodeDigitallySigned, encodeCertificateRequest12 } from "./messages.ts";
 import type { ClientAuthConfig } from "./server_config.ts";
 import { verifyHandshakeSignature, verifySchemeCodes } from "./signature.ts";
-import { certificateFromDer } from "./verify_peer.ts";
+import { leafPublicKey } from "./verify_peer.ts";
 
 const CERT_TYPE_RSA_SIGN = 1;
 const CERT_TYPE_ECDSA_SIGN = 64;
@@ -48,17 +48,7 @@ export function readClientCertificate(msg: HandshakeMessage, auth: ClientAuthCon
     if (auth.require) throw new TlsError(AlertDescription.handshake_failure, reason, "certificate");
     return { chain, authorized: false, authorizationError: reason, publicKey: undefined };
   }
-  let publicKey: KeyObject;
-  try {
-    // The parse cache the chain verifier uses too: a returning client costs no second parse.
-    publicKey = certificateFromDer(chain[0]!).publicKey;
-  } catch {
-    throw new TlsError(
-      AlertDescription.bad_certificate,
-      "client certificate cannot be parsed",
-      "certificate",
-    );
-  }
+  const publicKey = leafPublicKey(chain[0]!, "client");
   const type = publicKey.asymmetricKeyType;
   if (type !== "rsa" && type !== "ec") {
     throw new TlsError(

@@ -2,6 +2,7 @@
  * Bridges the handshakes to x509 path validation: one verifier per connection that turns
  * a refused chain into the alert RFC 5246 §7.2.2 names for it.
  */
+import { type KeyObject, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import { AlertDescription, TlsError } from "./alert.ts";
 import type { ChainVerdict } from "./config.ts";
@@ -41,6 +42,29 @@ export function certificateFromDer(der: Buffer): Certificate {
   parsed.set(key, cert);
   if (parsed.size > CACHE_SIZE) parsed.delete(parsed.keys().next().value as string);
   return cert;
+}
+
+/**
+ * The public key of a peer's leaf certificate, for its CertificateVerify or key exchange.
+ * It comes from the parse cache the chain verifier shares (building a Node X509Certificate
+ * costs about half a millisecond, a sizeable part of a handshake). A certificate our strict
+ * parser refuses is read with OpenSSL's, since that only matters where verification is off
+ * or optional; one that neither can read is bad_certificate.
+ */
+export function leafPublicKey(der: Buffer, peer: "client" | "server"): KeyObject {
+  try {
+    return certificateFromDer(der).publicKey;
+  } catch {
+    try {
+      return new X509Certificate(der).publicKey;
+    } catch {
+      throw new TlsError(
+        AlertDescription.bad_certificate,
+        `${peer} certificate cannot be parsed`,
+        "certificate",
+      );
+    }
+  }
 }
 
 /** Parses and validates a peer chain (leaf first) for a purpose, host or IP. */
