@@ -11,7 +11,7 @@ import { findToken, firstLine, loadModule, type Pkcs11Handle, readUlong } from "
 import { acquireTokenContext, type TokenContext } from "./pkcs11_session.ts";
 import { type Pkcs11Uri, parsePkcs11Uri, resolveModulePath } from "./pkcs11_uri.ts";
 import { ecdsaRawToDer, ecPublicKey, findCurve, keyShape, rsaPublicKey, spkiDer } from "./public_key.ts";
-import { checkDigestLength, digestInfo } from "./rsa_padding.ts";
+import { checkDigestLength, digestInfo, unpadPkcs1Type2Implicit } from "./rsa_padding.ts";
 import { requireScheme, supportedSchemes } from "./scheme_check.ts";
 import type { HashName, SchemeInfo, SignatureScheme } from "./schemes.ts";
 import { readSecretFile } from "./secret_file.ts";
@@ -203,6 +203,8 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
   /** Signature size: the modulus length for RSA, r||s for ECDSA. */
   readonly #outLength: number;
   #closed = false;
+  /** False once the token refused raw RSA (CKM_RSA_X_509) for this key. */
+  #rawRsa = true;
 
   constructor(
     context: TokenContext,
@@ -289,6 +291,61 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
         throw new KeyError("decrypt", "RSA decryption failed");
       } finally {
         // The worker thread reads `input` by pointer; both stay referenced until here.
+        out.fill(0);
+        input.fill(0);
+      }
+    });
+  }
+
+  /**
+   * Decryption for TLS RSA key exchange with implicit rejection (RFC 5246 §7.4.7.1): with
+   * CKM_RSA_X_509 the token only exponentiates and the padding is judged here with masks, so
+   * bad padding follows the path good padding does. Tokens that refuse raw RSA (many HSMs
+   * do) decrypt with CKM_RSA_PKCS, whose padding check is then the token's own branch.
+   */
+  async decryptImplicit(ciphertext: Uint8Array, length: number, fallback: Buffer): Promise<Buffer> {
+    if (this.type !== "rsa") throw new KeyError("unsupported", `${this.description} is not an RSA key`);
+    // Sizes are public: a ciphertext of the wrong length is no oracle.
+    if (ciphertext.length !== this.#outLength) return Buffer.from(fallback);
+    const em = this.#rawRsa ? await this.#rawDecrypt(ciphertext) : "refused";
+    if (em === "refused") {
+      const plain = await this.decrypt(ciphertext).catch(() => undefined);
+      if (plain?.length === length) return plain;
+      plain?.fill(0);
+      return Buffer.from(fallback);
+    }
+    try {
+      return em ? unpadPkcs1Type2Implicit(em, length, fallback) : Buffer.from(fallback);
+    } finally {
+      em?.fill(0);
+    }
+  }
+
+  /**
+   * m = c^d mod n, left-padded to the modulus length; null when the token rejects the value
+   * (not below the modulus, which anyone can see); "refused" when it has no raw RSA for the
+   * key, decided at C_DecryptInit, before the ciphertext is looked at.
+   */
+  #rawDecrypt(ciphertext: Uint8Array): Promise<Buffer | null | "refused"> {
+    return this.#run("decryption", async (session) => {
+      const { lib } = this.#context.module;
+      try {
+        lib.C_DecryptInit(session, { mechanism: pkcs11js.CKM_RSA_X_509 }, this.#key);
+      } catch {
+        this.#rawRsa = false;
+        return "refused";
+      }
+      this.#contextLogin(session);
+      const input = Buffer.from(ciphertext);
+      const out = Buffer.alloc(this.#outLength);
+      try {
+        const raw = await this.#context.module.track(lib.C_DecryptAsync(session, input, out));
+        const em = Buffer.alloc(this.#outLength);
+        raw.copy(em, this.#outLength - raw.length);
+        return em;
+      } catch {
+        return null;
+      } finally {
         out.fill(0);
         input.fill(0);
       }
