@@ -16,6 +16,7 @@ import {
 import { AlertDescription, TlsError } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import { ContentType, MAX_PLAINTEXT } from "./constants.ts";
+import { ConstantWorkHmac } from "./mte_mac.ts";
 
 /** Seals and opens records for one direction of one connection state. */
 export interface RecordProtection {
@@ -96,7 +97,11 @@ export class CbcProtection implements RecordProtection {
     this.algorithm = suite.cipher;
     this.macHash = suite.mac!;
     this.macLength = suite.macLength;
+    this.mteMac = new ConstantWorkHmac(suite.mac!, macKey);
   }
+
+  /** MtE records are checked with constant hash work (mte_mac.ts). */
+  private readonly mteMac: ConstantWorkHmac;
 
   private readonly macHash: string;
   private readonly macLength: number;
@@ -158,9 +163,9 @@ export class CbcProtection implements RecordProtection {
 
   /**
    * MAC-then-encrypt: the padding is checked without branching on its bytes and the MAC
-   * is always computed, over a length that does not depend on whether the padding was
-   * good, so the failure looks the same either way (Lucky Thirteen countermeasure in the
-   * spirit of RFC 5246 §6.2.3.2 and its implementation note).
+   * is always computed with the same hash work whatever the padding length, so a padding
+   * failure looks like a MAC failure in outcome and in time (Lucky Thirteen; RFC 5246
+   * §6.2.3.2 and its implementation note).
    */
   private openMte(seq: Buffer, type: number, version: number, body: Buffer): Buffer {
     const n = body.length - 16;
@@ -178,9 +183,8 @@ export class CbcProtection implements RecordProtection {
     const usedPad = pad & good;
     const contentLength = plain.length - this.macLength - usedPad - 1;
     const content = plain.subarray(0, contentLength);
-    const expected = this.mac(seq, type, version, content);
-    // Hash the remaining bytes too so the HMAC work does not depend on the padding length.
-    createHmac(this.macHash, this.macKey).update(plain.subarray(contentLength)).digest();
+    const maxContent = plain.length - this.macLength - 1;
+    const expected = this.mteMac.mac(header(seq, type, version, contentLength), content, maxContent);
     const macOk = timingSafeEqual(expected, plain.subarray(contentLength, contentLength + this.macLength));
     if (!(macOk && good === -1)) throw badMac();
     return content;

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { test } from "node:test";
 import { AlertDescription, TlsError } from "../../src/tls/alert.ts";
 import { suiteByName } from "../../src/tls/cipher_suites.ts";
 import { ContentType, ProtocolVersion } from "../../src/tls/constants.ts";
+import { ConstantWorkHmac } from "../../src/tls/mte_mac.ts";
 import { AeadProtection, CbcProtection, type RecordProtection } from "../../src/tls/protection.ts";
 import { frameRecord, RecordReader } from "../../src/tls/record.ts";
 
@@ -21,7 +22,11 @@ function expectAlert(fn: () => unknown, alert: AlertDescription): void {
 }
 
 for (const etm of [false, true]) {
-  for (const name of ["TLS_RSA_WITH_AES_128_CBC_SHA", "TLS_RSA_WITH_AES_256_CBC_SHA256"]) {
+  for (const name of [
+    "TLS_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384",
+  ]) {
     test(`${name} ${etm ? "encrypt-then-MAC" : "MAC-then-encrypt"}: round trip, all lengths 0..70`, () => {
       const [w, r] = cbcPair(name, etm);
       for (let n = 0; n <= 70; n++) {
@@ -152,4 +157,19 @@ test("RecordReader: oversized, unknown-type and non-TLS records get the right al
   const r5 = new RecordReader();
   r5.push(Buffer.from([ContentType.handshake, 3, 3, 0, 10, 1, 2]));
   assert.equal(r5.next(), undefined, "a truncated record waits for more bytes");
+});
+
+test("the constant-work MtE MAC equals HMAC for every hash, content length and filler amount", () => {
+  for (const hash of ["sha1", "sha256", "sha384"] as const) {
+    const key = randomBytes(hash === "sha1" ? 20 : hash === "sha256" ? 32 : 48);
+    const mac = new ConstantWorkHmac(hash, key);
+    const header = randomBytes(13);
+    for (let length = 0; length <= 300; length += 7) {
+      const content = randomBytes(length);
+      const expected = createHmac(hash, key).update(header).update(content).digest();
+      for (const slack of [0, 1, 63, 64, 200, 256]) {
+        assert.deepEqual(mac.mac(header, content, length + slack), expected, `${hash} ${length}+${slack}`);
+      }
+    }
+  }
 });
