@@ -19,6 +19,7 @@ import {
   serialInUse,
 } from "./cadir.ts";
 import { type Issuer, planValidity, randomSerial, signCertificate } from "./certificate.ts";
+import { refuseOutsideNameConstraints } from "./constraints.ts";
 import { PkiError } from "./errors.ts";
 import { issuedEntry } from "./issue.ts";
 import { withDirLock } from "./lock.ts";
@@ -246,6 +247,7 @@ export async function createIntermediate(options: IntermediateOptions): Promise<
             excluded,
             ...(parent.config.crlUrl ? { crlUrl: parent.config.crlUrl } : {}),
           });
+          refuseOutsideNameConstraints(certificate, [...parent.chain, parent.root]);
           const config: CaConfig = {
             version: 1,
             kind: "intermediate",

@@ -19,6 +19,7 @@ import {
   serialInUse,
 } from "./cadir.ts";
 import { planValidity, randomSerial, signCertificate } from "./certificate.ts";
+import { refuseOutsideNameConstraints } from "./constraints.ts";
 import { PkiError } from "./errors.ts";
 import { withDirLock } from "./lock.ts";
 import { checkCommonName, parseSanList, type SanEntry, sanFromCommonName, subjectName } from "./names.ts";
@@ -160,6 +161,7 @@ export async function issueCertificate(options: IssueOptions): Promise<IssuedFil
           san,
           ...(ca.config.crlUrl ? { crlUrl: ca.config.crlUrl } : {}),
         });
+        refuseOutsideNameConstraints(certificate, [...ca.chain, ca.root]);
         // Written and flushed side by side, renamed in this order: the index last.
         await batch.addAll([
           { target: certPath, data: chainPem(certificate, ca) },

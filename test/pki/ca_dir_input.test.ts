@@ -7,7 +7,17 @@ import { readFile, rename, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { createToken, softHsm, tokenKey } from "../helpers/softhsm.ts";
-import { cli, cliOk, exists, openssl, refusedUnchanged, serialOf, snapshot, tempDir } from "./helpers.ts";
+import {
+  cli,
+  cliOk,
+  exists,
+  issueServerArgs,
+  openssl,
+  refusedUnchanged,
+  serialOf,
+  snapshot,
+  tempDir,
+} from "./helpers.ts";
 
 softHsm();
 
@@ -318,4 +328,45 @@ test("bad input to ca init and ca intermediate creates nothing and changes nothi
     assert.deepEqual(await snapshot(dir), before, args.join(" "));
   }
   assert.equal(await exists(fresh), false);
+});
+
+test("a CA refuses to issue below it what its own name constraints forbid, and changes nothing", async (t) => {
+  const dir = await tempDir(t);
+  const root = join(dir, "root");
+  const limited = join(dir, "limited");
+  await cliOk(["ca", "init", "--dir", root, "--cn", "Constraint Root", "--type", "ec-p256"]);
+  await cliOk([
+    "ca",
+    "intermediate",
+    "--dir",
+    limited,
+    "--parent",
+    root,
+    "--cn",
+    "Example Issuing CA",
+    "--type",
+    "ec-p256",
+    "--path-len",
+    "1",
+    "--permit",
+    "DN:O=Example,DNS:example.com",
+    "--exclude",
+    "DNS:secret.example.com",
+  ]);
+  // A sub-CA whose subject is not under O=Example: refused, and its directory never appears.
+  const sub = join(dir, "sub");
+  await refusedUnchanged(
+    limited,
+    ["ca", "intermediate", "--dir", sub, "--parent", limited, "--cn", "Sub", "--type", "ec-p256"],
+    /not issued: .*CN=Sub.* outside the permitted subtrees .*Example Issuing CA/,
+  );
+  assert.equal(await exists(sub), false);
+  // A leaf in the excluded subtree: refused, nothing written.
+  const out = join(dir, "leaf");
+  await refusedUnchanged(
+    limited,
+    issueServerArgs(limited, "secret.example.com", out),
+    /not issued: .*secret\.example\.com is in the excluded subtree/,
+    out,
+  );
 });

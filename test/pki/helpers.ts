@@ -43,6 +43,24 @@ export function assertOneLineError(result: RunResult, pattern: RegExp): void {
   assert.doesNotMatch(result.output, /\n\s+at .+\(.+:\d+:\d+\)/, "stack trace in output");
 }
 
+/** `cert issue` arguments for a server leaf with a fresh EC P-256 key in PREFIX.key. */
+export function issueServerArgs(ca: string, cn: string, outPrefix: string): string[] {
+  return [
+    "cert",
+    "issue",
+    "--ca",
+    ca,
+    "--profile",
+    "server",
+    "--cn",
+    cn,
+    "--type",
+    "ec-p256",
+    "--out",
+    outPrefix,
+  ];
+}
+
 /** Runs openssl (bounded) and returns what it did. */
 export function openssl(args: readonly string[], input?: string): Promise<RunResult> {
   return runCommand("openssl", [...args], { timeoutMs: 60_000, ...(input !== undefined ? { input } : {}) });

@@ -10,7 +10,16 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import type { RunResult } from "../helpers/process.ts";
-import { assertOneLineError, cli, cliOk, openssl, snapshot, tempDir } from "./helpers.ts";
+import {
+  assertOneLineError,
+  cli,
+  cliOk,
+  issueServerArgs,
+  openssl,
+  refusedUnchanged,
+  snapshot,
+  tempDir,
+} from "./helpers.ts";
 
 /** Asserts `cert verify` refused with exit 1 and a reason line carrying `code`. */
 function assertRefused(result: RunResult, code: string, reason: RegExp): void {
@@ -219,43 +228,34 @@ test("cert verify accepts good chains and refuses each bad one with its reason",
     "--permit",
     "DNS:example.com,IP:10.0.0.0/8",
   ]);
-  await cliOk([
-    "cert",
-    "issue",
-    "--ca",
+  await cliOk(issueServerArgs(limited, "www.example.com", join(dir, "inside")));
+  // hsmkit will not issue outside the constraints, and leaves the CA directory as it was...
+  await refusedUnchanged(
     limited,
-    "--profile",
-    "server",
-    "--cn",
-    "www.example.com",
-    "--type",
-    "ec-p256",
-    "--out",
-    join(dir, "inside"),
-  ]);
-  await cliOk([
-    "cert",
-    "issue",
-    "--ca",
-    limited,
-    "--profile",
-    "server",
-    "--cn",
-    "www.other.org",
-    "--type",
-    "ec-p256",
-    "--out",
-    join(dir, "outside"),
-  ]);
+    issueServerArgs(limited, "www.other.org", join(dir, "never-outside")),
+    /not issued: DNS:www\.other\.org is outside the permitted subtrees.*Limited Inter/,
+    join(dir, "never-outside"),
+  );
+  // ...so openssl makes one; both verifiers refuse it.
+  const outside = await opensslCert(dir, "outside", {
+    subj: "/CN=www.other.org",
+    caCrt: join(limited, "ca.crt"),
+    caKey: join(limited, "ca.key"),
+    ext: LEAF_EXT.replace("DNS:localhost", "DNS:www.other.org"),
+  });
   assert.equal((await verify(join(dir, "inside.pem"), "--host", "www.example.com")).stdout, "OK\n");
-  assertRefused(await verify(join(dir, "outside.pem")), "name-constraints", /www\.other\.org/);
+  assertRefused(
+    await verify(outside, "--untrusted", join(limited, "ca.crt")),
+    "name-constraints",
+    /www\.other\.org/,
+  );
   const osslOutside = await openssl([
     "verify",
     "-CAfile",
     rootCrt,
     "-untrusted",
     join(limited, "ca.crt"),
-    join(dir, "outside.pem"),
+    outside,
   ]);
   assert.match(osslOutside.output, /permitted subtree violation/);
 
