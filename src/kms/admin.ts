@@ -1,8 +1,9 @@
 /**
  * Administrative operations on a KMS data directory (what the `hsmkit kms` subcommands do),
  * each audited with the actor `admin` from `local`. They run beside a live `kms serve` on the
- * same directory: SQLite WAL serialises the writes, and the server re-reads key state and
- * access points on every request.
+ * same directory: SQLite WAL serialises the writes, and the server checks on every request
+ * whether the database changed (`PRAGMA data_version`) before it trusts a memoised key or
+ * access point, so a change here reaches the server's next request.
  */
 import { type CreatedAccessPoint, createAccessPoint } from "./access_point.ts";
 import type { AuditVerdict } from "./audit.ts";

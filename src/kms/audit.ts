@@ -7,6 +7,7 @@
  * without `audit verify` noticing, even if they recompute the hashes.
  */
 import { createHash, createHmac, type KeyObject, timingSafeEqual } from "node:crypto";
+import type Database from "better-sqlite3";
 import type { Store } from "./store.ts";
 
 /** One audited event (what the caller supplies). */
@@ -66,10 +67,17 @@ function headMac(key: KeyObject, seq: number, hash: Buffer): Buffer {
 
 /** Writes and checks the audit chain of one store. */
 export class AuditLog {
+  /** The append transaction, compiled once (wrapping a function per batch cost as much as the batch). */
+  private readonly appendTx: Database.Transaction<(events: readonly AuditEvent[], when: Date) => number[]>;
+
   constructor(
     private readonly store: Store,
     private readonly macKey: KeyObject,
-  ) {}
+  ) {
+    this.appendTx = store.db.transaction((events: readonly AuditEvent[], when: Date) =>
+      this.appendInTransaction(events, when),
+    );
+  }
 
   private pending: { event: AuditEvent; resolve: (seq: number) => void; reject: (err: unknown) => void }[] =
     [];
@@ -102,43 +110,44 @@ export class AuditLog {
   }
 
   private appendAll(events: readonly AuditEvent[], when = new Date()): number[] {
-    return this.store.db
-      .transaction(() => {
-        const last = this.store.statement("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as
-          | { seq: number; hash: Buffer }
-          | undefined;
-        let seq = last?.seq ?? 0;
-        let prev: Buffer = last ? Buffer.from(last.hash) : GENESIS;
-        const insert = this.store.statement("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        const seqs = events.map((event) => {
-          const entry: AuditEntry = { ...event, seq: ++seq, time: when.toISOString() };
-          const hash = entryHash(prev, entry);
-          insert.run(
-            entry.seq,
-            entry.time,
-            entry.actor,
-            entry.source,
-            entry.operation,
-            entry.keyId,
-            entry.outcome,
-            entry.requestId,
-            entry.detail,
-            prev,
-            hash,
-            mac(this.macKey, "entry", hash),
-          );
-          prev = hash;
-          return entry.seq;
-        });
-        const head = JSON.stringify({
-          seq,
-          hash: prev.toString("hex"),
-          mac: headMac(this.macKey, seq, prev).toString("hex"),
-        });
-        this.store.setMeta(HEAD, Buffer.from(head));
-        return seqs;
-      })
-      .immediate();
+    // IMMEDIATE: take the write lock first, so two processes cannot read the same chain head.
+    return this.appendTx.immediate(events, when);
+  }
+
+  private appendInTransaction(events: readonly AuditEvent[], when: Date): number[] {
+    const last = this.store.statement("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as
+      | { seq: number; hash: Buffer }
+      | undefined;
+    let seq = last?.seq ?? 0;
+    let prev: Buffer = last ? Buffer.from(last.hash) : GENESIS;
+    const insert = this.store.statement("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    const seqs = events.map((event) => {
+      const entry: AuditEntry = { ...event, seq: ++seq, time: when.toISOString() };
+      const hash = entryHash(prev, entry);
+      insert.run(
+        entry.seq,
+        entry.time,
+        entry.actor,
+        entry.source,
+        entry.operation,
+        entry.keyId,
+        entry.outcome,
+        entry.requestId,
+        entry.detail,
+        prev,
+        hash,
+        mac(this.macKey, "entry", hash),
+      );
+      prev = hash;
+      return entry.seq;
+    });
+    const head = JSON.stringify({
+      seq,
+      hash: prev.toString("hex"),
+      mac: headMac(this.macKey, seq, prev).toString("hex"),
+    });
+    this.store.setMeta(HEAD, Buffer.from(head));
+    return seqs;
   }
 
   /** Entries in order, optionally only the last `limit`. */

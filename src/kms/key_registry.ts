@@ -2,7 +2,9 @@
  * KMS keys: creation, rotation, lookup by id or alias, and unwrapping of versions for use.
  * Material is wrapped under the master key with AAD naming the key and version, so a blob
  * copied onto another row does not open. Unwrapped versions are cached as KeyObjects
- * (a version's material never changes); state and policy are re-read on every request.
+ * (a version's material never changes, and the material stays in OpenSSL's memory, never in
+ * a JavaScript string or a log); state and policy are checked on every request before a
+ * cached version is used, and a key found unusable has its cached versions dropped.
  */
 import { createPublicKey, randomBytes } from "node:crypto";
 import { KmsServiceError } from "./errors.ts";
@@ -33,7 +35,8 @@ const ALIAS = /^alias\/[A-Za-z0-9_/.-]{1,200}$/;
 
 /** Key lifecycle and use. */
 export class KeyRegistry {
-  private readonly cache = new Map<string, LoadedKey>();
+  /** Unwrapped versions: key id -> version id -> key objects. */
+  private readonly cache = new Map<string, Map<string, LoadedKey>>();
 
   constructor(
     private readonly store: Store,
@@ -120,16 +123,26 @@ export class KeyRegistry {
 
   /** Unwraps a version (once; cached afterwards). */
   async load(key: KeyRecord, version: KeyVersionRecord): Promise<LoadedKey> {
-    const cached = this.cache.get(version.id);
+    const cached = this.cache.get(key.id)?.get(version.id);
     if (cached) return cached;
     const secret = await this.master.unwrap(version.wrapped, materialAad(key.id, version.id));
     try {
       const loaded = loadMaterial(key.spec, secret);
-      this.cache.set(version.id, loaded);
+      const versions = this.cache.get(key.id) ?? new Map<string, LoadedKey>();
+      versions.set(version.id, loaded);
+      this.cache.set(key.id, versions);
       return loaded;
     } finally {
       secret.fill(0);
     }
+  }
+
+  /**
+   * Drops a key's unwrapped versions (it was found disabled or pending deletion): material
+   * that no operation may use should not linger in memory; re-enabling unwraps it again.
+   */
+  forget(keyId: string): void {
+    this.cache.delete(keyId);
   }
 
   /** The PEM public key of a version (asymmetric keys only). */

@@ -220,18 +220,24 @@ function toServiceError(err: unknown): KmsServiceError {
   return new KmsServiceError("InternalFailure", "The server failed to process the request.");
 }
 
-/** Header values by lower-case name; undefined if a header that matters is repeated. */
+/** Headers whose repetition makes a request ambiguous (what was signed is unclear). */
+const SINGLE_VALUED = new Set(["date", "content-sha256", "authorization"]);
+
+/**
+ * Header values by lower-case name (the first of repeated ones); undefined if a header that
+ * matters is repeated. Walks rawHeaders once: `headersDistinct` would build an array per
+ * header on every request.
+ */
 function singleHeaders(req: IncomingMessage): Record<string, string> | undefined {
   const out: Record<string, string> = {};
-  for (const [name, values] of Object.entries(req.headersDistinct)) {
-    if (!values || values.length === 0) continue;
-    if (
-      values.length > 1 &&
-      (name.startsWith("x-kms-") || ["date", "content-sha256", "authorization"].includes(name))
-    ) {
-      return undefined;
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (Object.hasOwn(out, name)) {
+      if (name.startsWith("x-kms-") || SINGLE_VALUED.has(name)) return undefined;
+      continue;
     }
-    out[name] = values[0] as string;
+    out[name] = raw[i + 1] as string;
   }
   return out;
 }

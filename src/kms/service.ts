@@ -106,7 +106,10 @@ export class KmsService {
     if (!allowsKey(policy, key.id, name === key.id ? aliases : [...aliases, name])) {
       throw new KmsServiceError("Forbidden.NoPermission", `This access point may not use "${name}".`);
     }
-    if (key.state !== "Enabled") throw new KmsServiceError("IncorrectKeyState", `The key is ${key.state}.`);
+    if (key.state !== "Enabled") {
+      this.instance.keys.forget(key.id);
+      throw new KmsServiceError("IncorrectKeyState", `The key is ${key.state}.`);
+    }
     if (usage !== undefined && key.usage !== usage) {
       throw new KmsServiceError("UnsupportedOperation", `The key's usage is ${key.usage}, not ${usage}.`);
     }

@@ -2,10 +2,13 @@
  * The KMS's persistent state in one SQLite file (better-sqlite3, WAL): keys, their versions
  * (material wrapped under the master key), aliases, access points, instance metadata and the
  * audit log. WAL lets `kms serve` and the admin commands use the same file at the same time;
- * every write is a short transaction, committed before the server answers.
+ * every write is a short transaction, committed before the server answers. The lookups a
+ * request makes (key, alias, newest version, access point) are memoised until the database
+ * changes, whichever process changes it (read_cache.ts).
  */
 import { closeSync, existsSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
+import { ChangeWatch, Memo } from "./read_cache.ts";
 import type { KeySpec, KeyState, KeyUsage } from "./specs.ts";
 
 /** A key as listed: no material. */
@@ -133,6 +136,12 @@ export class Store {
   /** The open database (audit.ts appends through it). */
   readonly db: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
+  private readonly watch: ChangeWatch;
+  private readonly keysById: Memo<KeyRecord | undefined>;
+  private readonly aliasTargets: Memo<string | undefined>;
+  private readonly aliasLists: Memo<string[]>;
+  private readonly newestVersions: Memo<KeyVersionRecord | undefined>;
+  private readonly accessPoints: Memo<AccessPointRecord | undefined>;
 
   constructor(path: string) {
     // Create the file 0600 ourselves: SQLite would use the umask, and the WAL inherits the mode.
@@ -145,6 +154,12 @@ export class Store {
     this.db.pragma("busy_timeout = 10000");
     this.db.pragma("foreign_keys = ON");
     this.db.exec(SCHEMA);
+    this.watch = new ChangeWatch(this.db);
+    this.keysById = new Memo(this.watch);
+    this.aliasTargets = new Memo(this.watch);
+    this.aliasLists = new Memo(this.watch);
+    this.newestVersions = new Memo(this.watch);
+    this.accessPoints = new Memo(this.watch);
   }
 
   /** A prepared statement, compiled once per connection (compiling costs more than running). */
@@ -195,6 +210,7 @@ export class Store {
       );
       this.insertVersion(version);
     })();
+    this.watch.localWrite();
   }
 
   private insertVersion(v: KeyVersionRecord): void {
@@ -210,7 +226,7 @@ export class Store {
 
   /** Adds a version with the next sequence number (rotation); returns its number. */
   addVersion(keyId: string, make: (seq: number) => KeyVersionRecord): KeyVersionRecord {
-    return this.db
+    const added = this.db
       .transaction(() => {
         const row = this.db
           .prepare("SELECT MAX(seq) AS top FROM key_versions WHERE key_id = ?")
@@ -222,14 +238,19 @@ export class Store {
         return version;
       })
       .immediate();
+    // Rotation must reach the very next Sign: SQLite does not count this connection's writes.
+    this.watch.localWrite();
+    return added;
   }
 
   /** A key by id or by alias (`alias/NAME`). */
   findKey(idOrAlias: string): KeyRecord | undefined {
     const id = idOrAlias.startsWith("alias/") ? this.aliasTarget(idOrAlias) : idOrAlias;
     if (id === undefined) return undefined;
-    const row = this.statement("SELECT * FROM keys WHERE id = ?").get(id) as KeyRow | undefined;
-    return row ? toKey(row) : undefined;
+    return this.keysById.get(id, () => {
+      const row = this.statement("SELECT * FROM keys WHERE id = ?").get(id) as KeyRow | undefined;
+      return row ? toKey(row) : undefined;
+    });
   }
 
   /** All keys, oldest first. */
@@ -239,10 +260,13 @@ export class Store {
 
   /** Changes a key's state (and its deletion date). Returns false if there is no such key. */
   setKeyState(id: string, state: KeyState, deletionDate: string | null = null): boolean {
-    return (
-      this.statement("UPDATE keys SET state = ?, deletion_date = ? WHERE id = ?").run(state, deletionDate, id)
-        .changes === 1
-    );
+    const changes = this.statement("UPDATE keys SET state = ?, deletion_date = ? WHERE id = ?").run(
+      state,
+      deletionDate,
+      id,
+    ).changes;
+    this.watch.localWrite();
+    return changes === 1;
   }
 
   /** A key's versions, newest first. */
@@ -256,10 +280,12 @@ export class Store {
 
   /** The newest version of a key. */
   newestVersion(keyId: string): KeyVersionRecord | undefined {
-    const row = this.statement("SELECT * FROM key_versions WHERE key_id = ? ORDER BY seq DESC LIMIT 1").get(
-      keyId,
-    ) as VersionRow | undefined;
-    return row ? toVersion(row) : undefined;
+    return this.newestVersions.get(keyId, () => {
+      const row = this.statement("SELECT * FROM key_versions WHERE key_id = ? ORDER BY seq DESC LIMIT 1").get(
+        keyId,
+      ) as VersionRow | undefined;
+      return row ? toVersion(row) : undefined;
+    });
   }
 
   /** One version by its id. */
@@ -272,29 +298,36 @@ export class Store {
 
   /** The key an alias points at. */
   aliasTarget(alias: string): string | undefined {
-    const row = this.statement("SELECT key_id FROM aliases WHERE name = ?").get(alias) as
-      | { key_id: string }
-      | undefined;
-    return row?.key_id;
+    return this.aliasTargets.get(alias, () => {
+      const row = this.statement("SELECT key_id FROM aliases WHERE name = ?").get(alias) as
+        | { key_id: string }
+        | undefined;
+      return row?.key_id;
+    });
   }
 
   /** Creates or re-points an alias. */
   setAlias(alias: string, keyId: string): void {
     this.statement("INSERT OR REPLACE INTO aliases (name, key_id) VALUES (?, ?)").run(alias, keyId);
+    this.watch.localWrite();
   }
 
   /** Deletes an alias; false if there was none. */
   deleteAlias(alias: string): boolean {
-    return this.statement("DELETE FROM aliases WHERE name = ?").run(alias).changes === 1;
+    const changes = this.statement("DELETE FROM aliases WHERE name = ?").run(alias).changes;
+    this.watch.localWrite();
+    return changes === 1;
   }
 
-  /** The aliases of a key. */
-  aliasesOf(keyId: string): string[] {
-    return (
-      this.statement("SELECT name FROM aliases WHERE key_id = ? ORDER BY name").all(keyId) as {
-        name: string;
-      }[]
-    ).map((r) => r.name);
+  /** The aliases of a key (shared with later callers until a change: do not modify). */
+  aliasesOf(keyId: string): readonly string[] {
+    return this.aliasLists.get(keyId, () =>
+      (
+        this.statement("SELECT name FROM aliases WHERE key_id = ? ORDER BY name").all(keyId) as {
+          name: string;
+        }[]
+      ).map((r) => r.name),
+    );
   }
 
   /** Stores a new access point. */
@@ -308,12 +341,15 @@ export class Store {
       ap.createdAt,
       ap.revokedAt,
     );
+    this.watch.localWrite();
   }
 
   /** An access point by id. */
   findAccessPoint(id: string): AccessPointRecord | undefined {
-    const row = this.statement("SELECT * FROM access_points WHERE id = ?").get(id) as ApRow | undefined;
-    return row ? toAp(row) : undefined;
+    return this.accessPoints.get(id, () => {
+      const row = this.statement("SELECT * FROM access_points WHERE id = ?").get(id) as ApRow | undefined;
+      return row ? toAp(row) : undefined;
+    });
   }
 
   /** An access point by id or name. */
@@ -332,10 +368,10 @@ export class Store {
 
   /** Revokes an access point for good; false if it did not exist or was already revoked. */
   revokeAccessPoint(id: string, when: string): boolean {
-    return (
-      this.statement(
-        "UPDATE access_points SET state = 'Revoked', revoked_at = ? WHERE id = ? AND state = 'Active'",
-      ).run(when, id).changes === 1
-    );
+    const changes = this.statement(
+      "UPDATE access_points SET state = 'Revoked', revoked_at = ? WHERE id = ? AND state = 'Active'",
+    ).run(when, id).changes;
+    this.watch.localWrite();
+    return changes === 1;
   }
 }

@@ -11,46 +11,15 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { adminCreateKey, adminRotateKey } from "../../src/kms/admin.ts";
-import { KmsClient, KmsRequestError } from "../../src/kms/client.ts";
+import { KmsRequestError } from "../../src/kms/client.ts";
 import { KmsInstance } from "../../src/kms/instance.ts";
-import { HSMKIT_BIN } from "../helpers/hsmkit.ts";
-import { waitForOutput } from "../helpers/net.ts";
-import { ManagedProcess, type RunResult, runCommand } from "../helpers/process.ts";
+import type { RunResult } from "../helpers/process.ts";
+import { kmsProcesses } from "./kms_process.ts";
 
 const PASSPHRASE = "persistence test passphrase";
-const env = { ...process.env, HSMKIT_KMS_PASSPHRASE: PASSPHRASE };
+const { cli: kmsCli, ok: kmsOk, createAp, serve, client: clientFor } = kmsProcesses(PASSPHRASE);
 const root = mkdtempSync(join(tmpdir(), "hsmkit-kms-persist-"));
 after(() => rmSync(root, { recursive: true, force: true }));
-
-function kmsCli(args: string[]): Promise<RunResult> {
-  return runCommand(HSMKIT_BIN, ["kms", ...args], { env, timeoutMs: 60_000 });
-}
-
-async function kmsOk(args: string[]): Promise<string> {
-  const r = await kmsCli(args);
-  assert.equal(r.exitCode, 0, `hsmkit kms ${args.join(" ")}:\n${r.output}`);
-  return r.stdout.trim().split("\n").at(-1) ?? "";
-}
-
-async function serve(data: string): Promise<{ proc: ManagedProcess; endpoint: string }> {
-  const proc = await ManagedProcess.start(
-    HSMKIT_BIN,
-    ["kms", "serve", "--data", data, "--listen", "127.0.0.1:0", "--quiet"],
-    { env },
-  );
-  const m = await waitForOutput(proc, /listening on (\S+)/, 30_000);
-  return { proc, endpoint: m[1] as string };
-}
-
-function clientFor(data: string, apDir: string, apId: string, endpoint: string, maxAttempts = 4): KmsClient {
-  return new KmsClient({
-    endpoint,
-    clientKeyFile: join(apDir, `clientKey_${apId}.json`),
-    passwordFile: join(apDir, `clientKey_${apId}_Password.txt`),
-    caFilePath: join(data, "ca.pem"),
-    maxAttempts,
-  });
-}
 
 describe("kms serve as a process", () => {
   it("serves while admin commands change keys; a restart keeps keys, access points and audit", async (t) => {
@@ -69,18 +38,7 @@ describe("kms serve as a process", () => {
       "SIGN/VERIFY",
     ]);
     assert.match(keyId, /^key-[0-9a-f]{24}$/);
-    const apId = await kmsOk([
-      "ap",
-      "create",
-      "--data",
-      data,
-      "--name",
-      "app",
-      "--keys",
-      keyId,
-      "--out",
-      apDir,
-    ]);
+    const apId = await createAp(data, "app", keyId, apDir);
     assert.match(apId, /^KAAP\.[0-9a-f-]{36}$/);
     const caOut = join(root, "PrivateKmsCA.pem");
     await kmsOk(["ca", "--data", data, "--out", caOut]);
@@ -134,18 +92,7 @@ describe("kms serve as a process", () => {
       "--usage",
       "SIGN/VERIFY",
     ]);
-    const apId = await kmsOk([
-      "ap",
-      "create",
-      "--data",
-      data,
-      "--name",
-      "burst",
-      "--keys",
-      "*",
-      "--out",
-      apDir,
-    ]);
+    const apId = await createAp(data, "burst", "*", apDir);
     const { proc, endpoint } = await serve(data);
     t.after(() => proc.stop());
     const client = clientFor(data, apDir, apId, endpoint, 1);

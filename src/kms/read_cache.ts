@@ -1,0 +1,68 @@
+/**
+ * Memoised reads of the tables a request consults but rarely changes (keys, versions,
+ * aliases, access points). Every request used to run four or five SELECTs and re-parse the
+ * access point's policy; now each lookup costs one `PRAGMA data_version`, and a cached answer
+ * is only used while the database is provably unchanged:
+ *
+ * - `PRAGMA data_version` changes whenever *another* connection commits (the admin CLI in
+ *   another process disabling a key, revoking an access point, rotating), so the server
+ *   notices such a change on its very next lookup, not after a time-to-live;
+ * - writes through *this* connection do not change it, so the store calls
+ *   {@link ChangeWatch.localWrite} after each of its own writes.
+ *
+ * Any change empties every memo (changes are rare; being precise is not worth the risk).
+ */
+import type Database from "better-sqlite3";
+
+/** Tells memos when the database may have changed since they last looked. */
+export class ChangeWatch {
+  private readonly dataVersion: Database.Statement;
+  private lastSeen: unknown;
+  private generation = 0;
+
+  constructor(db: Database.Database) {
+    this.dataVersion = db.prepare("PRAGMA data_version").pluck();
+    this.lastSeen = this.dataVersion.get();
+  }
+
+  /** A number that differs from any earlier one whenever the cached tables may have changed. */
+  current(): number {
+    const seen = this.dataVersion.get();
+    if (seen !== this.lastSeen) {
+      this.lastSeen = seen;
+      this.generation++;
+    }
+    return this.generation;
+  }
+
+  /** Records a write made through this connection (SQLite's counter does not count those). */
+  localWrite(): void {
+    this.generation++;
+  }
+}
+
+/** One memo table: values by string key, dropped as a whole when the watch reports a change. */
+export class Memo<T> {
+  private readonly entries = new Map<string, T>();
+  private generation = -1;
+
+  /** `maxEntries` bounds memory when callers ask for many names that do not exist. */
+  constructor(
+    private readonly watch: ChangeWatch,
+    private readonly maxEntries = 4096,
+  ) {}
+
+  /** The memoised value for `key`, or `load()`'s (remembered until the next change). */
+  get(key: string, load: () => T): T {
+    const generation = this.watch.current();
+    if (generation !== this.generation) {
+      this.entries.clear();
+      this.generation = generation;
+    }
+    if (this.entries.has(key)) return this.entries.get(key) as T;
+    const value = load();
+    if (this.entries.size >= this.maxEntries) this.entries.clear();
+    this.entries.set(key, value);
+    return value;
+  }
+}

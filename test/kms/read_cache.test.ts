@@ -1,0 +1,114 @@
+/**
+ * The server memoises key, alias, version and access point lookups (read_cache.ts). These
+ * tests change the database behind a running server, from another process (the admin CLI)
+ * and through the server's own connection, and check that the very next request sees it.
+ */
+import assert from "node:assert/strict";
+import { constants, createPublicKey, verify } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import Database from "better-sqlite3";
+import { adminCreateKey, adminRotateKey, adminSetKeyState } from "../../src/kms/admin.ts";
+import { ChangeWatch, Memo } from "../../src/kms/read_cache.ts";
+import { startKms } from "./kms_fixture.ts";
+import { kmsProcesses } from "./kms_process.ts";
+
+const { ok: kmsOk, createAp, serve, client: clientFor } = kmsProcesses("read cache test passphrase");
+const root = mkdtempSync(join(tmpdir(), "hsmkit-kms-cache-"));
+after(() => rmSync(root, { recursive: true, force: true }));
+const message = Buffer.from("cached lookups must not outlive a change");
+
+function verifiesUnder(publicKeyPem: string, signature: Buffer): boolean {
+  const key = {
+    key: createPublicKey(publicKeyPem),
+    padding: constants.RSA_PKCS1_PSS_PADDING,
+    saltLength: 32,
+  };
+  return verify("sha256", message, key, signature);
+}
+
+describe("memoised lookups", () => {
+  it("see admin changes made by another process on the next request", async (t) => {
+    const data = join(root, "data");
+    const apDir = join(root, "aps");
+    const { proc, endpoint } = await serve(data);
+    t.after(() => proc.stop());
+    const create = ["key", "create", "--data", data, "--spec", "RSA_2048", "--usage", "SIGN/VERIFY"];
+    const keyA = await kmsOk(create);
+    const keyB = await kmsOk(create);
+    await kmsOk(["alias", "set", "--data", data, "--alias", "alias/app", "--key", keyA]);
+    const apId = await createAp(data, "app", "*", apDir);
+    const client = clientFor(data, apDir, apId, endpoint, 1);
+    t.after(() => client.close());
+    const sign = (keyId: string) => client.sign({ keyId, algorithm: "RSA_PSS_SHA_256", message });
+
+    // Warm every memo: by id, by alias, the access point.
+    await sign(keyA);
+    assert.equal((await sign("alias/app")).KeyId, keyA);
+
+    await kmsOk(["key", "disable", "--data", data, "--key", keyA]);
+    await assert.rejects(sign(keyA), /IncorrectKeyState/);
+    await assert.rejects(sign("alias/app"), /IncorrectKeyState/);
+    await kmsOk(["key", "enable", "--data", data, "--key", keyA]);
+    await sign(keyA);
+
+    const before = (await client.getPublicKey(keyA)).PublicKey;
+    await kmsOk(["key", "rotate", "--data", data, "--key", keyA]);
+    const signed = await sign(keyA);
+    const now = (await client.getPublicKey(keyA)).PublicKey;
+    assert.notEqual(now, before, "GetPublicKey serves the new version");
+    assert.ok(verifiesUnder(now, signed.Signature), "Sign uses the new version");
+    assert.ok(!verifiesUnder(before, signed.Signature));
+
+    await kmsOk(["alias", "set", "--data", data, "--alias", "alias/app", "--key", keyB]);
+    assert.equal((await sign("alias/app")).KeyId, keyB);
+
+    await kmsOk(["ap", "revoke", "--data", data, "--ap", apId]);
+    await assert.rejects(sign(keyB), /Forbidden\.AccessPointRevoked/);
+  });
+
+  it("see changes made through the server's own connection", async (t) => {
+    const kms = await startKms(t);
+    const key = await adminCreateKey(kms.instance, "EC_P256", "SIGN/VERIFY");
+    const { kms: client } = await kms.client("*", {}, { maxAttempts: 1 });
+    const sign = () => client.sign({ keyId: key.id, algorithm: "ECDSA_SHA_256", message });
+    assert.match((await sign()).RequestId, /./);
+    adminSetKeyState(kms.instance, key.id, "disable");
+    await assert.rejects(sign(), /IncorrectKeyState/);
+    adminSetKeyState(kms.instance, key.id, "enable");
+    await sign();
+    const rotated = await adminRotateKey(kms.instance, key.id);
+    const signed = await sign();
+    const pem = kms.instance.keys.publicKeyPem(rotated);
+    assert.ok(verify("sha256", message, createPublicKey(pem), signed.Signature));
+  });
+
+  it("ChangeWatch notices another connection's commit, not its own", () => {
+    const path = join(root, "watch.db");
+    const mine = new Database(path);
+    const theirs = new Database(path);
+    mine.pragma("journal_mode = WAL");
+    mine.exec("CREATE TABLE t (v INTEGER)");
+    const watch = new ChangeWatch(mine);
+    const memo = new Memo<number>(watch);
+    let loads = 0;
+    const read = () =>
+      memo.get("v", () => {
+        loads++;
+        return (mine.prepare("SELECT COUNT(*) AS n FROM t").get() as { n: number }).n;
+      });
+    assert.equal(read(), 0);
+    mine.exec("INSERT INTO t VALUES (1)");
+    assert.equal(read(), 0, "own writes are reported by the store, not by SQLite");
+    watch.localWrite();
+    assert.equal(read(), 1);
+    theirs.exec("INSERT INTO t VALUES (2)");
+    assert.equal(read(), 2);
+    assert.equal(read(), 2);
+    assert.equal(loads, 3);
+    mine.close();
+    theirs.close();
+  });
+});
