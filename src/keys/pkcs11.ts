@@ -7,7 +7,7 @@
 import { type KeyObject, X509Certificate } from "node:crypto";
 import pkcs11js from "pkcs11js";
 import { digestMessage } from "./digest.ts";
-import { findToken, firstLine, loadModule, type Pkcs11Handle, readUlong } from "./pkcs11_module.ts";
+import { ckrName, findToken, firstLine, loadModule, type Pkcs11Handle, readUlong } from "./pkcs11_module.ts";
 import { acquireTokenContext, type TokenContext } from "./pkcs11_session.ts";
 import { type Pkcs11Uri, parsePkcs11Uri, resolveModulePath } from "./pkcs11_uri.ts";
 import { ecdsaRawToDer, ecPublicKey, findCurve, keyShape, rsaPublicKey, spkiDer } from "./public_key.ts";
@@ -16,6 +16,23 @@ import { requireScheme, supportedSchemes } from "./scheme_check.ts";
 import type { HashName, SchemeInfo, SignatureScheme } from "./schemes.ts";
 import { readSecretFile } from "./secret_file.ts";
 import { KeyError, type KeyType, type NamedCurve, type PrivateKeyHandle, type SignInput } from "./types.ts";
+
+/** Token answers to CKM_RSA_PKCS decryption that mean "bad ciphertext" (SoftHSM2 says GENERAL_ERROR). */
+const BAD_CIPHERTEXT = new Set([
+  "CKR_ENCRYPTED_DATA_INVALID",
+  "CKR_ENCRYPTED_DATA_LEN_RANGE",
+  "CKR_DATA_INVALID",
+  "CKR_DATA_LEN_RANGE",
+  "CKR_GENERAL_ERROR",
+]);
+
+/** C_DecryptInit answers that mean "no raw RSA with this key", as opposed to a failing token. */
+const RAW_RSA_REFUSED = new Set([
+  "CKR_MECHANISM_INVALID",
+  "CKR_MECHANISM_PARAM_INVALID",
+  "CKR_KEY_FUNCTION_NOT_PERMITTED",
+  "CKR_KEY_TYPE_INCONSISTENT",
+]);
 
 const { CKA_CLASS, CKA_LABEL, CKA_ID, CKA_KEY_TYPE, CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS } =
   pkcs11js;
@@ -205,6 +222,8 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
   #closed = false;
   /** False once the token refused raw RSA (CKM_RSA_X_509) for this key. */
   #rawRsa = true;
+  /** The RSA modulus, big-endian, read from the public key when first needed. */
+  #modulus: Buffer | undefined;
 
   constructor(
     context: TokenContext,
@@ -286,9 +305,11 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
       try {
         const plain = await this.#context.module.track(lib.C_DecryptAsync(session, input, out));
         return Buffer.from(plain);
-      } catch {
+      } catch (err) {
         // Deliberately vague: which check failed is exactly what a padding oracle wants.
-        throw new KeyError("decrypt", "RSA decryption failed");
+        // Anything else is the token failing, and goes on as it is (a dead session is dropped).
+        if (BAD_CIPHERTEXT.has(ckrName(err) ?? "")) throw new KeyError("decrypt", "RSA decryption failed");
+        throw err;
       } finally {
         // The worker thread reads `input` by pointer; both stay referenced until here.
         out.fill(0);
@@ -302,36 +323,46 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
    * CKM_RSA_X_509 the token only exponentiates and the padding is judged here with masks, so
    * bad padding follows the path good padding does. Tokens that refuse raw RSA (many HSMs
    * do) decrypt with CKM_RSA_PKCS, whose padding check is then the token's own branch.
+   * A failing token throws, as for any other operation.
    */
   async decryptImplicit(ciphertext: Uint8Array, length: number, fallback: Buffer): Promise<Buffer> {
     if (this.type !== "rsa") throw new KeyError("unsupported", `${this.description} is not an RSA key`);
-    // Sizes are public: a ciphertext of the wrong length is no oracle.
-    if (ciphertext.length !== this.#outLength) return Buffer.from(fallback);
-    const em = this.#rawRsa ? await this.#rawDecrypt(ciphertext) : "refused";
-    if (em === "refused") {
-      const plain = await this.decrypt(ciphertext).catch(() => undefined);
-      if (plain?.length === length) return plain;
-      plain?.fill(0);
+    // Sizes and the modulus are public: a ciphertext of the wrong length or not below n is no oracle.
+    if (ciphertext.length !== this.#outLength || !this.#belowModulus(ciphertext))
       return Buffer.from(fallback);
+    const em = this.#rawRsa ? await this.#rawDecrypt(ciphertext) : "refused";
+    if (em !== "refused") {
+      try {
+        return unpadPkcs1Type2Implicit(em, length, fallback);
+      } finally {
+        em.fill(0);
+      }
     }
-    try {
-      return em ? unpadPkcs1Type2Implicit(em, length, fallback) : Buffer.from(fallback);
-    } finally {
-      em?.fill(0);
-    }
+    const plain = await this.decrypt(ciphertext).catch((err: unknown) => {
+      if (err instanceof KeyError && err.kind === "decrypt") return undefined;
+      throw err;
+    });
+    if (plain?.length === length) return plain;
+    plain?.fill(0);
+    return Buffer.from(fallback);
+  }
+
+  #belowModulus(ciphertext: Uint8Array): boolean {
+    this.#modulus ??= Buffer.from(this.publicKey.export({ format: "jwk" }).n as string, "base64url");
+    return Buffer.compare(Buffer.from(ciphertext), this.#modulus) < 0;
   }
 
   /**
-   * m = c^d mod n, left-padded to the modulus length; null when the token rejects the value
-   * (not below the modulus, which anyone can see); "refused" when it has no raw RSA for the
-   * key, decided at C_DecryptInit, before the ciphertext is looked at.
+   * m = c^d mod n for c below n, left-padded to the modulus length; "refused" when the token
+   * has no raw RSA for this key, decided at C_DecryptInit, before the ciphertext is used.
    */
-  #rawDecrypt(ciphertext: Uint8Array): Promise<Buffer | null | "refused"> {
+  #rawDecrypt(ciphertext: Uint8Array): Promise<Buffer | "refused"> {
     return this.#run("decryption", async (session) => {
       const { lib } = this.#context.module;
       try {
         lib.C_DecryptInit(session, { mechanism: pkcs11js.CKM_RSA_X_509 }, this.#key);
-      } catch {
+      } catch (err) {
+        if (!RAW_RSA_REFUSED.has(ckrName(err) ?? "")) throw err;
         this.#rawRsa = false;
         return "refused";
       }
@@ -339,12 +370,11 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
       const input = Buffer.from(ciphertext);
       const out = Buffer.alloc(this.#outLength);
       try {
+        // Raw RSA checks nothing secret, so an error here is the token's, not the ciphertext's.
         const raw = await this.#context.module.track(lib.C_DecryptAsync(session, input, out));
         const em = Buffer.alloc(this.#outLength);
         raw.copy(em, this.#outLength - raw.length);
         return em;
-      } catch {
-        return null;
       } finally {
         out.fill(0);
         input.fill(0);

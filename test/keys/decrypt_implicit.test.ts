@@ -9,7 +9,7 @@ import { openKey } from "../../src/keys/index.ts";
 import { loadModule } from "../../src/keys/pkcs11_module.ts";
 import { unpadPkcs1Type2Implicit } from "../../src/keys/rsa_padding.ts";
 import type { PrivateKeyHandle } from "../../src/keys/types.ts";
-import { createToken, tokenKey } from "../helpers/softhsm.ts";
+import { createToken, type TestToken, tokenKey } from "../helpers/softhsm.ts";
 
 /** decryptImplicit gives the message when padding and length are right, else the fallback, never a throw. */
 async function checkImplicitRejection(key: PrivateKeyHandle): Promise<void> {
@@ -86,30 +86,30 @@ test("unpadPkcs1Type2Implicit: each kind of bad padding selects the fallback", (
   }
 });
 
-test("a token key that refuses raw RSA falls back to CKM_RSA_PKCS, still without throwing", async () => {
-  const token = await createToken();
+/** An RSA-2048 key pair in the token whose private key may use only `mechanisms` (CKA_ALLOWED_MECHANISMS). */
+function restrictedTokenKey(token: TestToken, label: string, mechanisms: readonly number[]): string {
   const { lib } = loadModule(token.module);
   const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === token.label);
   assert.ok(slot);
   const session = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
   try {
     lib.C_Login(session, pkcs11js.CKU_USER, token.pin);
-    // CKA_ALLOWED_MECHANISMS is an array of CK_ULONG: PKCS#1 v1.5 only, no CKM_RSA_X_509.
-    const allowed = Buffer.alloc(8);
-    allowed.writeBigUInt64LE(BigInt(pkcs11js.CKM_RSA_PKCS));
+    // CKA_ALLOWED_MECHANISMS is an array of CK_ULONG.
+    const allowed = Buffer.alloc(8 * mechanisms.length);
+    for (const [i, m] of mechanisms.entries()) allowed.writeBigUInt64LE(BigInt(m), 8 * i);
     lib.C_GenerateKeyPair(
       session,
       { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
       [
         { type: pkcs11js.CKA_TOKEN, value: true },
-        { type: pkcs11js.CKA_LABEL, value: "pkcs-only" },
+        { type: pkcs11js.CKA_LABEL, value: label },
         { type: pkcs11js.CKA_MODULUS_BITS, value: 2048 },
         { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
         { type: pkcs11js.CKA_ENCRYPT, value: true },
       ],
       [
         { type: pkcs11js.CKA_TOKEN, value: true },
-        { type: pkcs11js.CKA_LABEL, value: "pkcs-only" },
+        { type: pkcs11js.CKA_LABEL, value: label },
         { type: pkcs11js.CKA_PRIVATE, value: true },
         { type: pkcs11js.CKA_SENSITIVE, value: true },
         { type: pkcs11js.CKA_DECRYPT, value: true },
@@ -119,7 +119,27 @@ test("a token key that refuses raw RSA falls back to CKM_RSA_PKCS, still without
   } finally {
     lib.C_CloseSession(session);
   }
-  const key = await openKey(token.uri("pkcs-only"));
+  return token.uri(label);
+}
+
+test("a token key allowed only raw RSA: implicit rejection works through CKM_RSA_X_509 alone", async () => {
+  const token = await createToken();
+  const key = await openKey(restrictedTokenKey(token, "raw-only", [pkcs11js.CKM_RSA_X_509]));
+  try {
+    await checkImplicitRejection(key);
+    // CKM_RSA_PKCS is refused by the token: a plain decrypt is a token error, not a bad ciphertext.
+    const ct = publicEncrypt({ key: key.publicKey, padding: constants.RSA_PKCS1_PADDING }, randomBytes(48));
+    await assert.rejects(key.decrypt(ct), (err: Error) =>
+      /CKR_MECHANISM_INVALID|CKR_KEY_FUNCTION/.test(err.message),
+    );
+  } finally {
+    await key.close();
+  }
+});
+
+test("a token key that refuses raw RSA falls back to CKM_RSA_PKCS, still without throwing", async () => {
+  const token = await createToken();
+  const key = await openKey(restrictedTokenKey(token, "pkcs-only", [pkcs11js.CKM_RSA_PKCS]));
   try {
     await checkImplicitRejection(key);
   } finally {
