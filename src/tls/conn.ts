@@ -368,7 +368,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       return;
     }
     // TLS 1.3 treats every alert as fatal whatever its level (RFC 8446 §6), also while the
-    // handshake is still running; before 1.2, warnings (no_renegotiation etc.) are informational.
+    // handshake is still running; before 1.3, warnings (no_renegotiation etc.) are informational.
     const tls13 =
       this.result?.version === ProtocolVersion.TLS13 || this.compatCcs || this.readProtection.tls13;
     if (level === AlertLevel.warning && desc !== AlertDescription.user_canceled && !tls13) {
@@ -413,7 +413,8 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       return;
     }
     if (msg.type === HandshakeType.hello_request) {
-      // RFC 5746: renegotiation is refused politely with a warning.
+      // RFC 5746: renegotiation is refused politely with a warning (a flood of them, not).
+      this.countEmptyRecord("HelloRequest messages");
       this.writeAlert(AlertLevel.warning, AlertDescription.no_renegotiation);
       return;
     }

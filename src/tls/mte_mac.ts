@@ -35,9 +35,17 @@ export class ConstantWorkHmac {
     this.filler = Buffer.alloc(MAX_FILLER_BLOCKS * this.blockSize);
   }
 
-  /** Compressions the hash runs over `length` bytes, final padding included. */
-  private compressions(length: number): number {
-    return Math.ceil((length + 1 + this.lengthField) / this.blockSize);
+  /** Compressions the inner hash runs over a header and `contentLength` bytes, final padding included. */
+  innerCompressions(headerLength: number, contentLength: number): number {
+    return Math.ceil((this.blockSize + headerLength + contentLength + 1 + this.lengthField) / this.blockSize);
+  }
+
+  /** Filler blocks that bring a `contentLength` record's work up to a `maxContent` one's. */
+  fillerBlocks(headerLength: number, contentLength: number, maxContent: number): number {
+    const extra =
+      this.innerCompressions(headerLength, maxContent) - this.innerCompressions(headerLength, contentLength);
+    if (extra < 0 || extra > MAX_FILLER_BLOCKS) throw new RangeError("MtE MAC filler out of range");
+    return extra;
   }
 
   /**
@@ -47,8 +55,7 @@ export class ConstantWorkHmac {
   mac(header: Buffer, content: Buffer, maxContent: number): Buffer {
     const inner = createHash(this.hash).update(this.innerPad).update(header).update(content);
     const innerDigest = inner.copy().digest();
-    const prefix = this.blockSize + header.length;
-    const extra = this.compressions(prefix + maxContent) - this.compressions(prefix + content.length);
+    const extra = this.fillerBlocks(header.length, content.length, maxContent);
     // Whole blocks on top of what is buffered: exactly `extra` more compressions.
     inner.update(this.filler.subarray(0, extra * this.blockSize));
     return createHash(this.hash).update(this.outerPad).update(innerDigest).digest();

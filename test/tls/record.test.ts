@@ -173,3 +173,17 @@ test("the constant-work MtE MAC equals HMAC for every hash, content length and f
     }
   }
 });
+
+test("the MtE MAC's hash work is the same for every padding length a record can carry", () => {
+  for (const hash of ["sha1", "sha256", "sha384"] as const) {
+    const mac = new ConstantWorkHmac(hash, randomBytes(20));
+    for (let recordContent = 0; recordContent <= 1100; recordContent += 1) {
+      const expected = mac.innerCompressions(13, recordContent);
+      for (let pad = 0; pad <= Math.min(255, recordContent); pad++) {
+        const content = recordContent - pad;
+        const total = mac.innerCompressions(13, content) + mac.fillerBlocks(13, content, recordContent);
+        assert.equal(total, expected, `${hash}: ${content} bytes of content, ${pad} of padding`);
+      }
+    }
+  }
+});
