@@ -223,6 +223,7 @@ export async function createIntermediate(options: IntermediateOptions): Promise<
     return await withDirLock(parentDir, async () => {
       const parent = await loadCaDirectory(parentDir);
       const pathLen = intermediatePathLen(parent.certificate, options.pathLen);
+      refuseOutsideNameConstraints(subject, [], [...parent.chain, parent.root]);
       const validity = planValidity({
         days: options.days,
         defaultDays: INTERMEDIATE_DAYS,
@@ -247,7 +248,6 @@ export async function createIntermediate(options: IntermediateOptions): Promise<
             excluded,
             ...(parent.config.crlUrl ? { crlUrl: parent.config.crlUrl } : {}),
           });
-          refuseOutsideNameConstraints(certificate, [...parent.chain, parent.root]);
           const config: CaConfig = {
             version: 1,
             kind: "intermediate",

@@ -129,6 +129,7 @@ export async function issueCertificate(options: IssueOptions): Promise<IssuedFil
   return withDirLock(caDir, async () => {
     const ca = await loadCaDirectory(caDir);
     const validity = planValidity({ days: options.days, defaultDays: LEAF_DAYS, issuer: ca.certificate });
+    refuseOutsideNameConstraints(subject, san, [...ca.chain, ca.root]);
     const issuer = await openIssuer(ca, options.caKey, options.signature);
     try {
       return await withStagedWrites(async (batch) => {
@@ -161,7 +162,6 @@ export async function issueCertificate(options: IssueOptions): Promise<IssuedFil
           san,
           ...(ca.config.crlUrl ? { crlUrl: ca.config.crlUrl } : {}),
         });
-        refuseOutsideNameConstraints(certificate, [...ca.chain, ca.root]);
         // Written and flushed side by side, renamed in this order: the index last.
         await batch.addAll([
           { target: certPath, data: chainPem(certificate, ca) },

@@ -25,7 +25,7 @@ export {
   parseReferenceIdentity,
 } from "./hostname.ts";
 export { formatIpAddress, parseIpAddress } from "./ip.ts";
-export { type ConstraintCheck, checkNameConstraints } from "./nameconstraints.ts";
+export { type ConstraintCheck, checkNames } from "./nameconstraints.ts";
 export { decodePemBlocks, encodePem, type PemBlock } from "./pem.ts";
 export {
   DEFAULT_MAX_DEPTH,

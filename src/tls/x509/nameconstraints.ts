@@ -25,8 +25,20 @@ const IMPLEMENTED: ReadonlySet<GeneralNameType> = new Set(["dns", "ip", "dn"]);
 
 /** Checks every name of `cert` (subject and SANs) against `constraints`. */
 export function checkNameConstraints(constraints: NameConstraints, cert: Certificate): ConstraintCheck {
-  const names: GeneralName[] = [...cert.subjectAltNames];
-  if (nameRdns(cert.subjectDer).length > 0) names.push({ type: "dn", der: cert.subjectDer });
+  return checkNames(constraints, cert.subjectAltNames, cert.subjectDer);
+}
+
+/**
+ * Checks a certificate's names, given apart from any certificate (a CA checks them before
+ * it signs): the SANs, and the subject DN unless it is empty.
+ */
+export function checkNames(
+  constraints: NameConstraints,
+  subjectAltNames: readonly GeneralName[],
+  subjectDer: Buffer,
+): ConstraintCheck {
+  const names: GeneralName[] = [...subjectAltNames];
+  if (nameRdns(subjectDer).length > 0) names.push({ type: "dn", der: subjectDer });
   for (const name of names) {
     const sameType = (c: GeneralName) => c.type === name.type;
     const permitted = constraints.permitted.filter(sameType);
