@@ -15,8 +15,9 @@ import { ContentType, HandshakeType, MAX_PLAINTEXT, ProtocolVersion } from "./co
 const MAX_BUFFERED = 256 * 1024;
 /**
  * Records that carry nothing (ignored warning alerts, compatibility ChangeCipherSpecs, empty
- * application data, KeyUpdates) accepted in a row before the peer is cut off: each costs us work
- * and, for KeyUpdate, a reply, so an endless stream of them is a denial of service.
+ * application data, KeyUpdates, HelloRequests) accepted in a row before the peer is cut off: each
+ * costs us work and, for KeyUpdate and HelloRequest, a reply, so an endless stream of them is a
+ * denial of service. Application data from the peer starts the count again.
  */
 const MAX_EMPTY_RECORDS = 32;
 
