@@ -11,6 +11,7 @@ import {
   cli,
   cliOk,
   exists,
+  intermediateArgs,
   issueServerArgs,
   openssl,
   refusedUnchanged,
@@ -137,18 +138,7 @@ test("a corrupted CA directory is refused before any key is used, and left as it
   const root = join(dir, "root");
   const inter = join(dir, "inter");
   await cliOk(["ca", "init", "--dir", root, "--cn", "Corrupt Root", "--type", "ec-p256"]);
-  await cliOk([
-    "ca",
-    "intermediate",
-    "--dir",
-    inter,
-    "--parent",
-    root,
-    "--cn",
-    "Corrupt Inter",
-    "--type",
-    "ec-p256",
-  ]);
+  await cliOk(intermediateArgs(inter, root, "Corrupt Inter"));
   await cliOk([
     "cert",
     "issue",
@@ -335,29 +325,21 @@ test("a CA refuses to issue below it what its own name constraints forbid, and c
   const root = join(dir, "root");
   const limited = join(dir, "limited");
   await cliOk(["ca", "init", "--dir", root, "--cn", "Constraint Root", "--type", "ec-p256"]);
-  await cliOk([
-    "ca",
-    "intermediate",
-    "--dir",
-    limited,
-    "--parent",
-    root,
-    "--cn",
-    "Example Issuing CA",
-    "--type",
-    "ec-p256",
-    "--path-len",
-    "1",
-    "--permit",
-    "DN:O=Example,DNS:example.com",
-    "--exclude",
-    "DNS:secret.example.com",
-  ]);
+  await cliOk(
+    intermediateArgs(limited, root, "Example Issuing CA", [
+      "--path-len",
+      "1",
+      "--permit",
+      "DN:O=Example,DNS:example.com",
+      "--exclude",
+      "DNS:secret.example.com",
+    ]),
+  );
   // A sub-CA whose subject is not under O=Example: refused, and its directory never appears.
   const sub = join(dir, "sub");
   await refusedUnchanged(
     limited,
-    ["ca", "intermediate", "--dir", sub, "--parent", limited, "--cn", "Sub", "--type", "ec-p256"],
+    intermediateArgs(sub, limited, "Sub"),
     /not issued: .*CN=Sub.* outside the permitted subtrees .*Example Issuing CA/,
   );
   assert.equal(await exists(sub), false);

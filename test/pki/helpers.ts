@@ -43,6 +43,17 @@ export function assertOneLineError(result: RunResult, pattern: RegExp): void {
   assert.doesNotMatch(result.output, /\n\s+at .+\(.+:\d+:\d+\)/, "stack trace in output");
 }
 
+/** `ca intermediate` arguments: a CA in `dir` signed by the CA in `parent`, with a fresh key of `type`. */
+export function intermediateArgs(
+  dir: string,
+  parent: string,
+  cn: string,
+  extra: readonly string[] = [],
+  type = "ec-p256",
+): string[] {
+  return ["ca", "intermediate", "--dir", dir, "--parent", parent, "--cn", cn, "--type", type, ...extra];
+}
+
 /** `cert issue` arguments for a server leaf with a fresh EC P-256 key in PREFIX.key. */
 export function issueServerArgs(ca: string, cn: string, outPrefix: string): string[] {
   return [

@@ -14,6 +14,7 @@ import {
   assertOneLineError,
   cli,
   cliOk,
+  intermediateArgs,
   issueServerArgs,
   openssl,
   refusedUnchanged,
@@ -105,18 +106,7 @@ test("cert verify accepts good chains and refuses each bad one with its reason",
   const inter = join(dir, "inter");
   const rootCrt = join(root, "ca.crt");
   await cliOk(["ca", "init", "--dir", root, "--cn", "Verify Root", "--type", "ec-p256", "--path-len", "1"]);
-  await cliOk([
-    "ca",
-    "intermediate",
-    "--dir",
-    inter,
-    "--parent",
-    root,
-    "--cn",
-    "Verify Inter",
-    "--type",
-    "rsa2048",
-  ]);
+  await cliOk(intermediateArgs(inter, root, "Verify Inter", [], "rsa2048"));
   const issue = (profile: string, cn: string, out: string, extra: string[] = []) =>
     cliOk([
       "cert",
@@ -214,20 +204,9 @@ test("cert verify accepts good chains and refuses each bad one with its reason",
 
   // Name constraints: an intermediate limited to example.com; a leaf for other.org is refused.
   const limited = join(dir, "limited");
-  await cliOk([
-    "ca",
-    "intermediate",
-    "--dir",
-    limited,
-    "--parent",
-    root,
-    "--cn",
-    "Limited Inter",
-    "--type",
-    "ec-p256",
-    "--permit",
-    "DNS:example.com,IP:10.0.0.0/8",
-  ]);
+  await cliOk(
+    intermediateArgs(limited, root, "Limited Inter", ["--permit", "DNS:example.com,IP:10.0.0.0/8"]),
+  );
   await cliOk(issueServerArgs(limited, "www.example.com", join(dir, "inside")));
   // hsmkit will not issue outside the constraints, and leaves the CA directory as it was...
   await refusedUnchanged(
