@@ -20,7 +20,7 @@ export class ChangeWatch {
   private lastSeen: unknown;
   private generation = 0;
 
-  constructor(db: Database.Database) {
+  constructor(private readonly db: Database.Database) {
     this.dataVersion = db.prepare("PRAGMA data_version").pluck();
     this.lastSeen = this.dataVersion.get();
   }
@@ -35,6 +35,11 @@ export class ChangeWatch {
     return this.generation;
   }
 
+  /** True inside a transaction, whose reads may be rolled back and so must not be remembered. */
+  get inTransaction(): boolean {
+    return this.db.inTransaction;
+  }
+
   /** Records a write made through this connection (SQLite's counter does not count those). */
   localWrite(): void {
     this.generation++;
@@ -46,23 +51,29 @@ export class Memo<T> {
   private readonly entries = new Map<string, T>();
   private generation = -1;
 
-  /** `maxEntries` bounds memory when callers ask for many names that do not exist. */
+  /** `maxEntries` bounds the entries kept (found values only; misses are never kept). */
   constructor(
     private readonly watch: ChangeWatch,
     private readonly maxEntries = 4096,
   ) {}
 
-  /** The memoised value for `key`, or `load()`'s (remembered until the next change). */
-  get(key: string, load: () => T): T {
+  /**
+   * The memoised value for `key`, or `load()`'s, remembered until the next change when it
+   * found something: a name that does not exist is looked up again each time, so callers
+   * asking for endless made-up names cannot fill memory or push out real entries.
+   */
+  get<R extends T | undefined>(key: string, load: () => R): R {
     const generation = this.watch.current();
     if (generation !== this.generation) {
       this.entries.clear();
       this.generation = generation;
     }
-    if (this.entries.has(key)) return this.entries.get(key) as T;
+    const hit = this.entries.get(key);
+    if (hit !== undefined) return hit as R;
     const value = load();
+    if (value === undefined || this.watch.inTransaction) return value;
     if (this.entries.size >= this.maxEntries) this.entries.clear();
-    this.entries.set(key, value);
+    this.entries.set(key, value as T);
     return value;
   }
 }

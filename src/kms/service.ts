@@ -50,6 +50,8 @@ const MAX_DATA_KEY_BYTES = 1024;
 const MAX_RANDOM_BYTES = 1024;
 const BLOB_FORMAT = 0x01;
 const BLOB_HEADER = 1 + 16;
+/** Longest KeyId accepted: key-<hex> ids and aliases (alias/ + up to 200 characters) are far shorter. */
+const MAX_KEY_NAME = 256;
 
 function decode<N extends KmsMessageName>(name: N, body: Buffer): KmsMessages[N] {
   try {
@@ -91,6 +93,9 @@ export class KmsService {
   /** Resolves a key the access point may use, in a state and usage that allow the operation. */
   private usableKey(name: string, usage: KeyUsage | undefined, ctx: RequestContext): KeyRecord {
     if (name === "") throw new KmsServiceError("MissingParameter", "The parameter KeyId is missing.");
+    // Key ids and aliases are short; a long one is refused before it reaches lookups or the audit log.
+    if (name.length > MAX_KEY_NAME)
+      throw new KmsServiceError("InvalidParam", "The parameter KeyId is too long.");
     ctx.keyId = name;
     const key = this.instance.keys.resolve(name);
     const policy = ctx.accessPoint.policy;

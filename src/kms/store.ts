@@ -137,11 +137,11 @@ export class Store {
   readonly db: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
   private readonly watch: ChangeWatch;
-  private readonly keysById: Memo<KeyRecord | undefined>;
-  private readonly aliasTargets: Memo<string | undefined>;
+  private readonly keysById: Memo<KeyRecord>;
+  private readonly aliasTargets: Memo<string>;
   private readonly aliasLists: Memo<string[]>;
-  private readonly newestVersions: Memo<KeyVersionRecord | undefined>;
-  private readonly accessPoints: Memo<AccessPointRecord | undefined>;
+  private readonly newestVersions: Memo<KeyVersionRecord>;
+  private readonly accessPoints: Memo<AccessPointRecord>;
 
   constructor(path: string) {
     // Create the file 0600 ourselves: SQLite would use the umask, and the WAL inherits the mode.

@@ -65,6 +65,9 @@ describe("memoised lookups", () => {
     await kmsOk(["alias", "set", "--data", data, "--alias", "alias/app", "--key", keyB]);
     assert.equal((await sign("alias/app")).KeyId, keyB);
 
+    // A made-up key id of any length is refused before lookups and the audit log see it.
+    await assert.rejects(sign(`key-${"0".repeat(5000)}`), /InvalidParam/);
+
     await kmsOk(["ap", "revoke", "--data", data, "--ap", apId]);
     await assert.rejects(sign(keyB), /Forbidden\.AccessPointRevoked/);
   });
@@ -110,5 +113,30 @@ describe("memoised lookups", () => {
     assert.equal(loads, 3);
     mine.close();
     theirs.close();
+  });
+
+  it("Memo keeps neither misses nor what it read inside a transaction", () => {
+    const db = new Database(join(root, "misses.db"));
+    const memo = new Memo<string>(new ChangeWatch(db));
+    let answer: string | undefined;
+    const read = () => memo.get("k", () => answer);
+    assert.equal(read(), undefined);
+    answer = "found";
+    assert.equal(read(), "found", "a miss is looked up again, not remembered");
+    answer = "later";
+    assert.equal(read(), "found", "a hit is remembered");
+    const other = new Memo<string>(new ChangeWatch(db));
+    db.transaction(() => {
+      assert.equal(
+        other.get("k", () => "inside"),
+        "inside",
+      );
+    })();
+    assert.equal(
+      other.get("k", () => "outside"),
+      "outside",
+      "nothing read in the transaction was kept",
+    );
+    db.close();
   });
 });
