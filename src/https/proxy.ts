@@ -8,6 +8,7 @@ import { Agent, type IncomingMessage, request, type ServerResponse } from "node:
 import type { Socket } from "node:net";
 import type { TlsSocket } from "../tls/conn.ts";
 import { certificateFromDer } from "../tls/verify_peer.ts";
+import { formatNameRfc4514 } from "../tls/x509/rfc4514.ts";
 
 /** The identity headers the proxy sets; a client can never supply them. */
 export const IDENTITY_HEADERS: readonly string[] = ["x-client-subject", "x-client-verify"];
@@ -27,13 +28,16 @@ const HOP_BY_HOP = new Set([
 
 /** What the server knows about the TLS client behind a request. */
 export interface ClientIdentity {
-  /** The verified client certificate's subject (RFC 4514), undefined when not verified. */
+  /**
+   * The verified client certificate's subject as an ASCII-only RFC 4514 string (last RDN
+   * first, like nginx's $ssl_client_s_dn; see formatNameRfc4514), undefined when not verified.
+   */
   subject: string | undefined;
   /** SUCCESS, NONE (no certificate) or FAILED:reason, as nginx's $ssl_client_verify. */
   verify: string;
 }
 
-/** Escapes a value for an HTTP header: bytes outside printable ASCII become \\HH (RFC 4514 style). */
+/** Escapes free text (a verification failure reason) for an HTTP header: a backslash and bytes outside printable ASCII become \\HH. */
 export function headerSafe(text: string): string {
   let out = "";
   for (const b of Buffer.from(text, "utf8")) {
@@ -52,7 +56,7 @@ export function clientIdentity(socket: Socket | TlsSocket): ClientIdentity {
     return { subject: undefined, verify: `FAILED:${tls.authorizationError ?? "unverified"}` };
   let subject: string;
   try {
-    subject = certificateFromDer(chain[0]!).subject;
+    subject = formatNameRfc4514(certificateFromDer(chain[0]!).subjectDer);
   } catch {
     return { subject: undefined, verify: "FAILED:unparsable certificate" };
   }
@@ -85,7 +89,7 @@ export function forwardedHeaders(req: IncomingMessage, identity: ClientIdentity)
   const remote = req.socket.remoteAddress ?? "unknown";
   out.push(["X-Forwarded-For", previous ? `${previous}, ${remote}` : remote]);
   out.push(["X-Forwarded-Proto", "https"]);
-  if (identity.subject !== undefined) out.push(["X-Client-Subject", headerSafe(identity.subject)]);
+  if (identity.subject !== undefined) out.push(["X-Client-Subject", identity.subject]);
   out.push(["X-Client-Verify", headerSafe(identity.verify)]);
   return out;
 }

@@ -209,7 +209,7 @@ describe("reverse proxy", () => {
       assert.match(r.stdout, /upstream saw POST \/api\/items\?x=1$/);
       const got = seen.at(-1)!;
       assert.equal(got.body, "payload");
-      assert.equal(got.headers["x-client-subject"], "O=hsmkit tests, CN=hsmkit-test-client-rsa");
+      assert.equal(got.headers["x-client-subject"], "CN=hsmkit-test-client-rsa,O=hsmkit tests");
       assert.equal(got.headers["x-client-verify"], "SUCCESS");
       assert.equal(got.headers["x-keep-me"], "2");
       assert.equal(got.headers["x-drop-me"], undefined);
