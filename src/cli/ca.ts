@@ -71,6 +71,15 @@ function newCaOptions(flags: CaKeyFlags) {
   };
 }
 
+/** ca.json never keeps a PIN; tell the user how the CA's key will get one later. */
+function notePinNotKept(flags: CaKeyFlags): void {
+  if (flags.key !== undefined && /[?&]pin-value=/i.test(flags.key)) {
+    process.stderr.write(
+      "hsmkit: note: ca.json keeps the key reference without its pin-value; when this CA signs, give the PIN with pin-source=FILE in --ca-key/--parent-key, or HSMKIT_PIN\n",
+    );
+  }
+}
+
 function iso(date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
@@ -85,6 +94,7 @@ export function registerCaCommands(program: Command): void {
     ca.command("init").description("create a root CA directory with a self-signed certificate"),
   ).action(async (flags: CaKeyFlags) => {
     const created = await initCa(newCaOptions(flags));
+    notePinNotKept(flags);
     process.stdout.write(`created root CA ${created.certificate.subject} in ${created.dir}\n`);
   });
 
@@ -110,6 +120,7 @@ export function registerCaCommands(program: Command): void {
           ...(flags.permit !== undefined ? { permitted: flags.permit } : {}),
           ...(flags.exclude !== undefined ? { excluded: flags.exclude } : {}),
         });
+        notePinNotKept(flags);
         process.stdout.write(`created intermediate CA ${created.certificate.subject} in ${created.dir}\n`);
       },
     );

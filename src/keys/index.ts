@@ -11,7 +11,7 @@ import { isPkcs11Uri } from "./pkcs11_uri.ts";
 import { KeyError, type PrivateKeyHandle } from "./types.ts";
 
 export { isKeyGenType, KEY_GEN_TYPES, type KeyGenParams, type KeyGenType } from "./keygen.ts";
-export { type Pkcs11Uri, parsePkcs11Uri } from "./pkcs11_uri.ts";
+export { type Pkcs11Uri, parsePkcs11Uri, withoutPinValue } from "./pkcs11_uri.ts";
 export {
   type HashName,
   isSignatureScheme,
@@ -22,6 +22,7 @@ export {
   schemeByCode,
   schemesForKey,
 } from "./schemes.ts";
+export { warnIfSecretFileExposed } from "./secret_file.ts";
 export {
   KeyError,
   type KeyErrorKind,

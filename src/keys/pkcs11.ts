@@ -58,7 +58,8 @@ export async function openToken(ref: string): Promise<OpenedUri> {
   if (uri.type !== undefined && uri.type !== "private") {
     throw new KeyError("bad-reference", `a private key URI needs type=private, not type=${uri.type}`);
   }
-  let pin = uri.pinValue;
+  // The environment is the fallback for references kept in files, which never hold a PIN.
+  let pin = uri.pinValue ?? (process.env.HSMKIT_PIN || undefined);
   if (uri.pinSource !== undefined) {
     const secret = await readSecretFile(uri.pinSource, "PIN file", "bad-pin");
     pin = secret.toString("utf8");

@@ -214,7 +214,7 @@ export function acquireTokenContext(
   if (token.loginRequired && pin === undefined) {
     throw new KeyError(
       "bad-pin",
-      `token '${token.label}' needs a PIN: add pin-value=... or pin-source=FILE to the URI`,
+      `token '${token.label}' needs a PIN: add pin-source=FILE (or pin-value=...) to the key reference, or set HSMKIT_PIN`,
     );
   }
   const key = `${module.path}\u0000${token.slot.toString("hex")}`;

@@ -307,3 +307,19 @@ export function resolveModulePath(uri: Pkcs11Uri, env: NodeJS.ProcessEnv = proce
 export function redactPkcs11Uri(ref: string): string {
   return ref.replace(/(pin-value=)[^&]*/gi, "$1***");
 }
+
+/**
+ * The reference to keep in a file: a PKCS#11 URI without its pin-value attribute (the PIN is
+ * given again when the key is used: pin-source, HSMKIT_PIN or an override reference). Any
+ * other reference is returned unchanged.
+ */
+export function withoutPinValue(ref: string): string {
+  if (!isPkcs11Uri(ref)) return ref;
+  const q = ref.indexOf("?");
+  if (q < 0) return ref;
+  const kept = ref
+    .slice(q + 1)
+    .split("&")
+    .filter((attr) => !/^pin-value(=|$)/i.test(attr));
+  return kept.length > 0 ? `${ref.slice(0, q)}?${kept.join("&")}` : ref.slice(0, q);
+}

@@ -2,6 +2,7 @@
  * Reading small secret files (passphrases, PINs) with clear errors. The trailing newline
  * editors and `echo` add is not part of the secret.
  */
+import { statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { KeyError, type KeyErrorKind } from "./types.ts";
 
@@ -14,6 +15,7 @@ const MAX_SECRET_BYTES = 4096;
  * should zero the returned buffer when done.
  */
 export async function readSecretFile(path: string, what: string, emptyKind: KeyErrorKind): Promise<Buffer> {
+  warnIfSecretFileExposed(path, what);
   let data: Buffer;
   try {
     data = await readFile(path);
@@ -31,6 +33,27 @@ export async function readSecretFile(path: string, what: string, emptyKind: KeyE
   data.fill(0);
   if (secret.length === 0) throw new KeyError(emptyKind, `${what} '${path}' is empty`);
   return secret;
+}
+
+const warned = new Set<string>();
+
+/**
+ * Writes one line on stderr (once per file and process) when a secret file can be read by
+ * its group or by others. A warning, not a refusal: mounted secrets (Kubernetes, Docker) are
+ * often 0644 inside a container that is the only reader. Errors are left to the reader.
+ */
+export function warnIfSecretFileExposed(path: string, what: string): void {
+  let mode: number;
+  try {
+    mode = statSync(path).mode & 0o777;
+  } catch {
+    return;
+  }
+  if ((mode & 0o077) === 0 || warned.has(path)) return;
+  warned.add(path);
+  process.stderr.write(
+    `hsmkit: warning: ${what} '${path}' can be read by group or others (mode ${mode.toString(8).padStart(4, "0")}); chmod 600 it\n`,
+  );
 }
 
 /** A short reason for a failed file system call ("no such file", "permission denied"...). */

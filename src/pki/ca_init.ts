@@ -6,7 +6,7 @@
 import { mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import * as x509 from "@peculiar/x509";
-import type { PrivateKeyHandle } from "../keys/index.ts";
+import { type PrivateKeyHandle, withoutPinValue } from "../keys/index.ts";
 import { type KeySource, obtainKey, openIssuer } from "./ca_key.ts";
 import {
   absoluteKeyReference,
@@ -115,8 +115,11 @@ async function newCaKey(
   const pass = options.passwordFile ? `?passphrase-file=${resolve(options.passwordFile)}` : "";
   const key = await obtainKey(options, () => `file:${join(staging, CA_FILES.key)}${pass}`, "the CA key");
   // A generated file key is referenced relative to the CA directory, so the directory can move.
+  // ca.json never holds a PIN: a token reference is kept without pin-value.
   const ref =
-    options.key !== undefined ? absoluteKeyReference(options.key, process.cwd()) : `${CA_FILES.key}${pass}`;
+    options.key !== undefined
+      ? withoutPinValue(absoluteKeyReference(options.key, process.cwd()))
+      : `${CA_FILES.key}${pass}`;
   return { key, ref };
 }
 
@@ -137,7 +140,7 @@ async function writeCaFiles(
 ): Promise<void> {
   const pem = (c: x509.X509Certificate) => `${c.toString("pem")}\n`;
   await writeFile(join(staging, CA_FILES.certificate), pem(certificate), { mode: 0o644 });
-  // ca.json may hold a PIN inside a PKCS#11 URI: owner-only.
+  // ca.json names where the key is (never a PIN); owner-only all the same.
   await writeFile(join(staging, CA_FILES.config), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   await writeFile(join(staging, CA_FILES.index), encodeIndex(emptyIndex()), { mode: 0o644 });
   if (root) {

@@ -5,7 +5,7 @@
 import { createPrivateKey, type KeyObject } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { parseFileRef } from "../keys/file.ts";
-import { isKeyGenType, KEY_GEN_TYPES, type KeyGenType } from "../keys/index.ts";
+import { isKeyGenType, KEY_GEN_TYPES, type KeyGenType, warnIfSecretFileExposed } from "../keys/index.ts";
 import { messageOf, PkiError } from "./errors.ts";
 
 /** Checks and narrows a `--type` value. */
@@ -22,6 +22,7 @@ export function parseKeyType(text: string): KeyGenType {
  * returned in a Buffer the caller zeroes when done.
  */
 export async function readPasswordFile(path: string): Promise<Buffer> {
+  warnIfSecretFileExposed(path, "password file");
   let data: Buffer;
   try {
     data = await readFile(path);

@@ -18,9 +18,13 @@ export const HSMKIT_BIN = join(import.meta.dirname, "..", "..", "bin", "hsmkit")
 /** Runs `bin/hsmkit ARGS`; resolves whatever the exit code. */
 export function hsmkit(
   args: readonly string[],
-  options: { input?: string; timeoutMs?: number } = {},
+  options: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<RunResult> {
-  return runCommand(HSMKIT_BIN, [...args], { input: options.input, timeoutMs: options.timeoutMs ?? 60_000 });
+  return runCommand(HSMKIT_BIN, [...args], {
+    input: options.input,
+    timeoutMs: options.timeoutMs ?? 60_000,
+    ...(options.env ? { env: options.env } : {}),
+  });
 }
 
 /** The outcome of an in-process request. */

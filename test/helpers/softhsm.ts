@@ -73,6 +73,10 @@ export interface TestToken {
    * "x-note=1") is appended to the query with '&'.
    */
   uri(object: string, extra?: string): string;
+  /** A file holding the user PIN, mode 0600. */
+  pinFile: string;
+  /** Like `uri` with `pin-source=pinFile` instead of pin-value: what a CA directory may keep. */
+  uriWithPinSource(object: string): string;
 }
 
 let tokenCount = 0;
@@ -115,17 +119,22 @@ export async function createToken(label?: string): Promise<TestToken> {
     lib.C_CloseSession(session);
   }
   const module = hsm.module;
+  const pinFile = join(hsm.dir, `${name}.pin`);
+  writeFileSync(pinFile, `${pin}\n`, { mode: 0o600 });
+  const base = (object: string): string =>
+    `pkcs11:token=${encode(name, false)};object=${encode(object, false)};type=private` +
+    `?module-path=${encode(module, true)}`;
   return {
     label: name,
     pin,
     soPin,
     module,
+    pinFile,
     uri(object: string, extra?: string): string {
-      const base =
-        `pkcs11:token=${encode(name, false)};object=${encode(object, false)};type=private` +
-        `?module-path=${encode(module, true)}&pin-value=${encode(pin, false)}`;
-      return extra ? `${base}&${extra}` : base;
+      const ref = `${base(object)}&pin-value=${encode(pin, false)}`;
+      return extra ? `${ref}&${extra}` : ref;
     },
+    uriWithPinSource: (object: string): string => `${base(object)}&pin-source=${encode(pinFile, true)}`,
   };
 }
 

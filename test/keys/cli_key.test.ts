@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -93,6 +93,39 @@ describe("hsmkit key generate / public", () => {
       assert.equal(publicKeyPem(handle), gen.stdout);
       await handle.close();
     }
+  });
+
+  test("a PIN or passphrase file readable by group or others still works, with one warning line", async () => {
+    const ref = (pinPath: string) =>
+      token.uri("cli-ec").replace(/&pin-value=[^&]*/, `&pin-source=${pinPath}`);
+    const open = join(dir, "pin-0644");
+    await writeFile(open, `${token.pin}\n`, { mode: 0o644 });
+    await chmod(open, 0o644);
+    const warned = await hsmkit("key", "public", "--key", ref(open));
+    assert.equal(warned.code, 0, warned.stderr);
+    assert.match(warned.stdout, /^-----BEGIN PUBLIC KEY-----\n/);
+    assert.match(
+      warned.stderr,
+      /^hsmkit: warning: PIN file '.*pin-0644' can be read by group or others \(mode 0644\); chmod 600 it\n$/,
+    );
+    assert.ok(!warned.stderr.includes(token.pin), "the warning never shows the PIN");
+    const closed = join(dir, "pin-0600");
+    await writeFile(closed, `${token.pin}\n`, { mode: 0o600 });
+    const quiet = await hsmkit("key", "public", "--key", ref(closed));
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stderr, "");
+    assert.equal(quiet.stdout, warned.stdout);
+
+    const pass = join(dir, "pass-0640");
+    await writeFile(pass, "s3cret\n", { mode: 0o640 });
+    await chmod(pass, 0o640);
+    const fileRef = `file:${join(dir, "warn.key")}?passphrase-file=${pass}`;
+    const gen = await hsmkit("key", "generate", "--key", fileRef, "--type", "ec-p256");
+    assert.equal(gen.code, 0, gen.stderr);
+    assert.match(
+      gen.stderr,
+      /^hsmkit: warning: passphrase file '.*pass-0640' can be read by group or others \(mode 0640\)/,
+    );
   });
 
   test("errors are one line, non-zero, without a stack trace", async () => {

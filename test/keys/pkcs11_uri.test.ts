@@ -8,7 +8,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { pathToFileURL } from "node:url";
-import { MAX_PKCS11_URI_LENGTH, parsePkcs11Uri, resolveModulePath } from "../../src/keys/pkcs11_uri.ts";
+import {
+  MAX_PKCS11_URI_LENGTH,
+  parsePkcs11Uri,
+  resolveModulePath,
+  withoutPinValue,
+} from "../../src/keys/pkcs11_uri.ts";
 import { KeyError } from "../../src/keys/types.ts";
 
 function rejects(uri: string, pattern: RegExp): void {
@@ -186,6 +191,24 @@ describe("resolveModulePath", () => {
       assert.equal(parsePkcs11Uri(`pkcs11:token=a?pin-source=${pathToFileURL(file).href}`).pinSource, file);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("withoutPinValue: what a file may keep", () => {
+  test("drops pin-value wherever it stands, keeps everything else", () => {
+    const cases: Array<[string, string]> = [
+      ["pkcs11:token=t;object=o?pin-value=1234", "pkcs11:token=t;object=o"],
+      ["pkcs11:token=t?module-path=/m.so&pin-value=1234", "pkcs11:token=t?module-path=/m.so"],
+      ["pkcs11:token=t?pin-value=12%3434&module-path=/m.so", "pkcs11:token=t?module-path=/m.so"],
+      ["pkcs11:token=t?PIN-VALUE=1&pin-source=/p", "pkcs11:token=t?pin-source=/p"],
+      ["pkcs11:token=t?pin-source=/p", "pkcs11:token=t?pin-source=/p"],
+      ["file:./k.pem?passphrase-file=/p", "file:./k.pem?passphrase-file=/p"],
+      ["kms://h:1/key-1?client-key=/c&password-file=/p", "kms://h:1/key-1?client-key=/c&password-file=/p"],
+    ];
+    for (const [input, kept] of cases) {
+      assert.equal(withoutPinValue(input), kept, input);
+      assert.equal(parsePkcs11Uri(kept.startsWith("pkcs11:") ? kept : "pkcs11:").pinValue, undefined);
     }
   });
 });

@@ -3,7 +3,7 @@
  * directory byte-for-byte unchanged, and writes no output files.
  */
 import assert from "node:assert/strict";
-import { readFile, rename, stat, writeFile } from "node:fs/promises";
+import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { createToken, softHsm, tokenKey } from "../helpers/softhsm.ts";
@@ -89,7 +89,8 @@ test("a token CA with a missing key or a wrong PIN refuses to issue and changes 
   const token = await createToken();
   const ca = join(dir, "ca");
   const ref = await tokenKey(token, "ca-key", "ec-p256");
-  await cliOk(["ca", "init", "--dir", ca, "--cn", "Token CA", "--key", ref]);
+  const init = await cliOk(["ca", "init", "--dir", ca, "--cn", "Token CA", "--key", ref]);
+  assert.match(init.stderr, /note: ca\.json keeps the key reference without its pin-value/);
   const out = join(dir, "leaf");
   const issue = (...extra: string[]) => [
     "cert",
@@ -113,13 +114,23 @@ test("a token CA with a missing key or a wrong PIN refuses to issue and changes 
     out,
   );
 
-  // The PIN stored in ca.json is wrong.
-  const configPath = join(ca, "ca.json");
-  const good = await readFile(configPath, "utf8");
-  assert.equal((await stat(configPath)).mode & 0o777, 0o600, "ca.json holds a PIN: owner-only");
-  await writeFile(configPath, good.replace(`pin-value=${token.pin}`, "pin-value=000000"));
-  await refusedUnchanged(ca, issue(), /PIN/i, out);
-  // Giving the right one on the command line works without touching ca.json.
+  // ca.json keeps the reference without its pin-value: no file of the CA directory holds the PIN.
+  for (const [name, digest] of Object.entries(await snapshot(ca))) {
+    const content = await readFile(join(ca, name), "latin1");
+    assert.ok(!content.includes(token.pin), `${name} holds the PIN (${digest})`);
+  }
+  assert.match(
+    await readFile(join(ca, "ca.json"), "utf8"),
+    /object=ca-key;type=private\?module-path=[^"&]+"/,
+  );
+  // With no PIN from anywhere the CA refuses, saying how to give one.
+  const noPin = { ...process.env, HSMKIT_PIN: "" };
+  await refusedUnchanged(ca, issue(), /needs a PIN.*pin-source=FILE.*HSMKIT_PIN/, out, noPin);
+  await refusedUnchanged(ca, issue(), /PIN/i, out, { ...process.env, HSMKIT_PIN: "000000" });
+  // The PIN from the environment, or a reference given on the command line, works.
+  assert.equal((await cli(issue(), undefined, { ...process.env, HSMKIT_PIN: token.pin })).exitCode, 0);
+  await rm(`${out}.pem`);
+  await rm(`${out}.key`);
   await cliOk(issue("--ca-key", ref));
   const verified = await openssl([
     "verify",

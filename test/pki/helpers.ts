@@ -19,8 +19,12 @@ export async function tempDir(t: TestContext, prefix = "hsmkit-pki-"): Promise<s
 }
 
 /** Runs bin/hsmkit and returns what it did (any exit code). */
-export function cli(args: readonly string[], timeoutMs = 120_000): Promise<RunResult> {
-  return hsmkit(args, { timeoutMs });
+export function cli(
+  args: readonly string[],
+  timeoutMs = 120_000,
+  env?: NodeJS.ProcessEnv,
+): Promise<RunResult> {
+  return hsmkit(args, { timeoutMs, ...(env ? { env } : {}) });
 }
 
 /** Runs bin/hsmkit and fails the test unless it exits 0. */
@@ -128,9 +132,10 @@ export async function refusedUnchanged(
   args: string[],
   pattern: RegExp,
   outPrefix?: string,
+  env?: NodeJS.ProcessEnv,
 ): Promise<void> {
   const before = await snapshot(caDir);
-  assertOneLineError(await cli(args), pattern);
+  assertOneLineError(await cli(args, undefined, env), pattern);
   assert.deepEqual(await snapshot(caDir), before, `${args.join(" ")} changed ${caDir}`);
   if (outPrefix) {
     assert.equal(await exists(`${outPrefix}.pem`), false, `${outPrefix}.pem was written`);

@@ -33,7 +33,8 @@ async function ok(args: string[]): Promise<void> {
 
 before(async () => {
   const token = await createToken();
-  const ref = (object: string) => token.uri(object);
+  // What a CA directory keeps names the PIN file, never the PIN.
+  const ref = (object: string) => token.uriWithPinSource(object);
   await ok([
     "ca",
     "init",

@@ -18,8 +18,10 @@ softHsm();
 test("root and intermediate in SoftHSM2 issue server and client certificates OpenSSL accepts strictly", async (t) => {
   const dir = await tempDir(t);
   const token = await createToken();
-  const rootRef = token.uri("root-ca");
-  const interRef = await tokenKey(token, "inter-ca", "rsa3072");
+  // CA directories keep a reference naming the PIN file (never the PIN itself).
+  const rootRef = token.uriWithPinSource("root-ca");
+  await tokenKey(token, "inter-ca", "rsa3072");
+  const interRef = token.uriWithPinSource("inter-ca");
   const root = join(dir, "root");
   const inter = join(dir, "inter");
 
@@ -179,7 +181,8 @@ test("root and intermediate in SoftHSM2 issue server and client certificates Ope
 test("a leaf key in the token is certified but never exported into a PFX", async (t) => {
   const dir = await tempDir(t);
   const token = await createToken();
-  const caKey = await tokenKey(token, "ca", "ec-p256");
+  await tokenKey(token, "ca", "ec-p256");
+  const caKey = token.uriWithPinSource("ca");
   const leafKey = await tokenKey(token, "leaf", "rsa2048");
   const ca = join(dir, "ca");
   await cliOk(["ca", "init", "--dir", ca, "--cn", "hsmkit Token CA", "--key", caKey]);
