@@ -5,13 +5,13 @@
  *   - `hsmkit sign` of a 1 MB file with a file key against `openssl dgst -sha256 -sign`;
  *   - `hsmkit curl` of a small page over mutual TLS with a file key against curl, both
  *     fetching from Node's https server requiring client certificates (in this process).
- * Median wall time of BENCH_CLI_RUNS runs per case (default 21), interleaved in rounds so load
- * that comes and goes on this shared machine hits every case alike. Targets: --version and
+ * Median wall and CPU time of BENCH_CLI_RUNS runs per case (default 21), interleaved in rounds so
+ * load that comes and goes on this shared machine hits every case alike. Targets: --version and
  * --help <= 150 ms and <= 3x node; sign <= 250 ms; curl <= 350 ms.
  * Run `npm run build` first: this measures dist/, not the TypeScript sources.
  */
 import { spawn } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
@@ -34,9 +34,19 @@ interface Case {
   targetRatio?: number;
 }
 
-/** Runs one process to its end; rejects unless it exits 0. Returns its wall time in ms. */
-function timeProcess(argv: readonly string[]): Promise<number> {
-  const [cmd, ...args] = argv as [string, ...string[]];
+/** One run: wall time, and CPU time (user + system) when /usr/bin/time can report it. */
+interface Timing {
+  wallMs: number;
+  cpuMs: number;
+}
+
+const TIME = existsSync("/usr/bin/time") ? "/usr/bin/time" : undefined;
+
+/** Runs one process to its end; rejects unless it exits 0. */
+function timeProcess(argv: readonly string[], cpuFile: string): Promise<Timing> {
+  // GNU time writes the child's rusage to a file, so the command's own output stays apart.
+  const full = TIME ? [TIME, "-f", "%U %S", "-o", cpuFile, ...argv] : argv;
+  const [cmd, ...args] = full as [string, ...string[]];
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
@@ -46,9 +56,15 @@ function timeProcess(argv: readonly string[]): Promise<number> {
     });
     child.on("error", reject);
     child.on("exit", (code) => {
-      const ms = performance.now() - started;
-      if (code === 0) resolve(ms);
-      else reject(new Error(`${argv.join(" ")} exited ${code}: ${stderr.trim()}`));
+      const wallMs = performance.now() - started;
+      if (code !== 0) {
+        reject(new Error(`${argv.join(" ")} exited ${code}: ${stderr.trim()}`));
+        return;
+      }
+      const [user, sys] = TIME
+        ? readFileSync(cpuFile, "utf8").trim().split(" ").map(Number)
+        : [Number.NaN, 0];
+      resolve({ wallMs, cpuMs: ((user ?? Number.NaN) + (sys ?? 0)) * 1000 });
     });
   });
 }
@@ -114,13 +130,18 @@ function cases(dir: string, pki: Awaited<ReturnType<typeof makePki>>, server: Mu
 }
 
 /** Medians per case: one warm-up run each, then RUNS rounds of every case in turn. */
-async function measure(all: readonly Case[]): Promise<Map<string, number>> {
-  const times = new Map<string, number[]>(all.map((c) => [c.name, []]));
-  for (const c of all) await timeProcess(c.argv);
+async function measure(all: readonly Case[], cpuFile: string): Promise<Map<string, Timing>> {
+  const times = new Map<string, Timing[]>(all.map((c) => [c.name, []]));
+  for (const c of all) await timeProcess(c.argv, cpuFile);
   for (let round = 0; round < RUNS; round++) {
-    for (const c of all) times.get(c.name)!.push(await timeProcess(c.argv));
+    for (const c of all) times.get(c.name)!.push(await timeProcess(c.argv, cpuFile));
   }
-  return new Map([...times].map(([name, t]) => [name, median(t)]));
+  return new Map(
+    [...times].map(([name, t]) => [
+      name,
+      { wallMs: median(t.map((x) => x.wallMs)), cpuMs: median(t.map((x) => x.cpuMs)) },
+    ]),
+  );
 }
 
 /** "met" / "NOT met" for a case's targets. */
@@ -143,28 +164,31 @@ const pki = await makePki();
 const server = await mutualTlsServer(pki);
 try {
   const all = cases(pki.dir, pki, server);
-  const medians = await measure(all);
+  const medians = await measure(all, join(pki.dir, "cpu.txt"));
   const rows = all.map((c) => {
-    const ms = medians.get(c.name)!;
+    const m = medians.get(c.name)!;
     const ref = c.reference === undefined ? undefined : medians.get(c.reference)!;
-    const ratio = ref === undefined ? Number.NaN : ms / ref;
     return [
       c.name,
-      fmt(ms, 1),
-      ref === undefined ? "" : fmtRatio(ms, ref),
+      fmt(m.wallMs, 1),
+      ref === undefined ? "" : fmtRatio(m.wallMs, ref.wallMs),
+      fmt(m.cpuMs, 1),
+      ref === undefined ? "" : fmtRatio(m.cpuMs, ref.cpuMs),
       c.reference ?? "",
-      verdict(c, ms, ratio),
+      verdict(c, m.wallMs, ref === undefined ? Number.NaN : m.wallMs / ref.wallMs),
     ];
   });
-  console.log(`\nhsmkit start-up, whole processes, median wall of ${RUNS} runs each (ms)\n`);
+  console.log(`\nhsmkit start-up, whole processes, medians of ${RUNS} runs each (ms; CPU = user + system)\n`);
   console.log(
     formatTable(
       [
         { title: "command" },
-        { title: "median ms", align: "right" },
+        { title: "wall ms", align: "right" },
+        { title: "ratio", align: "right" },
+        { title: "CPU ms", align: "right" },
         { title: "ratio", align: "right" },
         { title: "against" },
-        { title: "target" },
+        { title: "target (wall)" },
       ],
       rows,
     ),
