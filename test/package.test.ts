@@ -101,12 +101,19 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-test("the tarball holds dist/, bin/, README and package.json only: no tests, benchmarks or sources", () => {
+test("the tarball holds dist/, bin/, README, LICENSE and package.json only: no tests, benchmarks or sources", () => {
   const stray = packedFiles.filter(
     (f) => !/^(dist\/.+\.(js|d\.ts)|bin\/hsmkit|README\.md|package\.json|LICENSE)$/.test(f),
   );
   assert.deepEqual(stray, []);
-  for (const f of ["bin/hsmkit", "dist/index.js", "dist/index.d.ts", "dist/cli/main.js", "README.md"]) {
+  for (const f of [
+    "bin/hsmkit",
+    "dist/index.js",
+    "dist/index.d.ts",
+    "dist/cli/main.js",
+    "README.md",
+    "LICENSE",
+  ]) {
     assert.ok(packedFiles.includes(f), `${f} is in the tarball`);
   }
 });
@@ -149,7 +156,7 @@ console.log(JSON.stringify(out));
   }
 });
 
-test("a TypeScript consumer type-checks against the shipped types and fetches over mutual TLS", async () => {
+test("a TypeScript consumer type-checks against every entry point's types and fetches over mutual TLS", async () => {
   writeFileSync(
     join(project, "tsconfig.json"),
     JSON.stringify({
@@ -163,6 +170,8 @@ test("a TypeScript consumer type-checks against the shipped types and fetches ov
 import { hsmkitConnector, openKey, type PrivateKeyHandle } from "hsmkit";
 import { Agent, fetch } from "undici";
 
+/** Every entry point's types resolve and check. */
+export type Entries = [${ENTRY_POINTS.map((e) => `typeof import("${e}")`).join(", ")}];
 const [url, caFile, certFile, keyRef] = process.argv.slice(2) as [string, string, string, string];
 const key: PrivateKeyHandle = await openKey(keyRef);
 const connect = hsmkitConnector({ ca: readFileSync(caFile, "utf8"), cert: readFileSync(certFile, "utf8"), key });
