@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One-command set-up: system packages (when root), npm packages, then the end-to-end demo.
+# One-command set-up: system packages (when root), npm packages, the build (dist/), then the
+# end-to-end demo on the compiled CLI.
 # Usage: bash scripts/setup.sh [--no-demo]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,11 @@ echo "setup: installing npm packages"
 # npm install, not npm ci: this registry's lock files omit other platforms' optional packages
 # (biome's binaries), which npm ci then reports as out of sync.
 npm install --no-audit --no-fund --loglevel=error
+# npm install runs the package's prepare script, which builds dist/; build here if it did not.
+if [ ! -f dist/cli/main.js ]; then
+  echo "setup: building dist/"
+  npm run build --silent
+fi
 
 if [ "${1:-}" != "--no-demo" ]; then
   echo "setup: running the end-to-end demo"

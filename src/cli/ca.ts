@@ -4,8 +4,6 @@
  */
 import { type Command, Option } from "commander";
 import { KEY_GEN_TYPES } from "../keys/index.ts";
-// Registers the kms:// key backend, so CA keys may live in the KMS.
-import "../kms/handle.ts";
 import {
   CA_SIGNATURE_SCHEMES,
   type CaSignatureScheme,

@@ -13,8 +13,6 @@ import {
   publicKeyPem,
 } from "../keys/index.ts";
 import { CliError } from "./errors.ts";
-// Side effect: registers the kms:// key backend, so `key public --key kms://...` works.
-import "../kms/handle.ts";
 
 /** Words put before a KeyError's message where the message alone would not say what failed. */
 const KIND_PREFIX: Partial<Record<KeyErrorKind, string>> = {

@@ -7,7 +7,6 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { startServe } from "../https/serve.ts";
-import "../kms/handle.ts"; // registers kms:// key references
 import { openKey } from "../keys/index.ts";
 import type { PrivateKeyHandle } from "../keys/types.ts";
 import { CliError } from "./errors.ts";

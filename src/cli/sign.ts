@@ -6,7 +6,6 @@ import { createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import type { Command } from "commander";
 import { openKey, redactKeyReference } from "../keys/index.ts";
-import "../kms/handle.ts";
 import { FILE_ALGORITHMS } from "../sign/algorithms.ts";
 import { progressBar } from "../sign/progress.ts";
 import { signFile } from "../sign/sign_file.ts";

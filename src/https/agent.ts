@@ -1,8 +1,9 @@
 /**
- * An http.Agent whose sockets are hsmkit TLS connections, so Node's http client (and
- * anything built on it) can do mutual TLS with a key that stays in a token or KMS.
+ * An https.Agent whose sockets are hsmkit TLS connections, so Node's https client and every
+ * library that picks the `https` module by URL (axios's `httpsAgent`, got's `agent.https`,
+ * node-fetch, cloud SDKs) do mutual TLS with a key that stays in a token or KMS.
  */
-import { Agent, type AgentOptions } from "node:http";
+import { Agent, type AgentOptions } from "node:https";
 import type { Duplex } from "node:stream";
 import { type ConnectOptions, connect } from "../tls/client.ts";
 import { certificateList } from "../tls/config.ts";
@@ -11,7 +12,12 @@ import { ClientSessionCache } from "../tls/psk.ts";
 /** TLS settings shared by every connection the agent opens (host and port come per request). */
 export type AgentTlsOptions = Omit<ConnectOptions, "host" | "port" | "socket">;
 
-/** An http.Agent that opens hsmkit TLS sockets; use it with http.request on https URLs' host/port. */
+/**
+ * `new HsmkitAgent({ ca, cert, key })` for `https.request(url, { agent })`. Keep-alive is on
+ * by default and TLS 1.3 sessions resume from the tickets earlier connections received. TLS
+ * settings come from the agent only: per-request TLS options (`ca`, `rejectUnauthorized`, ...)
+ * are ignored, because the key handle and trust anchors belong to the agent.
+ */
 export class HsmkitAgent extends Agent {
   /** TLS 1.3 tickets from this agent's connections, so new connections resume. */
   private readonly sessions = new ClientSessionCache();
@@ -25,7 +31,7 @@ export class HsmkitAgent extends Agent {
     this.tls = { ...tls, ca };
   }
 
-  /** Called by http for each new connection. */
+  /** Called by the https module for each new connection. */
   override createConnection(options: {
     host?: string | null;
     port?: number | null;
@@ -35,7 +41,8 @@ export class HsmkitAgent extends Agent {
       ...this.tls,
       host: options.host ?? "127.0.0.1",
       port: options.port ?? 443,
-      servername: this.tls.servername ?? options.servername,
+      // Node leaves servername empty for IP addresses; the certificate check then uses the host.
+      servername: this.tls.servername ?? (options.servername || undefined),
       sessionCache: this.tls.sessionCache ?? this.sessions,
     });
   }

@@ -5,8 +5,6 @@
  */
 import { generateFileKey, openFileKey } from "./file.ts";
 import { isKeyGenType, KEY_GEN_TYPES, type KeyGenType } from "./keygen.ts";
-import { openPkcs11Key } from "./pkcs11.ts";
-import { generatePkcs11Key } from "./pkcs11_generate.ts";
 import { isPkcs11Uri } from "./pkcs11_uri.ts";
 import { KeyError, type PrivateKeyHandle } from "./types.ts";
 
@@ -85,7 +83,8 @@ function route(ref: string): Route {
 /** Opens the private key a reference names. Failures are KeyErrors with a precise kind. */
 export async function openKey(ref: string): Promise<PrivateKeyHandle> {
   const r = route(ref);
-  if (r.kind === "pkcs11") return openPkcs11Key(ref);
+  // The PKCS#11 code (and its native addon) loads with the first token key: file keys skip it.
+  if (r.kind === "pkcs11") return (await import("./pkcs11.ts")).openPkcs11Key(ref);
   if (r.kind === "plugin") return r.backend.open(ref);
   return openFileKey(ref);
 }
@@ -103,7 +102,7 @@ export async function generateKey(ref: string, type: KeyGenType): Promise<Privat
     );
   }
   const r = route(ref);
-  if (r.kind === "pkcs11") return generatePkcs11Key(ref, type);
+  if (r.kind === "pkcs11") return (await import("./pkcs11_generate.ts")).generatePkcs11Key(ref, type);
   if (r.kind === "file") return generateFileKey(ref, type);
   if (!r.backend.generate) {
     throw new KeyError("unsupported", `the '${r.name}' key backend cannot generate keys`);

@@ -12,10 +12,13 @@ import { type ChainFiles, issueCert, type Pki } from "./pki.ts";
 import { type RunResult, runCommand } from "./process.ts";
 import { createToken, type TestToken, tokenKey } from "./softhsm.ts";
 
-/** Path of the hsmkit launcher in this checkout. */
-export const HSMKIT_BIN = join(import.meta.dirname, "..", "..", "bin", "hsmkit");
+/**
+ * The hsmkit CLI of this checkout, run from its TypeScript sources (bin/hsmkit runs the compiled
+ * dist/, which tests must not depend on: it may be missing or older than the sources).
+ */
+export const HSMKIT_BIN = join(import.meta.dirname, "hsmkit-src");
 
-/** Runs `bin/hsmkit ARGS`; resolves whatever the exit code. */
+/** Runs the hsmkit CLI (from source) with ARGS; resolves whatever the exit code. */
 export function hsmkit(
   args: readonly string[],
   options: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},

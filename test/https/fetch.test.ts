@@ -5,13 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { createServer, type Server } from "node:https";
-import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
-import type { TLSSocket } from "node:tls";
 import { Agent, fetch as undiciFetch } from "undici";
 import { hsmkitConnector } from "../../src/https/undici.ts";
 import { type TokenIdentity, tokenIdentity } from "../helpers/hsmkit.ts";
+import { type MutualTlsServer, mutualTlsServer, type SeenRequest } from "../helpers/mtls-server.ts";
 import { makePki, type Pki } from "../helpers/pki.ts";
 import { softHsm } from "../helpers/softhsm.ts";
 
@@ -19,38 +17,16 @@ softHsm();
 
 let pki: Pki;
 let id: TokenIdentity;
-let server: Server;
-let port: number;
+let server: MutualTlsServer;
 
 before(async () => {
   pki = await makePki();
   id = await tokenIdentity(pki, "ec-p256", "fetch-client");
-  server = createServer(
-    {
-      cert: readFileSync(pki.server.chainPath),
-      key: readFileSync(pki.server.keyPath),
-      ca: readFileSync(pki.caFile),
-      requestCert: true,
-      rejectUnauthorized: true,
-    },
-    (req, res) => {
-      const sock = req.socket as TLSSocket;
-      res.setHeader("content-type", "application/json");
-      res.end(
-        JSON.stringify({
-          client: sock.getPeerCertificate().subject?.CN,
-          path: req.url,
-          protocol: sock.getProtocol(),
-        }),
-      );
-    },
-  );
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  port = (server.address() as AddressInfo).port;
+  server = await mutualTlsServer(pki);
 });
 
 after(async () => {
-  server?.close();
+  await server?.close();
   await id?.handle.close();
 });
 
@@ -69,9 +45,13 @@ test("undici fetch with a token key: JSON back, the server saw the client certif
   const dispatcher = agent();
   try {
     for (let i = 0; i < 3; i++) {
-      const res = await undiciFetch(`https://localhost:${port}/item/${i}`, { dispatcher });
+      const res = await undiciFetch(`${server.url}/item/${i}`, { dispatcher });
       assert.equal(res.status, 200);
-      assert.deepEqual(await res.json(), { client: "fetch-client", path: `/item/${i}`, protocol: "TLSv1.3" });
+      const seen = (await res.json()) as SeenRequest;
+      assert.deepEqual(
+        { client: seen.client, path: seen.path, protocol: seen.protocol },
+        { client: "fetch-client", path: `/item/${i}`, protocol: "TLSv1.3" },
+      );
     }
   } finally {
     await dispatcher.close();
@@ -81,9 +61,9 @@ test("undici fetch with a token key: JSON back, the server saw the client certif
 test("Node's global fetch takes the same dispatcher", async () => {
   const dispatcher = agent();
   try {
-    const res = await fetch(`https://localhost:${port}/global`, { dispatcher } as RequestInit);
+    const res = await fetch(`${server.url}/global`, { dispatcher } as RequestInit);
     assert.equal(res.status, 200);
-    assert.equal(((await res.json()) as { client: string }).client, "fetch-client");
+    assert.equal(((await res.json()) as SeenRequest).client, "fetch-client");
   } finally {
     await dispatcher.close();
   }
@@ -94,7 +74,7 @@ test("a server outside the trusted CAs makes fetch fail with the verification re
     connect: hsmkitConnector({ ca: pki.otherCa.certPem, cert: id.cert.chainPem, key: id.handle }) as never,
   });
   try {
-    await assert.rejects(undiciFetch(`https://localhost:${port}/`, { dispatcher }), (err: Error) => {
+    await assert.rejects(undiciFetch(`${server.url}/`, { dispatcher }), (err: Error) => {
       const cause = (err as { cause?: Error }).cause;
       return /issuer|trust|root/i.test(`${err.message} ${cause?.message}`);
     });

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { request } from "node:http";
+import { request } from "node:https";
 import { after, before, test } from "node:test";
 import { HsmkitAgent } from "../../src/https/agent.ts";
 import { fetchVia, type TokenIdentity, tokenIdentity } from "../helpers/hsmkit.ts";
@@ -68,7 +68,7 @@ test("16 concurrent requests, three rounds, one token key: all succeed", async (
   assert.ok(logged.every((r) => r.verify === "SUCCESS" && r.subject.includes("hsmkit-load-rsa")));
 });
 
-test("Node's http.request over HsmkitAgent: keep-alive reuses one TLS connection", async () => {
+test("Node's https.request over HsmkitAgent: keep-alive reuses one TLS connection", async () => {
   const agent = new HsmkitAgent(
     { ca, cert: rsa.cert.chainPem, key: rsa.handle, servername: "localhost" },
     { maxSockets: 1 },

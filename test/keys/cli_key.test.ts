@@ -8,12 +8,10 @@ import { chmod, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { openKey, publicKeyPem } from "../../src/keys/index.ts";
+import { HSMKIT_BIN } from "../helpers/hsmkit.ts";
 import { createToken, softHsm, type TestToken } from "../helpers/softhsm.ts";
 import { sh } from "./support.ts";
-
-const HSMKIT = fileURLToPath(new URL("../../bin/hsmkit", import.meta.url));
 
 interface Result {
   code: number;
@@ -23,7 +21,7 @@ interface Result {
 
 function hsmkit(...args: string[]): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(HSMKIT, args, { env: softHsm().env, timeout: 120_000 }, (err, stdout, stderr) => {
+    execFile(HSMKIT_BIN, args, { env: softHsm().env, timeout: 120_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });

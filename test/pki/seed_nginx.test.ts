@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type TestContext, test } from "node:test";
+import { HSMKIT_BIN } from "../helpers/hsmkit.ts";
 import { curl, NGINX_INDEX_HTML, type NginxOptions, nginxServer } from "../helpers/peers.ts";
 import { createToken, softHsm, tokenKey } from "../helpers/softhsm.ts";
 import { cliOk, openssl, run, serialOf, tempDir } from "./helpers.ts";
@@ -305,7 +306,7 @@ test("a revoked client certificate is refused by openssl verify -crl_check and b
   assert.equal(all.exitCode, 0, all.output);
 
   // hsmkit's own verifier agrees, with the reason.
-  const ours = await run(join(import.meta.dirname, "..", "..", "bin", "hsmkit"), [
+  const ours = await run(HSMKIT_BIN, [
     "cert",
     "verify",
     join(dir, "client.pem"),

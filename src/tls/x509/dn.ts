@@ -2,10 +2,23 @@
  * Distinguished names: the encoded RDN list (for byte-exact comparisons) and a readable
  * RFC 4514-style string (from @peculiar/x509) for messages.
  */
-import "reflect-metadata";
-import * as px from "@peculiar/x509";
+import { createRequire } from "node:module";
 import { children, readSingle, Tag } from "./der.ts";
 import { X509ParseError } from "./errors.ts";
+
+/**
+ * @peculiar/x509, loaded on the first name printed: with its ASN.1 schema libraries it is a
+ * third of a TLS client's start-up, and a handshake that succeeds never prints a name.
+ */
+let peculiar: typeof import("@peculiar/x509") | undefined;
+function peculiarX509(): typeof import("@peculiar/x509") {
+  if (peculiar === undefined) {
+    const require = createRequire(import.meta.url);
+    require("reflect-metadata");
+    peculiar = require("@peculiar/x509") as typeof import("@peculiar/x509");
+  }
+  return peculiar;
+}
 
 /** Splits a Name DER (SEQUENCE OF RelativeDistinguishedName) into its encoded RDNs. */
 export function nameRdns(nameDer: Buffer): Buffer[] {
@@ -22,7 +35,7 @@ export function nameRdns(nameDer: Buffer): Buffer[] {
  */
 export function formatName(nameDer: Buffer): string {
   try {
-    return new px.Name(Uint8Array.from(nameDer)).toString();
+    return new (peculiarX509().Name)(Uint8Array.from(nameDer)).toString();
   } catch {
     return `#${nameDer.toString("hex")}`;
   }
