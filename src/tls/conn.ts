@@ -9,7 +9,13 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { AlertDescription, AlertLevel, alertName, TlsError } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
-import { ContentType, HandshakeType, MAX_PLAINTEXT, ProtocolVersion } from "./constants.ts";
+import {
+  ContentType,
+  HandshakeType,
+  MAX_HANDSHAKE_MESSAGE,
+  MAX_PLAINTEXT,
+  ProtocolVersion,
+} from "./constants.ts";
 
 /** Bytes a handshaking connection buffers (unread records, early data) before pausing its transport. */
 const MAX_BUFFERED = 256 * 1024;
@@ -20,6 +26,12 @@ const MAX_BUFFERED = 256 * 1024;
  * denial of service. Application data from the peer starts the count again.
  */
 const MAX_EMPTY_RECORDS = 32;
+/**
+ * Handshake plaintext one handshake may bring in (four messages of the largest size we accept):
+ * with the per-message record bound of the assembler, it caps the work any peer can make us do
+ * before the handshake ends, whatever it sends.
+ */
+const MAX_HANDSHAKE_BYTES = 4 * MAX_HANDSHAKE_MESSAGE;
 
 import { HandshakeAssembler, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
 import { NULL_PROTECTION, type RecordProtection } from "./protection.ts";
@@ -67,6 +79,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   private pausedForHandshake = false;
   private peerClosed = false;
   private emptyRecords = 0;
+  private handshakeBytes = 0;
   private heldRecord: RawRecord | undefined;
   private failureHint = false;
   private handshaking = true;
@@ -322,6 +335,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       case ContentType.handshake: {
         if (plaintext.length === 0)
           throw new TlsError(AlertDescription.unexpected_message, "empty handshake record");
+        this.countHandshakeBytes(plaintext.length);
         this.assembler.push(plaintext);
         for (let m = this.assembler.next(); m; m = this.assembler.next()) {
           if (this.handshaking) this.queue.push(m);
@@ -395,6 +409,18 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
     this.pendingRead = undefined;
     this.ccsSeen = true;
     this.wake();
+  }
+
+  /** Bounds the handshake plaintext one handshake may send us. */
+  private countHandshakeBytes(n: number): void {
+    if (!this.handshaking) return;
+    this.handshakeBytes += n;
+    if (this.handshakeBytes > MAX_HANDSHAKE_BYTES) {
+      throw new TlsError(
+        AlertDescription.unexpected_message,
+        `more than ${MAX_HANDSHAKE_BYTES} bytes of handshake messages in one handshake`,
+      );
+    }
   }
 
   /** Counts a record that carried nothing; too many in a row end the connection. */

@@ -42,21 +42,39 @@ export interface HandshakeIO {
 }
 
 /**
+ * Handshake records one message may be spread over. A peer needs at most 16 for the largest
+ * message we accept at full-size records; 1024 leaves room for any sane fragmentation while a
+ * peer sending one byte per record is cut off after a bounded amount of work.
+ */
+export const MAX_RECORDS_PER_MESSAGE = 1024;
+
+/**
  * Reassembles handshake messages from handshake records (fragmented or coalesced). Fragments
- * are kept as a list and copied once, when a message is complete, so a message sent one
- * byte per record costs linear time, not quadratic.
+ * are kept as a list and copied once, when a message is complete; the 4-byte header is read
+ * across fragments without joining them, so the work is linear in the bytes received whatever
+ * the fragmentation (joining every fragment to read a header made 1-byte records quadratic).
  */
 export class HandshakeAssembler {
   private parts: Buffer[] = [];
   private size = 0;
+  /** Records that carried bytes of the message now being assembled. */
+  private records = 0;
+
+  constructor(private readonly maxRecords = MAX_RECORDS_PER_MESSAGE) {}
 
   /** True when bytes of an incomplete message are waiting. */
   get partial(): boolean {
     return this.size > 0;
   }
 
-  /** Adds the plaintext of one handshake record. */
+  /** Adds the plaintext of one handshake record; too many records for one message is unexpected_message. */
   push(fragment: Buffer): void {
+    if (++this.records > this.maxRecords) {
+      throw new TlsError(
+        AlertDescription.unexpected_message,
+        `handshake message spread over more than ${this.maxRecords} records`,
+      );
+    }
     this.parts.push(fragment);
     this.size += fragment.length;
   }
@@ -64,8 +82,7 @@ export class HandshakeAssembler {
   /** The next complete message, or undefined. */
   next(): HandshakeMessage | undefined {
     if (this.size < 4) return undefined;
-    const head = this.parts[0]!.length >= 4 ? this.parts[0]! : Buffer.concat(this.parts).subarray(0, 4);
-    const length = head.readUIntBE(1, 3);
+    const length = (this.byteAt(1) << 16) | (this.byteAt(2) << 8) | this.byteAt(3);
     if (length > MAX_HANDSHAKE_MESSAGE) {
       throw new TlsError(
         AlertDescription.illegal_parameter,
@@ -74,10 +91,22 @@ export class HandshakeAssembler {
     }
     if (this.size < 4 + length) return undefined;
     const raw = this.take(4 + length);
+    // The records of the next message count from the one that ends this message.
+    this.records = this.size > 0 ? 1 : 0;
     return { type: raw[0]! as HandshakeType, body: raw.subarray(4), raw };
   }
 
-  /** Copies the first n bytes out and drops them (an index, not Array.shift, keeps this linear). */
+  /** Byte `i` (< 4) of the buffered bytes, found across at most four fragments without copying. */
+  private byteAt(i: number): number {
+    let offset = i;
+    for (const part of this.parts) {
+      if (offset < part.length) return part[offset]!;
+      offset -= part.length;
+    }
+    throw new RangeError("byteAt past the buffered bytes");
+  }
+
+  /** Copies the first n bytes out and drops them (one splice, not Array.shift per part, keeps this linear). */
   private take(n: number): Buffer {
     const out = Buffer.allocUnsafe(n);
     let filled = 0;
@@ -90,7 +119,7 @@ export class HandshakeAssembler {
       if (used === part.length) i++;
       else this.parts[i] = part.subarray(used);
     }
-    this.parts = this.parts.slice(i);
+    this.parts.splice(0, i);
     this.size -= n;
     return out;
   }
