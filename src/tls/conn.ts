@@ -274,6 +274,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
           return;
         }
         if (rec.type === ContentType.change_cipher_spec && this.compatCcs && this.handshaking) {
+          this.refuseInterleaving(rec.type);
           // TLS 1.3 middlebox compatibility: an unprotected CCS is ignored (RFC 8446 §5).
           if (rec.body.length !== 1 || rec.body[0] !== 1)
             throw new TlsError(AlertDescription.unexpected_message, "malformed ChangeCipherSpec");
@@ -325,6 +326,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   }
 
   private onRecord(type: ContentType, plaintext: Buffer): void {
+    this.refuseInterleaving(type);
     switch (type) {
       case ContentType.alert:
         this.onAlert(plaintext);
@@ -411,6 +413,20 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
     this.wake();
   }
 
+  /**
+   * Handshake messages must not be interleaved with other record types (RFC 8446 §5.1; RFC 5246
+   * §7.4 likewise): anything but a handshake record while part of a message waits is
+   * unexpected_message, including an alert or ChangeCipherSpec.
+   */
+  private refuseInterleaving(type: ContentType): void {
+    if (type !== ContentType.handshake && this.assembler.partial) {
+      throw new TlsError(
+        AlertDescription.unexpected_message,
+        `record of type ${type} between the fragments of a handshake message`,
+      );
+    }
+  }
+
   /** Bounds the handshake plaintext one handshake may send us. */
   private countHandshakeBytes(n: number): void {
     if (!this.handshaking) return;
@@ -439,9 +455,12 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       this.result.postHandshake(msg);
       return;
     }
-    if (msg.type === HandshakeType.hello_request) {
-      // RFC 5746: renegotiation is refused politely with a warning (a flood of them, not).
-      this.countEmptyRecord("HelloRequest messages");
+    // A renegotiation request (HelloRequest to a client, ClientHello to a server) before TLS 1.3
+    // is refused politely with a warning and the connection carries on (RFC 5246 §7.2.2, RFC
+    // 5746 §4.2); a flood of them, not.
+    const renegotiation = this.role === "client" ? HandshakeType.hello_request : HandshakeType.client_hello;
+    if (msg.type === renegotiation && this.result?.version !== ProtocolVersion.TLS13) {
+      this.countEmptyRecord(this.role === "client" ? "HelloRequest messages" : "renegotiating ClientHellos");
       this.writeAlert(AlertLevel.warning, AlertDescription.no_renegotiation);
       return;
     }

@@ -6,7 +6,6 @@
  * the configured 1.3 handshake takes over from the same entry point.
  */
 import { randomBytes } from "node:crypto";
-import { AlertDescription, TlsError } from "./alert.ts";
 import { type CipherSuite, suiteAllowsVersion, suiteById } from "./cipher_suites.ts";
 import { type ClientHelloInfo, negotiateAlpn, negotiateVersion, parseClientHello } from "./client_hello.ts";
 import type { HandshakeResult } from "./conn.ts";
@@ -326,19 +325,6 @@ function writeTicket(c: Connection12, state: SessionState): void {
   c.transcript.push(c.io.writeMessage(HandshakeType.new_session_ticket, body));
 }
 
-/** After the handshake: a ClientHello asks to renegotiate, which this server refuses (RFC 5746). */
-function refusePostHandshake(msg: HandshakeMessage): void {
-  if (msg.type === HandshakeType.client_hello)
-    throw new TlsError(
-      AlertDescription.no_renegotiation,
-      "client asked to renegotiate; renegotiation is refused",
-    );
-  throw new TlsError(
-    AlertDescription.unexpected_message,
-    `unexpected ${HandshakeType[msg.type] ?? msg.type} after the handshake`,
-  );
-}
-
 function result(
   c: Connection12,
   suite: CipherSuite,
@@ -352,6 +338,6 @@ function result(
     authorized: state.authorized,
     authorizationError,
     alpnProtocol: c.alpn,
-    postHandshake: refusePostHandshake,
+    // No postHandshake: the connection refuses renegotiation with a warning, anything else fatally.
   };
 }
