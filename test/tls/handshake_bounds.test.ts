@@ -6,13 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { openKey } from "../../src/keys/index.ts";
-import type { PrivateKeyHandle } from "../../src/keys/types.ts";
 import { AlertDescription, TlsError } from "../../src/tls/alert.ts";
 import { connect } from "../../src/tls/client.ts";
 import { HandshakeType } from "../../src/tls/constants.ts";
 import { HandshakeAssembler } from "../../src/tls/handshake_io.ts";
-import { createServer, type TlsServer } from "../../src/tls/server.ts";
 import {
   alertsIn,
   ContentType,
@@ -22,8 +19,13 @@ import {
   recordBytes,
   Version,
 } from "../helpers/hostile.ts";
-import { makePki, type Pki } from "../helpers/pki.ts";
-import { clientHello, defaultExtensions, RawConnection } from "./server_raw_client.ts";
+import {
+  clientHello,
+  defaultExtensions,
+  type RawClientTarget,
+  RawConnection,
+  rawClientTarget,
+} from "./server_raw_client.ts";
 
 /** Every record of `message` carrying one byte of it. */
 function oneBytePerRecord(message: Buffer): Buffer {
@@ -89,25 +91,15 @@ test("assembler: the record bound counts per message and resets when one complet
   );
 });
 
-let pki: Pki;
-let key: PrivateKeyHandle;
-let server: TlsServer;
+let target: RawClientTarget;
 let port: number;
 
 before(async () => {
-  pki = await makePki();
-  key = await openKey(pki.server.keyPath);
-  server = createServer({ cert: pki.server.chainPem, key, handshakeTimeout: 60_000 });
-  server.on("secureConnection", (s) => s.end());
-  server.on("tlsClientError", () => {});
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  port = (server.address() as { port: number }).port;
+  target = await rawClientTarget({ handshakeTimeout: 60_000 });
+  port = target.port;
 });
 
-after(async () => {
-  await new Promise<void>((r) => server.close(() => r()));
-  await key.close();
-});
+after(() => target.close());
 
 test("server: a 64 KiB ClientHello in 1-byte records gets a fatal unexpected_message at the record bound", async () => {
   // A valid ClientHello padded to 64 KiB with an unknown extension the server ignores.

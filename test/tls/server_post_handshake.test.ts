@@ -6,44 +6,29 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { openKey } from "../../src/keys/index.ts";
-import type { PrivateKeyHandle } from "../../src/keys/types.ts";
 import { AlertDescription } from "../../src/tls/alert.ts";
 import { ContentType } from "../../src/tls/constants.ts";
-import { createServer, type TlsServer } from "../../src/tls/server.ts";
 import { alertBytes, alertsIn, parseRecords, recordBytes } from "../helpers/hostile.ts";
-import { makePki, type Pki } from "../helpers/pki.ts";
 import {
   clientHello,
   handshakeMessages,
   handshakeRecord,
+  type RawClientTarget,
   RawConnection,
+  rawClientTarget,
   rsaHandshake,
 } from "./server_raw_client.ts";
 
 const TLS12 = 0x0303;
-let pki: Pki;
-let key: PrivateKeyHandle;
-let server: TlsServer;
+let target: RawClientTarget;
 let port: number;
 
 before(async () => {
-  pki = await makePki();
-  key = await openKey(pki.server.keyPath);
-  server = createServer({ cert: pki.server.chainPem, key, maxVersion: "1.2", ciphers: "AES128-SHA256" });
-  server.on("secureConnection", (s) => {
-    s.on("error", () => {});
-    s.on("data", (d: Buffer) => s.end(`echo:${d}`));
-  });
-  server.on("tlsClientError", () => {});
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  port = (server.address() as { port: number }).port;
+  target = await rawClientTarget({ maxVersion: "1.2", ciphers: "AES128-SHA256" });
+  port = target.port;
 });
 
-after(async () => {
-  await new Promise<void>((r) => server.close(() => r()));
-  await key.close();
-});
+after(() => target.close());
 
 /**
  * Completes a handshake, sends `records(seal)` under the session keys, and returns what the
