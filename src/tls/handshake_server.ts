@@ -6,6 +6,7 @@
  * the configured 1.3 handshake takes over from the same entry point.
  */
 import { randomBytes } from "node:crypto";
+import { AlertDescription, TlsError } from "./alert.ts";
 import { type CipherSuite, suiteAllowsVersion, suiteById } from "./cipher_suites.ts";
 import { type ClientHelloInfo, negotiateAlpn, negotiateVersion, parseClientHello } from "./client_hello.ts";
 import type { HandshakeResult } from "./conn.ts";
@@ -207,8 +208,10 @@ interface Resumable {
 
 /**
  * The session the client's ticket or session ID names, when it is fresh and still fits:
- * same version, a suite both sides still enable, the same extended_master_secret setting
- * (RFC 7627 §5.3), and a client chain that still validates when one is required.
+ * same version, a suite both sides still enable, extended master secret in both the session
+ * and the new ClientHello (RFC 7627 §5.3), and a client chain that still validates when one
+ * is required. A session made with extended master secret offered by a ClientHello without it
+ * aborts the handshake; a session made without it is never resumed (full handshake instead).
  */
 function findSession(c: Connection12): Resumable | undefined {
   const store = c.cfg.sessions;
@@ -225,9 +228,16 @@ function findSession(c: Connection12): Resumable | undefined {
     !c.cfg.suites.includes(suite) ||
     !c.hello.cipherSuites.includes(suite.id) ||
     !suiteAllowsVersion(suite, c.version) ||
-    state.extendedMasterSecret !== c.hello.extendedMasterSecret
+    !state.extendedMasterSecret ||
+    !c.hello.extendedMasterSecret
   ) {
     state.masterSecret.fill(0);
+    if (state.extendedMasterSecret && !c.hello.extendedMasterSecret) {
+      throw new TlsError(
+        AlertDescription.handshake_failure,
+        "client offered a session made with extended master secret without the extension (RFC 7627 §5.3)",
+      );
+    }
     return undefined;
   }
   let authorizationError: string | undefined;
