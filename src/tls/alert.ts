@@ -75,3 +75,29 @@ export class TlsError extends Error {
     this.kind = kind;
   }
 }
+
+/**
+ * The server refused our ClientHello with a fatal alert (handshake_failure, protocol_version,
+ * insufficient_security) before choosing anything: most often nothing we offered suits it. The
+ * error names what was offered, so callers can tell the user which option would help.
+ */
+export class NegotiationError extends TlsError {
+  /** The versions offered, e.g. "TLS 1.2 to TLS 1.3". */
+  readonly offeredVersions: string;
+  /** The cipher suites offered, by IANA name. */
+  readonly offeredSuites: readonly string[];
+
+  constructor(alert: AlertDescription, offeredVersions: string, offeredSuites: readonly string[]) {
+    super(
+      alert,
+      `server sent alert ${alertName(alert)} in answer to the ClientHello: no cipher suite or TLS version ` +
+        `in common (offered ${offeredVersions} with ${offeredSuites.join(", ")}); set the \`ciphers\` option ` +
+        "to a suite the server has (RSA key-exchange suites are offered only when named) or " +
+        "`minVersion`/`maxVersion` to a version it speaks",
+      "peer-alert",
+    );
+    this.name = "NegotiationError";
+    this.offeredVersions = offeredVersions;
+    this.offeredSuites = offeredSuites;
+  }
+}

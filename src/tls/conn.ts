@@ -82,6 +82,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   private handshakeBytes = 0;
   private heldRecord: RawRecord | undefined;
   private failureHint = false;
+  private explainAlert: ((alert: AlertDescription) => TlsError | undefined) | undefined;
   private handshaking = true;
   private readonly earlyData: Buffer[] = [];
   private outbox: Buffer[] = [];
@@ -212,6 +213,10 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
 
   setRecordVersion(version: number): void {
     this.recordVersion = version;
+  }
+
+  explainPeerAlert(explain: ((alert: AlertDescription) => TlsError | undefined) | undefined): void {
+    this.explainAlert = explain;
   }
 
   expectRefusalForMissingCertificate(): void {
@@ -390,6 +395,11 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       this.result?.version === ProtocolVersion.TLS13 || this.compatCcs || this.readProtection.tls13;
     if (level === AlertLevel.warning && desc !== AlertDescription.user_canceled && !tls13) {
       this.countEmptyRecord("warning alerts");
+      return;
+    }
+    const explained = this.handshaking ? this.explainAlert?.(desc) : undefined;
+    if (explained) {
+      this.fail(explained, false);
       return;
     }
     const peer = this.role === "client" ? "server" : "client";

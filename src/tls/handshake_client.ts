@@ -5,7 +5,7 @@
  * leaves it.
  */
 import { constants, publicEncrypt, randomBytes } from "node:crypto";
-import { AlertDescription, TlsError } from "./alert.ts";
+import { AlertDescription, NegotiationError, TlsError } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import type { ClientConfig } from "./config.ts";
 import type { HandshakeResult } from "./conn.ts";
@@ -165,8 +165,10 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
   transcript.push(io.writeMessage(HandshakeType.client_hello, encodeHelloBody(hello, params, [])));
   await io.flush();
 
-  // ServerHello
+  // ServerHello (a refusal before it most often means nothing we offered suits the server)
+  io.explainPeerAlert((alert) => refusal(alert, cfg, suites, offer13, legacyMax));
   let msg = await io.readMessage();
+  io.explainPeerAlert(undefined);
   expectType(msg, HandshakeType.server_hello);
   transcript.push(msg.raw);
   const sh = decodeServerHello(msg.body);
@@ -315,6 +317,32 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
     authorizationError,
     alpnProtocol: negotiated.alpn,
   };
+}
+
+/** The alerts a server answers a ClientHello with when it shares no suite or version with it. */
+const REFUSALS = new Set([
+  AlertDescription.handshake_failure,
+  AlertDescription.protocol_version,
+  AlertDescription.insufficient_security,
+]);
+
+/** A refusal of our ClientHello, told as what we offered (undefined for other alerts). */
+function refusal(
+  alert: AlertDescription,
+  cfg: ClientConfig,
+  suites: readonly CipherSuite[],
+  offer13: boolean,
+  legacyMax: number,
+): NegotiationError | undefined {
+  if (!REFUSALS.has(alert)) return undefined;
+  const max = offer13 ? ProtocolVersion.TLS13 : legacyMax;
+  const name = (v: number) => versionName(v).replace("TLSv", "TLS ");
+  const versions = cfg.minVersion === max ? name(max) : `${name(cfg.minVersion)} to ${name(max)}`;
+  return new NegotiationError(
+    alert,
+    versions,
+    suites.map((s) => s.name),
+  );
 }
 
 interface Negotiated {

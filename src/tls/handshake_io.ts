@@ -33,6 +33,11 @@ export interface HandshakeIO {
   readChangeCipherSpec(): Promise<void>;
   /** Sends everything queued, as few records as possible. */
   flush(): Promise<void>;
+  /**
+   * Until called again with undefined, a fatal alert from the peer is reported as the error
+   * `explain` returns for it (when it returns one) instead of a bare "peer sent alert".
+   */
+  explainPeerAlert(explain: ((alert: AlertDescription) => TlsError | undefined) | undefined): void;
   /** We answered a CertificateRequest with no certificate: explain a fatal alert that follows as that. */
   expectRefusalForMissingCertificate(): void;
   /** From now until the handshake ends, ignore unprotected ChangeCipherSpec records (TLS 1.3 compatibility mode). */
