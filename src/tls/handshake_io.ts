@@ -143,7 +143,8 @@ export function expectType(msg: HandshakeMessage, ...types: HandshakeType[]): vo
 
 /**
  * Checks the peer's Finished against the verify_data we expect, in constant time, and adds
- * it to the transcript. A mismatch is decrypt_error (RFC 8446 §4.4.4, RFC 5246 §7.4.9).
+ * it to the transcript. A Finished of the wrong length cannot be decoded (decode_error, RFC
+ * 8446 §6.2); a mismatch is decrypt_error (RFC 8446 §4.4.4, RFC 5246 §7.4.9).
  */
 export function expectFinished(
   msg: HandshakeMessage,
@@ -152,7 +153,13 @@ export function expectFinished(
   transcript: Buffer[],
 ): void {
   expectType(msg, HandshakeType.finished);
-  if (msg.body.length !== expected.length || !timingSafeEqual(msg.body, expected)) {
+  if (msg.body.length !== expected.length) {
+    throw new TlsError(
+      AlertDescription.decode_error,
+      `${peer} Finished is ${msg.body.length} bytes, not ${expected.length}`,
+    );
+  }
+  if (!timingSafeEqual(msg.body, expected)) {
     throw new TlsError(AlertDescription.decrypt_error, `${peer} Finished did not verify`);
   }
   transcript.push(msg.raw);

@@ -169,7 +169,9 @@ export type PremasterMode =
   /** A correctly padded premaster whose version bytes are 03 01, used by the client as is. */
   | "wrong-version"
   /** A correctly padded 47-byte premaster, used by the client as is. */
-  | "wrong-length";
+  | "wrong-length"
+  /** A good premaster, but a Finished of 11 bytes instead of 12. */
+  | "short-finished";
 
 /** The result of a raw RSA-key-exchange handshake attempt. */
 export interface RsaAttempt {
@@ -241,7 +243,10 @@ export async function rsaHandshake(
   const read = protectionFor(suite, keys.server, false);
   const finished = frameHandshake(
     HandshakeType.finished,
-    finishedData(prfHash, master, "client", transcriptHash(prfHash, transcript)),
+    finishedData(prfHash, master, "client", transcriptHash(prfHash, transcript)).subarray(
+      0,
+      mode === "short-finished" ? 11 : undefined,
+    ),
   );
   const sealedFinished = write.seal(ContentType.handshake, version, finished).subarray(5); // seal returns a whole record
   const ccsAndFinished = Buffer.concat([
