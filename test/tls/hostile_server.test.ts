@@ -373,3 +373,24 @@ test("a TLS 1.3 compatibility ChangeCipherSpec of two bytes: unexpected_message 
   );
   expectAlert(o, AlertDescription.unexpected_message, /malformed ChangeCipherSpec/);
 });
+
+test("TLS 1.3: an alert between the fragments of an encrypted handshake message is unexpected_message (RFC 8446 §5.1)", async () => {
+  const o = await run(
+    async (conn, hello) => {
+      const { record, protection } = serverHello13(hello);
+      const ee = handshakeBytes(HandshakeType.encrypted_extensions, Buffer.from([0, 0]));
+      const seal = (type: number, data: Buffer) => protection.seal(type, Version.tls12, data);
+      await conn.write(
+        Buffer.concat([
+          record,
+          seal(ContentType.handshake, ee.subarray(0, 3)),
+          seal(ContentType.alert, alertBytes(1, AlertDescription.no_renegotiation)),
+          seal(ContentType.handshake, ee.subarray(3)),
+        ]),
+      );
+    },
+    { maxVersion: "1.3" },
+  );
+  // The client has not switched its write keys yet, so its alert goes in clear.
+  expectAlert(o, AlertDescription.unexpected_message, /between the fragments of a handshake message/);
+});
