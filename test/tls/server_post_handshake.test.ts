@@ -90,3 +90,13 @@ test("a warning alert between the fragments of the ClientHello: unexpected_messa
     conn.destroy();
   }
 });
+
+test("renegotiation asked again and again with no data between: cut off with unexpected_message", async () => {
+  const hello = clientHello({ suites: [0x003c] });
+  const answer = await afterHandshake((seal) =>
+    Array.from({ length: 40 }, () => seal(ContentType.handshake, hello)),
+  );
+  const warning = [ContentType.alert, hex(alertBytes(1, AlertDescription.no_renegotiation))];
+  const fatal = [ContentType.alert, hex(alertBytes(2, AlertDescription.unexpected_message))];
+  assert.deepEqual(answer, [...Array.from({ length: 32 }, () => warning), fatal]);
+});
