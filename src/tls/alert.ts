@@ -3,6 +3,7 @@
  * Every failure inside the stack is a TlsError naming the alert to send, so no peer
  * input can end a connection without telling the peer why.
  */
+import { versionName } from "./constants.ts";
 
 /** Alert description code points. */
 export enum AlertDescription {
@@ -100,4 +101,32 @@ export class NegotiationError extends TlsError {
     this.offeredVersions = offeredVersions;
     this.offeredSuites = offeredSuites;
   }
+
+  /**
+   * The error for a fatal alert answering our ClientHello: a NegotiationError for the alerts a
+   * server refuses an offer with (RFC 8446 §4.1.1, RFC 5246 §7.4.1.3), undefined for others.
+   */
+  static ifRefusal(
+    alert: AlertDescription,
+    minVersion: number,
+    maxVersion: number,
+    suites: readonly { name: string }[],
+  ): NegotiationError | undefined {
+    if (!REFUSALS.has(alert)) return undefined;
+    const name = (v: number) => versionName(v).replace("TLSv", "TLS ");
+    const versions =
+      minVersion === maxVersion ? name(maxVersion) : `${name(minVersion)} to ${name(maxVersion)}`;
+    return new NegotiationError(
+      alert,
+      versions,
+      suites.map((s) => s.name),
+    );
+  }
 }
+
+/** The alerts a server answers a ClientHello with when it shares no suite or version with it. */
+const REFUSALS = new Set([
+  AlertDescription.handshake_failure,
+  AlertDescription.protocol_version,
+  AlertDescription.insufficient_security,
+]);

@@ -166,7 +166,8 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
   await io.flush();
 
   // ServerHello (a refusal before it most often means nothing we offered suits the server)
-  io.explainPeerAlert((alert) => refusal(alert, cfg, suites, offer13, legacyMax));
+  const offeredMax = offer13 ? ProtocolVersion.TLS13 : legacyMax;
+  io.explainPeerAlert((alert) => NegotiationError.ifRefusal(alert, cfg.minVersion, offeredMax, suites));
   let msg = await io.readMessage();
   io.explainPeerAlert(undefined);
   expectType(msg, HandshakeType.server_hello);
@@ -317,32 +318,6 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
     authorizationError,
     alpnProtocol: negotiated.alpn,
   };
-}
-
-/** The alerts a server answers a ClientHello with when it shares no suite or version with it. */
-const REFUSALS = new Set([
-  AlertDescription.handshake_failure,
-  AlertDescription.protocol_version,
-  AlertDescription.insufficient_security,
-]);
-
-/** A refusal of our ClientHello, told as what we offered (undefined for other alerts). */
-function refusal(
-  alert: AlertDescription,
-  cfg: ClientConfig,
-  suites: readonly CipherSuite[],
-  offer13: boolean,
-  legacyMax: number,
-): NegotiationError | undefined {
-  if (!REFUSALS.has(alert)) return undefined;
-  const max = offer13 ? ProtocolVersion.TLS13 : legacyMax;
-  const name = (v: number) => versionName(v).replace("TLSv", "TLS ");
-  const versions = cfg.minVersion === max ? name(max) : `${name(cfg.minVersion)} to ${name(max)}`;
-  return new NegotiationError(
-    alert,
-    versions,
-    suites.map((s) => s.name),
-  );
 }
 
 interface Negotiated {
