@@ -9,13 +9,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { AlertDescription, AlertLevel, alertName, TlsError } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
-import {
-  ContentType,
-  HandshakeType,
-  MAX_HANDSHAKE_MESSAGE,
-  MAX_PLAINTEXT,
-  ProtocolVersion,
-} from "./constants.ts";
+import { ContentType, HandshakeType, MAX_PLAINTEXT, ProtocolVersion } from "./constants.ts";
 
 /** Bytes a handshaking connection buffers (unread records, early data) before pausing its transport. */
 const MAX_BUFFERED = 256 * 1024;
@@ -26,12 +20,6 @@ const MAX_BUFFERED = 256 * 1024;
  * denial of service. Application data from the peer starts the count again.
  */
 const MAX_EMPTY_RECORDS = 32;
-/**
- * Handshake plaintext one handshake may bring in (four messages of the largest size we accept):
- * with the per-message record bound of the assembler, it caps the work any peer can make us do
- * before the handshake ends, whatever it sends.
- */
-const MAX_HANDSHAKE_BYTES = 4 * MAX_HANDSHAKE_MESSAGE;
 
 import { HandshakeAssembler, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
 import { NULL_PROTECTION, type RecordProtection } from "./protection.ts";
@@ -79,7 +67,6 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   private pausedForHandshake = false;
   private peerClosed = false;
   private emptyRecords = 0;
-  private handshakeBytes = 0;
   private heldRecord: RawRecord | undefined;
   private failureHint = false;
   private explainAlert: ((alert: AlertDescription) => TlsError | undefined) | undefined;
@@ -124,6 +111,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       this.authorizationError = result.authorizationError;
       this.alpnProtocol = result.alpnProtocol;
       this.handshaking = false;
+      this.assembler.handshakeDone();
       for (const msg of this.queue.splice(0)) this.onPostHandshake(msg);
       for (const data of this.earlyData.splice(0)) this.push(data);
       this.earlyBytes = 0;
@@ -342,7 +330,6 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       case ContentType.handshake: {
         if (plaintext.length === 0)
           throw new TlsError(AlertDescription.unexpected_message, "empty handshake record");
-        this.countHandshakeBytes(plaintext.length);
         this.assembler.push(plaintext);
         for (let m = this.assembler.next(); m; m = this.assembler.next()) {
           if (this.handshaking) this.queue.push(m);
@@ -433,18 +420,6 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       throw new TlsError(
         AlertDescription.unexpected_message,
         `record of type ${type} between the fragments of a handshake message`,
-      );
-    }
-  }
-
-  /** Bounds the handshake plaintext one handshake may send us. */
-  private countHandshakeBytes(n: number): void {
-    if (!this.handshaking) return;
-    this.handshakeBytes += n;
-    if (this.handshakeBytes > MAX_HANDSHAKE_BYTES) {
-      throw new TlsError(
-        AlertDescription.unexpected_message,
-        `more than ${MAX_HANDSHAKE_BYTES} bytes of handshake messages in one handshake`,
       );
     }
   }

@@ -52,6 +52,12 @@ export interface HandshakeIO {
  * peer sending one byte per record is cut off after a bounded amount of work.
  */
 export const MAX_RECORDS_PER_MESSAGE = 1024;
+/**
+ * Handshake plaintext one handshake may bring in (four messages of the largest size we accept):
+ * with the per-message record bound, it caps the work any peer can make us do before the
+ * handshake ends, whatever it sends.
+ */
+export const MAX_HANDSHAKE_BYTES = 4 * MAX_HANDSHAKE_MESSAGE;
 
 /**
  * Reassembles handshake messages from handshake records (fragmented or coalesced). Fragments
@@ -64,20 +70,41 @@ export class HandshakeAssembler {
   private size = 0;
   /** Records that carried bytes of the message now being assembled. */
   private records = 0;
+  /** Handshake bytes received so far in this handshake. */
+  private total = 0;
 
-  constructor(private readonly maxRecords = MAX_RECORDS_PER_MESSAGE) {}
+  constructor(
+    private readonly maxRecords = MAX_RECORDS_PER_MESSAGE,
+    /** The bound on `total`; undefined once the handshake is over (post-handshake messages are bounded one by one). */
+    private maxTotal: number | undefined = MAX_HANDSHAKE_BYTES,
+  ) {}
+
+  /** The handshake is over: from now on only the per-message bounds apply. */
+  handshakeDone(): void {
+    this.maxTotal = undefined;
+  }
 
   /** True when bytes of an incomplete message are waiting. */
   get partial(): boolean {
     return this.size > 0;
   }
 
-  /** Adds the plaintext of one handshake record; too many records for one message is unexpected_message. */
+  /**
+   * Adds the plaintext of one handshake record. Too many records for one message, or too many
+   * bytes for one handshake, is unexpected_message.
+   */
   push(fragment: Buffer): void {
     if (++this.records > this.maxRecords) {
       throw new TlsError(
         AlertDescription.unexpected_message,
         `handshake message spread over more than ${this.maxRecords} records`,
+      );
+    }
+    this.total += fragment.length;
+    if (this.maxTotal !== undefined && this.total > this.maxTotal) {
+      throw new TlsError(
+        AlertDescription.unexpected_message,
+        `more than ${this.maxTotal} bytes of handshake messages in one handshake`,
       );
     }
     this.parts.push(fragment);

@@ -91,6 +91,24 @@ test("assembler: the record bound counts per message and resets when one complet
   );
 });
 
+test("assembler: one handshake brings at most its byte budget; after handshakeDone only per-message bounds apply", () => {
+  const message = handshakeBytes(HandshakeType.certificate, Buffer.alloc(96, 1));
+  const refused = (err: unknown) =>
+    err instanceof TlsError && err.alert === AlertDescription.unexpected_message;
+  const during = new HandshakeAssembler(16, 250);
+  during.push(message);
+  during.push(message);
+  assert.equal(during.next()?.raw.length, 100);
+  assert.equal(during.next()?.raw.length, 100);
+  assert.throws(() => during.push(message), refused, "the third message passes 250 bytes");
+  const afterwards = new HandshakeAssembler(16, 250);
+  afterwards.handshakeDone();
+  for (let i = 0; i < 5; i++) {
+    afterwards.push(message);
+    assert.equal(afterwards.next()?.raw.length, 100);
+  }
+});
+
 let target: RawClientTarget;
 let port: number;
 
