@@ -8,7 +8,7 @@ import type { Command } from "commander";
 import { curl } from "../https/curl.ts";
 import { openKey } from "../keys/index.ts";
 import { KeyError, type PrivateKeyHandle } from "../keys/types.ts";
-import { TlsError } from "../tls/alert.ts";
+import { alertName, NegotiationError, TlsError } from "../tls/alert.ts";
 import { CliError } from "./errors.ts";
 
 interface CurlFlags {
@@ -51,6 +51,14 @@ function parseHeaders(lines: string[]): Record<string, string> {
 /** Maps a failure to curl's exit code and a one-line message. */
 export function curlFailure(err: unknown): CliError {
   if (err instanceof CliError) return err;
+  if (err instanceof NegotiationError) {
+    return new CliError(
+      `TLS handshake failed: server sent alert ${alertName(err.alert)}: no cipher suite or TLS version in common ` +
+        `(offered ${err.offeredVersions} with ${err.offeredSuites.join(",")}); try --ciphers with a suite the ` +
+        "server has (RSA key-exchange suites are offered only when named) or --tls-min/--tls-max",
+      35,
+    );
+  }
   if (err instanceof TlsError) {
     if (err.kind === "certificate")
       return new CliError(`server certificate verification failed: ${err.message}`, 60);

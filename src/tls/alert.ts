@@ -3,6 +3,7 @@
  * Every failure inside the stack is a TlsError naming the alert to send, so no peer
  * input can end a connection without telling the peer why.
  */
+import { versionName } from "./constants.ts";
 
 /** Alert description code points. */
 export enum AlertDescription {
@@ -75,3 +76,57 @@ export class TlsError extends Error {
     this.kind = kind;
   }
 }
+
+/**
+ * The server refused our ClientHello with a fatal alert (handshake_failure, protocol_version,
+ * insufficient_security) before choosing anything: most often nothing we offered suits it. The
+ * error names what was offered, so callers can tell the user which option would help.
+ */
+export class NegotiationError extends TlsError {
+  /** The versions offered, e.g. "TLS 1.2 to TLS 1.3". */
+  readonly offeredVersions: string;
+  /** The cipher suites offered, by IANA name. */
+  readonly offeredSuites: readonly string[];
+
+  constructor(alert: AlertDescription, offeredVersions: string, offeredSuites: readonly string[]) {
+    super(
+      alert,
+      `server sent alert ${alertName(alert)} in answer to the ClientHello: no cipher suite or TLS version ` +
+        `in common (offered ${offeredVersions} with ${offeredSuites.join(", ")}); set the \`ciphers\` option ` +
+        "to a suite the server has (RSA key-exchange suites are offered only when named) or " +
+        "`minVersion`/`maxVersion` to a version it speaks",
+      "peer-alert",
+    );
+    this.name = "NegotiationError";
+    this.offeredVersions = offeredVersions;
+    this.offeredSuites = offeredSuites;
+  }
+
+  /**
+   * The error for a fatal alert answering our ClientHello: a NegotiationError for the alerts a
+   * server refuses an offer with (RFC 8446 §4.1.1, RFC 5246 §7.4.1.3), undefined for others.
+   */
+  static ifRefusal(
+    alert: AlertDescription,
+    minVersion: number,
+    maxVersion: number,
+    suites: readonly { name: string }[],
+  ): NegotiationError | undefined {
+    if (!REFUSALS.has(alert)) return undefined;
+    const name = (v: number) => versionName(v).replace("TLSv", "TLS ");
+    const versions =
+      minVersion === maxVersion ? name(maxVersion) : `${name(minVersion)} to ${name(maxVersion)}`;
+    return new NegotiationError(
+      alert,
+      versions,
+      suites.map((s) => s.name),
+    );
+  }
+}
+
+/** The alerts a server answers a ClientHello with when it shares no suite or version with it. */
+const REFUSALS = new Set([
+  AlertDescription.handshake_failure,
+  AlertDescription.protocol_version,
+  AlertDescription.insufficient_security,
+]);

@@ -3,6 +3,7 @@
  * ClientConfig and returns a TlsSocket whose handshake runs over a new TCP connection
  * (or a transport the caller supplies).
  */
+import { createHash } from "node:crypto";
 import { isIP, connect as tcpConnect } from "node:net";
 import type { Duplex } from "node:stream";
 import type { PrivateKeyHandle } from "../keys/types.ts";
@@ -59,6 +60,22 @@ function certificateChainDer(pem: string): Buffer[] {
   return ders;
 }
 
+/**
+ * Who the client is, for the session cache: a hash of the key's public key and the chain, or
+ * "anonymous". A resumed session keeps the identity of the handshake that made it, so a cache
+ * shared by connections with different client certificates must never hand one's ticket to another.
+ */
+function clientIdentity(key: PrivateKeyHandle | undefined, chain: readonly Buffer[]): string {
+  if (!key) return "anonymous";
+  const h = createHash("sha256");
+  for (const part of [key.spki, ...chain]) {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(part.length);
+    h.update(length).update(part);
+  }
+  return h.digest("hex");
+}
+
 /** Resolves user options into the handshake's configuration. Throws on unusable options. */
 export function clientConfig(options: ConnectOptions): ClientConfig {
   const host = options.servername ?? options.host ?? "127.0.0.1";
@@ -86,7 +103,7 @@ export function clientConfig(options: ConnectOptions): ClientConfig {
     alpn: options.ALPNProtocols ?? [],
     encryptThenMac: options.encryptThenMac ?? true,
     sessionCache: options.sessionCache,
-    sessionKey: `${options.host ?? "127.0.0.1"}:${options.port ?? 443}/${host}`,
+    sessionKey: `${options.host ?? "127.0.0.1"}:${options.port ?? 443}/${host}#${clientIdentity(options.key, chain)}`,
   };
 }
 

@@ -37,7 +37,7 @@ export interface ClientConfig {
   encryptThenMac: boolean;
   /** Where TLS 1.3 tickets are kept for resumption; undefined: no resumption. */
   sessionCache: ClientSessionCache | undefined;
-  /** The server identity tickets are filed under ("host:port/servername"). */
+  /** What tickets are filed under: the server and the client identity ("host:port/servername#identity"). */
   sessionKey: string;
 }
 

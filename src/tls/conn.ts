@@ -69,6 +69,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   private emptyRecords = 0;
   private heldRecord: RawRecord | undefined;
   private failureHint = false;
+  private explainAlert: ((alert: AlertDescription) => TlsError | undefined) | undefined;
   private handshaking = true;
   private readonly earlyData: Buffer[] = [];
   private outbox: Buffer[] = [];
@@ -110,6 +111,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       this.authorizationError = result.authorizationError;
       this.alpnProtocol = result.alpnProtocol;
       this.handshaking = false;
+      this.assembler.handshakeDone();
       for (const msg of this.queue.splice(0)) this.onPostHandshake(msg);
       for (const data of this.earlyData.splice(0)) this.push(data);
       this.earlyBytes = 0;
@@ -201,6 +203,10 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
     this.recordVersion = version;
   }
 
+  explainPeerAlert(explain: ((alert: AlertDescription) => TlsError | undefined) | undefined): void {
+    this.explainAlert = explain;
+  }
+
   expectRefusalForMissingCertificate(): void {
     this.failureHint = true;
   }
@@ -261,6 +267,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
           return;
         }
         if (rec.type === ContentType.change_cipher_spec && this.compatCcs && this.handshaking) {
+          this.refuseInterleaving(rec.type);
           // TLS 1.3 middlebox compatibility: an unprotected CCS is ignored (RFC 8446 §5).
           if (rec.body.length !== 1 || rec.body[0] !== 1)
             throw new TlsError(AlertDescription.unexpected_message, "malformed ChangeCipherSpec");
@@ -312,6 +319,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   }
 
   private onRecord(type: ContentType, plaintext: Buffer): void {
+    this.refuseInterleaving(type);
     switch (type) {
       case ContentType.alert:
         this.onAlert(plaintext);
@@ -376,6 +384,11 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       this.countEmptyRecord("warning alerts");
       return;
     }
+    const explained = this.handshaking ? this.explainAlert?.(desc) : undefined;
+    if (explained) {
+      this.fail(explained, false);
+      return;
+    }
     const peer = this.role === "client" ? "server" : "client";
     const hint =
       desc === AlertDescription.certificate_required || (this.handshaking && this.failureHint)
@@ -397,6 +410,20 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
     this.wake();
   }
 
+  /**
+   * Handshake messages must not be interleaved with other record types (RFC 8446 §5.1; RFC 5246
+   * §7.4 likewise): anything but a handshake record while part of a message waits is
+   * unexpected_message, including an alert or ChangeCipherSpec.
+   */
+  private refuseInterleaving(type: ContentType): void {
+    if (type !== ContentType.handshake && this.assembler.partial) {
+      throw new TlsError(
+        AlertDescription.unexpected_message,
+        `record of type ${type} between the fragments of a handshake message`,
+      );
+    }
+  }
+
   /** Counts a record that carried nothing; too many in a row end the connection. */
   private countEmptyRecord(what: string): void {
     if (++this.emptyRecords > MAX_EMPTY_RECORDS) {
@@ -413,9 +440,12 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       this.result.postHandshake(msg);
       return;
     }
-    if (msg.type === HandshakeType.hello_request) {
-      // RFC 5746: renegotiation is refused politely with a warning (a flood of them, not).
-      this.countEmptyRecord("HelloRequest messages");
+    // A renegotiation request (HelloRequest to a client, ClientHello to a server) before TLS 1.3
+    // is refused politely with a warning and the connection carries on (RFC 5246 §7.2.2, RFC
+    // 5746 §4.2); a flood of them, not.
+    const renegotiation = this.role === "client" ? HandshakeType.hello_request : HandshakeType.client_hello;
+    if (msg.type === renegotiation && this.result?.version !== ProtocolVersion.TLS13) {
+      this.countEmptyRecord(this.role === "client" ? "HelloRequest messages" : "renegotiating ClientHellos");
       this.writeAlert(AlertLevel.warning, AlertDescription.no_renegotiation);
       return;
     }

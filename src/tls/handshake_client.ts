@@ -5,7 +5,7 @@
  * leaves it.
  */
 import { constants, publicEncrypt, randomBytes } from "node:crypto";
-import { AlertDescription, TlsError } from "./alert.ts";
+import { AlertDescription, NegotiationError, TlsError } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import type { ClientConfig } from "./config.ts";
 import type { HandshakeResult } from "./conn.ts";
@@ -165,8 +165,11 @@ export async function clientHandshake(io: HandshakeIO, cfg: ClientConfig): Promi
   transcript.push(io.writeMessage(HandshakeType.client_hello, encodeHelloBody(hello, params, [])));
   await io.flush();
 
-  // ServerHello
+  // ServerHello (a refusal before it most often means nothing we offered suits the server)
+  const offeredMax = offer13 ? ProtocolVersion.TLS13 : legacyMax;
+  io.explainPeerAlert((alert) => NegotiationError.ifRefusal(alert, cfg.minVersion, offeredMax, suites));
   let msg = await io.readMessage();
+  io.explainPeerAlert(undefined);
   expectType(msg, HandshakeType.server_hello);
   transcript.push(msg.raw);
   const sh = decodeServerHello(msg.body);

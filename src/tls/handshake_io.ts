@@ -33,6 +33,11 @@ export interface HandshakeIO {
   readChangeCipherSpec(): Promise<void>;
   /** Sends everything queued, as few records as possible. */
   flush(): Promise<void>;
+  /**
+   * Until called again with undefined, a fatal alert from the peer is reported as the error
+   * `explain` returns for it (when it returns one) instead of a bare "peer sent alert".
+   */
+  explainPeerAlert(explain: ((alert: AlertDescription) => TlsError | undefined) | undefined): void;
   /** We answered a CertificateRequest with no certificate: explain a fatal alert that follows as that. */
   expectRefusalForMissingCertificate(): void;
   /** From now until the handshake ends, ignore unprotected ChangeCipherSpec records (TLS 1.3 compatibility mode). */
@@ -42,21 +47,66 @@ export interface HandshakeIO {
 }
 
 /**
+ * Handshake records one message may be spread over. A peer needs at most 16 for the largest
+ * message we accept at full-size records; 1024 leaves room for any sane fragmentation while a
+ * peer sending one byte per record is cut off after a bounded amount of work.
+ */
+export const MAX_RECORDS_PER_MESSAGE = 1024;
+/**
+ * Handshake plaintext one handshake may bring in (four messages of the largest size we accept):
+ * with the per-message record bound, it caps the work any peer can make us do before the
+ * handshake ends, whatever it sends.
+ */
+export const MAX_HANDSHAKE_BYTES = 4 * MAX_HANDSHAKE_MESSAGE;
+
+/**
  * Reassembles handshake messages from handshake records (fragmented or coalesced). Fragments
- * are kept as a list and copied once, when a message is complete, so a message sent one
- * byte per record costs linear time, not quadratic.
+ * are kept as a list and copied once, when a message is complete; the 4-byte header is read
+ * across fragments without joining them, so the work is linear in the bytes received whatever
+ * the fragmentation (joining every fragment to read a header made 1-byte records quadratic).
  */
 export class HandshakeAssembler {
   private parts: Buffer[] = [];
   private size = 0;
+  /** Records that carried bytes of the message now being assembled. */
+  private records = 0;
+  /** Handshake bytes received so far in this handshake. */
+  private total = 0;
+
+  constructor(
+    private readonly maxRecords = MAX_RECORDS_PER_MESSAGE,
+    /** The bound on `total`; undefined once the handshake is over (post-handshake messages are bounded one by one). */
+    private maxTotal: number | undefined = MAX_HANDSHAKE_BYTES,
+  ) {}
+
+  /** The handshake is over: from now on only the per-message bounds apply. */
+  handshakeDone(): void {
+    this.maxTotal = undefined;
+  }
 
   /** True when bytes of an incomplete message are waiting. */
   get partial(): boolean {
     return this.size > 0;
   }
 
-  /** Adds the plaintext of one handshake record. */
+  /**
+   * Adds the plaintext of one handshake record. Too many records for one message, or too many
+   * bytes for one handshake, is unexpected_message.
+   */
   push(fragment: Buffer): void {
+    if (++this.records > this.maxRecords) {
+      throw new TlsError(
+        AlertDescription.unexpected_message,
+        `handshake message spread over more than ${this.maxRecords} records`,
+      );
+    }
+    this.total += fragment.length;
+    if (this.maxTotal !== undefined && this.total > this.maxTotal) {
+      throw new TlsError(
+        AlertDescription.unexpected_message,
+        `more than ${this.maxTotal} bytes of handshake messages in one handshake`,
+      );
+    }
     this.parts.push(fragment);
     this.size += fragment.length;
   }
@@ -64,8 +114,7 @@ export class HandshakeAssembler {
   /** The next complete message, or undefined. */
   next(): HandshakeMessage | undefined {
     if (this.size < 4) return undefined;
-    const head = this.parts[0]!.length >= 4 ? this.parts[0]! : Buffer.concat(this.parts).subarray(0, 4);
-    const length = head.readUIntBE(1, 3);
+    const length = (this.byteAt(1) << 16) | (this.byteAt(2) << 8) | this.byteAt(3);
     if (length > MAX_HANDSHAKE_MESSAGE) {
       throw new TlsError(
         AlertDescription.illegal_parameter,
@@ -74,10 +123,22 @@ export class HandshakeAssembler {
     }
     if (this.size < 4 + length) return undefined;
     const raw = this.take(4 + length);
+    // The records of the next message count from the one that ends this message.
+    this.records = this.size > 0 ? 1 : 0;
     return { type: raw[0]! as HandshakeType, body: raw.subarray(4), raw };
   }
 
-  /** Copies the first n bytes out and drops them (an index, not Array.shift, keeps this linear). */
+  /** Byte `i` (< 4) of the buffered bytes, found across at most four fragments without copying. */
+  private byteAt(i: number): number {
+    let offset = i;
+    for (const part of this.parts) {
+      if (offset < part.length) return part[offset]!;
+      offset -= part.length;
+    }
+    throw new RangeError("byteAt past the buffered bytes");
+  }
+
+  /** Copies the first n bytes out and drops them (one splice, not Array.shift per part, keeps this linear). */
   private take(n: number): Buffer {
     const out = Buffer.allocUnsafe(n);
     let filled = 0;
@@ -90,7 +151,7 @@ export class HandshakeAssembler {
       if (used === part.length) i++;
       else this.parts[i] = part.subarray(used);
     }
-    this.parts = this.parts.slice(i);
+    this.parts.splice(0, i);
     this.size -= n;
     return out;
   }
@@ -109,7 +170,8 @@ export function expectType(msg: HandshakeMessage, ...types: HandshakeType[]): vo
 
 /**
  * Checks the peer's Finished against the verify_data we expect, in constant time, and adds
- * it to the transcript. A mismatch is decrypt_error (RFC 8446 §4.4.4, RFC 5246 §7.4.9).
+ * it to the transcript. A Finished of the wrong length cannot be decoded (decode_error, RFC
+ * 8446 §6.2); a mismatch is decrypt_error (RFC 8446 §4.4.4, RFC 5246 §7.4.9).
  */
 export function expectFinished(
   msg: HandshakeMessage,
@@ -118,7 +180,13 @@ export function expectFinished(
   transcript: Buffer[],
 ): void {
   expectType(msg, HandshakeType.finished);
-  if (msg.body.length !== expected.length || !timingSafeEqual(msg.body, expected)) {
+  if (msg.body.length !== expected.length) {
+    throw new TlsError(
+      AlertDescription.decode_error,
+      `${peer} Finished is ${msg.body.length} bytes, not ${expected.length}`,
+    );
+  }
+  if (!timingSafeEqual(msg.body, expected)) {
     throw new TlsError(AlertDescription.decrypt_error, `${peer} Finished did not verify`);
   }
   transcript.push(msg.raw);

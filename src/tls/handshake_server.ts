@@ -208,8 +208,10 @@ interface Resumable {
 
 /**
  * The session the client's ticket or session ID names, when it is fresh and still fits:
- * same version, a suite both sides still enable, the same extended_master_secret setting
- * (RFC 7627 §5.3), and a client chain that still validates when one is required.
+ * same version, a suite both sides still enable, extended master secret in both the session
+ * and the new ClientHello (RFC 7627 §5.3), and a client chain that still validates when one
+ * is required. A session made with extended master secret offered by a ClientHello without it
+ * aborts the handshake; a session made without it is never resumed (full handshake instead).
  */
 function findSession(c: Connection12): Resumable | undefined {
   const store = c.cfg.sessions;
@@ -226,9 +228,16 @@ function findSession(c: Connection12): Resumable | undefined {
     !c.cfg.suites.includes(suite) ||
     !c.hello.cipherSuites.includes(suite.id) ||
     !suiteAllowsVersion(suite, c.version) ||
-    state.extendedMasterSecret !== c.hello.extendedMasterSecret
+    !state.extendedMasterSecret ||
+    !c.hello.extendedMasterSecret
   ) {
     state.masterSecret.fill(0);
+    if (state.extendedMasterSecret && !c.hello.extendedMasterSecret) {
+      throw new TlsError(
+        AlertDescription.handshake_failure,
+        "client offered a session made with extended master secret without the extension (RFC 7627 §5.3)",
+      );
+    }
     return undefined;
   }
   let authorizationError: string | undefined;
@@ -326,19 +335,6 @@ function writeTicket(c: Connection12, state: SessionState): void {
   c.transcript.push(c.io.writeMessage(HandshakeType.new_session_ticket, body));
 }
 
-/** After the handshake: a ClientHello asks to renegotiate, which this server refuses (RFC 5746). */
-function refusePostHandshake(msg: HandshakeMessage): void {
-  if (msg.type === HandshakeType.client_hello)
-    throw new TlsError(
-      AlertDescription.no_renegotiation,
-      "client asked to renegotiate; renegotiation is refused",
-    );
-  throw new TlsError(
-    AlertDescription.unexpected_message,
-    `unexpected ${HandshakeType[msg.type] ?? msg.type} after the handshake`,
-  );
-}
-
 function result(
   c: Connection12,
   suite: CipherSuite,
@@ -352,6 +348,6 @@ function result(
     authorized: state.authorized,
     authorizationError,
     alpnProtocol: c.alpn,
-    postHandshake: refusePostHandshake,
+    // No postHandshake: the connection refuses renegotiation with a warning, anything else fatally.
   };
 }

@@ -207,7 +207,8 @@ export function decodeEcdheServerKeyExchange(body: Buffer, version: number): Ecd
   const publicKey = r.vec8(1);
   const params = body.subarray(0, 4 + publicKey.length);
   const scheme = version >= ProtocolVersion.TLS12 ? r.u16() : undefined;
-  const signature = r.vec16(1);
+  // signature<0..2^16-1>: an empty one is well-formed and fails to verify (decrypt_error), not decode_error.
+  const signature = r.vec16(0);
   r.end();
   return { group, publicKey, scheme, signature, params };
 }
@@ -255,7 +256,7 @@ export function encodeDigitallySigned(m: DigitallySigned): Buffer {
 export function decodeDigitallySigned(body: Buffer, withScheme: boolean): DigitallySigned {
   const r = new Reader(body, "CertificateVerify");
   const scheme = withScheme ? r.u16() : undefined;
-  const signature = r.vec16(1);
+  const signature = r.vec16(0); // may be empty: it then fails to verify (decrypt_error)
   r.end();
   return { scheme, signature };
 }

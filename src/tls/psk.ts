@@ -28,7 +28,7 @@ export interface ClientTicket {
 }
 
 /**
- * Tickets by server identity ("host:port/servername"). Each ticket is used once (RFC 8446
+ * Tickets by server and client identity ("host:port/servername#identity"). Each ticket is used once (RFC 8446
  * §C.4: reuse lets a passive observer link connections); expired ones are dropped.
  */
 export class ClientSessionCache {

@@ -112,6 +112,9 @@ describe("gnutls-serv --require-client-cert", () => {
   const seed: Array<[string, string, string[]]> = [
     ["TLS_RSA_WITH_AES_128_CBC_SHA256", "NORMAL:+RSA:+SHA256:-VERS-ALL:+VERS-TLS1.2", ["--tls-max", "1.2"]],
     ["TLS_RSA_WITH_AES_256_CBC_SHA256", "NORMAL:+RSA:+SHA256:-VERS-ALL:+VERS-TLS1.2", ["--tls-max", "1.2"]],
+    // RSA key exchange with AES-GCM (issue 9): the server offers RSA key exchange only.
+    ["TLS_RSA_WITH_AES_128_GCM_SHA256", "NORMAL:-KX-ALL:+RSA:-VERS-ALL:+VERS-TLS1.2", ["--tls-max", "1.2"]],
+    ["TLS_RSA_WITH_AES_256_GCM_SHA384", "NORMAL:-KX-ALL:+RSA:-VERS-ALL:+VERS-TLS1.2", ["--tls-max", "1.2"]],
     [
       "TLS_RSA_WITH_AES_128_CBC_SHA",
       "NORMAL:+RSA:-VERS-ALL:+VERS-TLS1.1",

@@ -33,6 +33,9 @@ const SEED_SUITES: Case[] = [
   { suite: "TLS_RSA_WITH_AES_256_CBC_SHA256", tls: "1.2", openssl: "AES256-SHA256" },
   { suite: "TLS_RSA_WITH_AES_128_CBC_SHA", tls: "1.1", openssl: "AES128-SHA" },
   { suite: "TLS_RSA_WITH_AES_256_CBC_SHA", tls: "1.1", openssl: "AES256-SHA" },
+  // RSA key exchange with AES-GCM, all many older servers offer (issue 9).
+  { suite: "TLS_RSA_WITH_AES_128_GCM_SHA256", tls: "1.2", openssl: "AES128-GCM-SHA256" },
+  { suite: "TLS_RSA_WITH_AES_256_GCM_SHA384", tls: "1.2", openssl: "AES256-GCM-SHA384" },
 ];
 
 const MODERN_SUITES: Case[] = [

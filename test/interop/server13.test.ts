@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import * as nodeTls from "node:tls";
 import { openKey } from "../../src/keys/index.ts";
-import { connect } from "../../src/tls/client.ts";
+import { clientConfig, connect } from "../../src/tls/client.ts";
 import type { TlsSocket } from "../../src/tls/conn.ts";
 import { serverHandshake13 } from "../../src/tls/handshake_server13.ts";
 import { createServer, type TlsServer, type TlsServerOptions } from "../../src/tls/server.ts";
@@ -360,17 +360,18 @@ describe("resumption from tickets", () => {
     const { port, errors } = await serve(rsaServer);
     const { ClientSessionCache } = await import("../../src/tls/psk.ts");
     const cache = new ClientSessionCache();
+    const options = () => ({
+      host: "127.0.0.1",
+      port,
+      servername: "localhost",
+      ca: readFileSync(pki.caFile, "utf8"),
+      cert: pki.client.chainPem,
+      key: fileKey,
+      sessionCache: cache,
+    });
     const once = () =>
       new Promise<string>((resolve) => {
-        const sock = connect({
-          host: "127.0.0.1",
-          port,
-          servername: "localhost",
-          ca: readFileSync(pki.caFile, "utf8"),
-          cert: pki.client.chainPem,
-          key: fileKey,
-          sessionCache: cache,
-        });
+        const sock = connect(options());
         sock.on("secureConnect", () => sock.write("hi quit"));
         sock.on("data", (d: Buffer) => resolve(d.toString()));
         sock.on("error", (e: Error) => resolve(`error: ${e.message}`));
@@ -379,7 +380,8 @@ describe("resumption from tickets", () => {
     try {
       assert.equal(await once(), "echo:hi quit");
       // Corrupt the PSK the client will bind with: the binder no longer verifies.
-      const key = `127.0.0.1:${port}/localhost`;
+      // Tickets are filed under the server and the client identity.
+      const key = clientConfig(options()).sessionKey;
       const ticket = cache.take(key)!;
       ticket.psk[0]! ^= 1;
       cache.put(key, ticket);

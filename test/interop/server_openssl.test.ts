@@ -13,6 +13,7 @@ import { after, before, describe, test } from "node:test";
 import { openKey } from "../../src/keys/index.ts";
 import type { PrivateKeyHandle } from "../../src/keys/types.ts";
 import { CIPHER_SUITES, type CipherSuite } from "../../src/tls/cipher_suites.ts";
+import { tokenIdentity } from "../helpers/hsmkit.ts";
 import { opensslClient } from "../helpers/peers.ts";
 import { makePki, type Pki } from "../helpers/pki.ts";
 import { issueCertificate } from "../helpers/pki-openssl.ts";
@@ -123,6 +124,35 @@ describe("every enabled suite and version with openssl s_client, mutual TLS", ()
       }
     });
   }
+});
+
+describe("RSA key exchange with AES-GCM, server key in SoftHSM2 (decrypts the premaster)", () => {
+  test("TLS_RSA_WITH_AES_128_GCM_SHA256 and TLS_RSA_WITH_AES_256_GCM_SHA384 with openssl s_client, mutual TLS", async () => {
+    const id = await tokenIdentity(pki, "rsa2048", "hsmkit-token-server-rsa-gcm", "server");
+    const server = await startEchoServer({
+      cert: id.cert.chainPem,
+      key: id.handle,
+      clientCa: pki.root.certPem,
+      maxVersion: "1.2",
+      ciphers: "TLS_RSA_WITH_AES_128_GCM_SHA256,TLS_RSA_WITH_AES_256_GCM_SHA384",
+    });
+    try {
+      for (const name of ["AES128-GCM-SHA256", "AES256-GCM-SHA384"]) {
+        const r = await opensslClient({
+          port: server.port,
+          servername: "localhost",
+          args: [...mtlsArgs(pki.client.chainPath, pki.client.keyPath), "-tls1_2", "-cipher", name],
+          input: "ping\n",
+        });
+        assert.equal(r.exitCode, 0, `${name}\n${r.output}`);
+        assert.equal(field(r.output, /^\s*Cipher\s*: (\S+)$/m), name);
+        assert.equal(server.accepted.at(-1)?.authorized, true, name);
+      }
+    } finally {
+      await server.close();
+      await id.handle.close();
+    }
+  });
 });
 
 describe("resumption", () => {

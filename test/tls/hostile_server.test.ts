@@ -4,7 +4,7 @@
  * (when the client detected the fault) and a closed connection, never a hang or a crash.
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { randomBytes, X509Certificate } from "node:crypto";
 import { after, before, test } from "node:test";
 import { AlertDescription, TlsError } from "../../src/tls/alert.ts";
 import { suiteById } from "../../src/tls/cipher_suites.ts";
@@ -13,7 +13,12 @@ import { DOWNGRADE_TLS12, ExtensionType, HandshakeType } from "../../src/tls/con
 import { protection13 } from "../../src/tls/handshake13.ts";
 import { hashMessages, KeySchedule } from "../../src/tls/key_schedule.ts";
 import { generateKeyShare, NamedGroup } from "../../src/tls/key_share.ts";
-import { decodeClientHello, encodeServerHello } from "../../src/tls/messages.ts";
+import {
+  decodeClientHello,
+  encodeCertificate12,
+  encodeEcdheServerKeyExchange,
+  encodeServerHello,
+} from "../../src/tls/messages.ts";
 import { decodeClientKeyShare, serverKeyShare, serverSupportedVersion } from "../../src/tls/messages13.ts";
 import {
   alertBytes,
@@ -26,14 +31,18 @@ import {
   recordHeader,
   Version,
 } from "../helpers/hostile.ts";
+import { makePki } from "../helpers/pki.ts";
 
 type Script = (conn: HostileConnection, hello: Buffer) => Promise<void> | void;
 
 let script: Script = () => {};
 let server: HostileServer;
 
+let serverLeaf: Buffer;
+
 before(async () => {
   server = await hostileServer((conn, hello) => script(conn, hello), { lingerMs: 3000 });
+  serverLeaf = new X509Certificate((await makePki()).server.certPem).raw;
 });
 after(() => server.close());
 
@@ -308,4 +317,80 @@ test("a flood of compatibility ChangeCipherSpecs in a TLS 1.3 handshake: unexpec
     { maxVersion: "1.3" },
   );
   expectAlert(o, AlertDescription.unexpected_message, /too many ChangeCipherSpec records/);
+});
+
+/** ServerHello (ECDHE-RSA-AES128-GCM), a real RSA certificate, and a ServerKeyExchange signed with `signature`. */
+function ecdheFlight(hello: Buffer, signature: Buffer): Buffer {
+  const ske = encodeEcdheServerKeyExchange({
+    group: NamedGroup.x25519,
+    publicKey: generateKeyShare(NamedGroup.x25519).publicKey,
+    scheme: 0x0804,
+    signature,
+  });
+  const messages = Buffer.concat([
+    handshakeBytes(HandshakeType.certificate, encodeCertificate12([serverLeaf])),
+    handshakeBytes(HandshakeType.server_key_exchange, ske),
+  ]);
+  return Buffer.concat([serverHello(hello), recordBytes(ContentType.handshake, Version.tls12, messages)]);
+}
+
+// The alert for each fault, as RFC 8446 §6.2 and RFC 5246 §7.2.2 name it.
+for (const c of [
+  {
+    name: "a ServerKeyExchange with an empty signature: decrypt_error",
+    bytes: (hello: Buffer) => ecdheFlight(hello, Buffer.alloc(0)),
+    alert: AlertDescription.decrypt_error,
+    message: /signature is invalid/,
+  },
+  {
+    name: "a ServerKeyExchange with a wrong signature: decrypt_error",
+    bytes: (hello: Buffer) => ecdheFlight(hello, randomBytes(256)),
+    alert: AlertDescription.decrypt_error,
+    message: /signature is invalid/,
+  },
+  {
+    name: "a TLS 1.2 ChangeCipherSpec of two bytes: decode_error (RFC 5246 §7.1 fixes its length)",
+    bytes: () => recordBytes(ContentType.changeCipherSpec, Version.tls12, Buffer.from([1, 1])),
+    alert: AlertDescription.decode_error,
+    message: /malformed ChangeCipherSpec/,
+  },
+]) {
+  test(c.name, async () => {
+    const o = await run(async (conn, hello) => {
+      await conn.write(c.bytes(hello));
+    });
+    expectAlert(o, c.alert, c.message);
+  });
+}
+
+test("a TLS 1.3 compatibility ChangeCipherSpec of two bytes: unexpected_message (RFC 8446 §5)", async () => {
+  const o = await run(
+    async (conn, hello) => {
+      const ccs = recordBytes(ContentType.changeCipherSpec, Version.tls12, Buffer.from([1, 1]));
+      await conn.write(Buffer.concat([serverHello13(hello).record, ccs]));
+    },
+    { maxVersion: "1.3" },
+  );
+  expectAlert(o, AlertDescription.unexpected_message, /malformed ChangeCipherSpec/);
+});
+
+test("TLS 1.3: an alert between the fragments of an encrypted handshake message is unexpected_message (RFC 8446 §5.1)", async () => {
+  const o = await run(
+    async (conn, hello) => {
+      const { record, protection } = serverHello13(hello);
+      const ee = handshakeBytes(HandshakeType.encrypted_extensions, Buffer.from([0, 0]));
+      const seal = (type: number, data: Buffer) => protection.seal(type, Version.tls12, data);
+      await conn.write(
+        Buffer.concat([
+          record,
+          seal(ContentType.handshake, ee.subarray(0, 3)),
+          seal(ContentType.alert, alertBytes(1, AlertDescription.no_renegotiation)),
+          seal(ContentType.handshake, ee.subarray(3)),
+        ]),
+      );
+    },
+    { maxVersion: "1.3" },
+  );
+  // The client has not switched its write keys yet, so its alert goes in clear.
+  expectAlert(o, AlertDescription.unexpected_message, /between the fragments of a handshake message/);
 });

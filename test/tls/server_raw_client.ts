@@ -6,6 +6,7 @@
  */
 import { constants, publicEncrypt, randomBytes, X509Certificate } from "node:crypto";
 import net from "node:net";
+import { openKey } from "../../src/keys/index.ts";
 import { suiteById } from "../../src/tls/cipher_suites.ts";
 import { ContentType, ExtensionType, HandshakeType } from "../../src/tls/constants.ts";
 import { u16ListExtension } from "../../src/tls/extensions.ts";
@@ -26,7 +27,9 @@ import {
   type RecordProtection,
   splitKeyBlock,
 } from "../../src/tls/protection.ts";
+import { createServer, type TlsServerOptions } from "../../src/tls/server.ts";
 import { parseRecords, recordBytes, type TlsRecord } from "../helpers/hostile.ts";
+import { makePki, type Pki } from "../helpers/pki.ts";
 
 /** A raw TCP connection that speaks records and remembers what the server sent. */
 export class RawConnection {
@@ -166,7 +169,9 @@ export type PremasterMode =
   /** A correctly padded premaster whose version bytes are 03 01, used by the client as is. */
   | "wrong-version"
   /** A correctly padded 47-byte premaster, used by the client as is. */
-  | "wrong-length";
+  | "wrong-length"
+  /** A good premaster, but a Finished of 11 bytes instead of 12. */
+  | "short-finished";
 
 /** The result of a raw RSA-key-exchange handshake attempt. */
 export interface RsaAttempt {
@@ -238,7 +243,10 @@ export async function rsaHandshake(
   const read = protectionFor(suite, keys.server, false);
   const finished = frameHandshake(
     HandshakeType.finished,
-    finishedData(prfHash, master, "client", transcriptHash(prfHash, transcript)),
+    finishedData(prfHash, master, "client", transcriptHash(prfHash, transcript)).subarray(
+      0,
+      mode === "short-finished" ? 11 : undefined,
+    ),
   );
   const sealedFinished = write.seal(ContentType.handshake, version, finished).subarray(5); // seal returns a whole record
   const ccsAndFinished = Buffer.concat([
@@ -259,4 +267,35 @@ export async function rsaHandshake(
     return after.some((r) => r.type === ContentType.handshake);
   });
   return { conn, serverHello: sh, answer: conn.received().subarray(flightBytes), read, write };
+}
+
+/** A server for raw-client tests, and how to stop it. */
+export interface RawClientTarget {
+  pki: Pki;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts an hsmkit TLS server on 127.0.0.1 with the test PKI's RSA server key: it answers the
+ * first data it receives with "echo:" + that data and closes; handshake failures are ignored.
+ */
+export async function rawClientTarget(options: Partial<TlsServerOptions> = {}): Promise<RawClientTarget> {
+  const pki = await makePki();
+  const key = await openKey(pki.server.keyPath);
+  const server = createServer({ cert: pki.server.chainPem, key, ...options });
+  server.on("secureConnection", (s) => {
+    s.on("error", () => {});
+    s.on("data", (d: Buffer) => s.end(`echo:${d}`));
+  });
+  server.on("tlsClientError", () => {});
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    pki,
+    port: (server.address() as net.AddressInfo).port,
+    close: async () => {
+      await new Promise<void>((r) => server.close(() => r()));
+      await key.close();
+    },
+  };
 }
