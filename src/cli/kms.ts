@@ -81,6 +81,14 @@ function parseListen(text: string): { host: string; port: number } {
   return { host: m[1].replace(/^\[|\]$/g, ""), port };
 }
 
+/** A flag's value as a number > 0 (an integer when asked), or a one-line CliError naming the flag. */
+function positiveNumber(text: string, flag: string, integer = false): number {
+  const n = Number(text);
+  if (!(integer ? Number.isInteger(n) : Number.isFinite(n)) || n <= 0)
+    throw new CliError(`kms: ${flag} wants a positive ${integer ? "integer" : "number"}, got "${text}"`);
+  return n;
+}
+
 const out = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
@@ -91,16 +99,25 @@ function registerServe(kms: Command): void {
   )
     .option("--listen <host:port>", "address to listen on", "127.0.0.1:8443")
     .option("--hostname <name...>", "extra DNS names / addresses for the server certificate")
-    .option("--max-inflight <n>", "requests handled at once before Rejected.Throttling", "256")
+    .option("--max-inflight <n>", "authenticated requests handled at once before Rejected.Throttling", "256")
+    .option("--headers-timeout <s>", "seconds for the TLS handshake, then for the request headers", "10")
+    .option("--body-timeout <s>", "seconds for the request body once the headers are in", "10")
     .option("--quiet", "no per-request log lines")
     .action(
       async (
-        o: MasterOptions & { listen: string; hostname?: string[]; maxInflight: string; quiet?: boolean },
+        o: MasterOptions & {
+          listen: string;
+          hostname?: string[];
+          maxInflight: string;
+          headersTimeout: string;
+          bodyTimeout: string;
+          quiet?: boolean;
+        },
       ) => {
         const { host, port } = parseListen(o.listen);
-        const maxInflight = Number(o.maxInflight);
-        if (!Number.isInteger(maxInflight) || maxInflight < 1)
-          throw new CliError("kms: --max-inflight wants a positive integer");
+        const maxInflight = positiveNumber(o.maxInflight, "--max-inflight", true);
+        const headersTimeoutMs = positiveNumber(o.headersTimeout, "--headers-timeout") * 1000;
+        const bodyTimeoutMs = positiveNumber(o.bodyTimeout, "--body-timeout") * 1000;
         let instance: KmsInstance;
         try {
           instance = await KmsInstance.open(openOptions(o, true));
@@ -115,6 +132,8 @@ function registerServe(kms: Command): void {
             port,
             hostnames: o.hostname ?? [],
             maxInflight,
+            headersTimeoutMs,
+            bodyTimeoutMs,
             ...(o.quiet ? {} : { log: out }),
           });
         } catch (err) {
