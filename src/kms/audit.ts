@@ -219,13 +219,16 @@ export class AuditLog {
 
   /**
    * Copies the committed head to the anchor file (write, then rename: never half a file).
-   * Another process may have anchored a later head meanwhile; the anchor never moves back.
+   * Another process may have anchored a later head meanwhile; the anchor never moves back,
+   * and is never moved past an anchored entry this log does not contain: appending to a
+   * rolled-back database must not erase the evidence that verify reports.
    */
   private writeAnchor(path: string): void {
     const head = this.store.getMeta(HEAD);
-    if (!head) return;
+    const seq = head ? parseHead(head.toString())?.seq : undefined;
+    if (!head || seq === undefined) return;
     const current = readHead(path);
-    if (current && current.seq >= (parseHead(head.toString())?.seq ?? 0)) return;
+    if (current && (current.seq >= seq || this.hashAt(current.seq)?.toString("hex") !== current.hash)) return;
     const tmp = `${path}.${process.pid}.tmp`;
     writeFileSync(tmp, `${head.toString()}\n`, { mode: 0o600 });
     renameSync(tmp, path);
@@ -342,6 +345,15 @@ export class AuditLog {
       if (count === keep) atAnchor = hash;
     }
     return { count, last: prev, atAnchor };
+  }
+
+  /** The stored hash of entry `seq` (the all-zero genesis for 0), if the log has that entry. */
+  private hashAt(seq: number): Buffer | undefined {
+    if (seq === 0) return GENESIS;
+    const row = this.store.statement("SELECT hash FROM audit WHERE seq = ?").get(seq) as
+      | { hash: Buffer }
+      | undefined;
+    return row ? Buffer.from(row.hash) : undefined;
   }
 
   private headIsOurs(head: Head): boolean {

@@ -102,6 +102,13 @@ describe("a rolled-back database", () => {
       await cli(["audit", "verify", ...anchored]),
       /audit FAILED at entry 3: the log ends at 2 but the anchor file records 3 \(rolled back\)$/,
     );
+    // Work on the rolled-back copy goes past the anchored count, but does not erase the evidence.
+    await createKey(data, "--audit-anchor", anchor);
+    await createKey(data, "--audit-anchor", anchor);
+    failed(
+      await cli(["audit", "verify", ...anchored]),
+      /audit FAILED at entry 3: it differs from the anchored entry \(the log was replaced\)$/,
+    );
     // Without the anchor the older copy is self-consistent, and verify says what it cannot see.
     const plain = await cli(["audit", "verify", "--data", data]);
     assert.equal(plain.exitCode, 0, plain.output);
