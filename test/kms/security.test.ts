@@ -122,8 +122,9 @@ describe("slow clients", () => {
     const server = await KmsServer.start({
       instance: kms.instance,
       maxInflight,
-      headersTimeoutMs: 2000,
-      bodyTimeoutMs: 2000,
+      // Short enough for a quick test, long enough for the real client's handshake under load.
+      headersTimeoutMs: 5000,
+      bodyTimeoutMs: 5000,
     });
     const sockets: tls.TLSSocket[] = [];
     t.after(async () => {
