@@ -107,6 +107,10 @@ export interface EncryptParams {
   readonly plaintext: Uint8Array;
   readonly algorithm?: string;
   readonly aad?: Uint8Array;
+  /**
+   * Sent as the request's Iv. hsmkit's KMS refuses any IV here (InvalidParameter) and
+   * returns a fresh one; kept for servers of the protocol that still accept it.
+   */
   readonly iv?: Uint8Array;
 }
 /** Decrypt parameters. */

@@ -6,7 +6,7 @@
  * Layout: DIR/kms.db (+ WAL), DIR/ca.pem (the instance CA, public), DIR/master.pass (only when
  * no passphrase source was given at creation). Everything secret lives in kms.db, wrapped.
  */
-import { createSecretKey, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { AuditLog } from "./audit.ts";
@@ -40,6 +40,12 @@ export interface OpenOptions extends MasterKeySource {
   readonly create?: boolean;
   /** Environment to read HSMKIT_KMS_PASSPHRASE from; default process.env. */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * A file that keeps the audit log's newest head (count and MAC) after every append and is
+   * checked by verify, so a rollback of the database to an older copy is caught. Keep it off
+   * the data directory's disk (another volume, a write-once store).
+   */
+  readonly auditAnchor?: string;
   /** Where notices go (the generated-passphrase warning); default stderr. */
   readonly warn?: (line: string) => void;
 }
@@ -98,11 +104,12 @@ export class KmsInstance {
       const id = store
         .initMeta("instance.id", Buffer.from(`kst-${randomBytes(10).toString("hex")}`))
         .toString();
-      master = await openMasterKey(store, options, fresh || store.getMeta("master") === undefined);
-      const auditKeyBlob = store.initMeta("audit.key", await master.wrap(randomBytes(32), "audit-mac-key"));
-      const auditKey = await master.unwrap(auditKeyBlob, "audit-mac-key");
-      const audit = new AuditLog(store, createSecretKey(auditKey));
-      auditKey.fill(0);
+      const creating = fresh || store.getMeta("master") === undefined;
+      master = await openMasterKey(store, options, creating);
+      const audit = await AuditLog.open(store, master, {
+        creating,
+        ...(options.auditAnchor !== undefined ? { anchorPath: options.auditAnchor } : {}),
+      });
       const instance = new KmsInstance(dir, id, store, master, audit, new KeyRegistry(store, master));
       await instance.ensureCa();
       return instance;

@@ -1,9 +1,12 @@
 /**
  * The KMS instance endpoint: `POST /` over HTTPS (Node's https with the instance's own
- * certificate), protobuf in and out. Each request is bounded (3 MiB body, an in-flight cap
- * answered with Rejected.Throttling), authenticated, dispatched, and audited: the audit entry
- * is committed before the reply is written, so anything a client saw acknowledged survives a
- * crash.
+ * certificate), protobuf in and out. Each request is bounded (seconds to send its headers and
+ * its body, 16 KiB of headers with a cap per header, 3 MiB of body), authenticated, and only
+ * then given one of the in-flight slots (over the cap: Rejected.Throttling), so clients that
+ * stall or fail authentication cannot crowd out real ones. Authenticated requests are audited
+ * one by one, the entry committed before the reply is written, so anything a client saw
+ * acknowledged survives a crash; refusals before authentication are audited in aggregate
+ * (refusals.ts) so that a flood cannot fill the disk.
  */
 import { createPrivateKey, randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -13,11 +16,31 @@ import { PROTOBUF_CONTENT_TYPE } from "./auth.ts";
 import { type KmsErrorCode, KmsServiceError } from "./errors.ts";
 import type { KmsInstance } from "./instance.ts";
 import { encodeMessage } from "./proto.ts";
-import { authenticate, claimedAccessKeyId } from "./request_auth.ts";
+import { RefusalTally } from "./refusals.ts";
+import { type Authenticated, authenticate, claimedAccessKeyId } from "./request_auth.ts";
 import { KmsService, type RequestContext } from "./service.ts";
 
 /** The body limit of the protocol. */
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
+
+/** Default bound on the TLS handshake plus the request headers, and on the body after them. */
+export const DEFAULT_READ_TIMEOUT_MS = 10_000;
+
+/** Default interval between audit entries that summarise refused requests. */
+export const DEFAULT_REFUSAL_FLUSH_MS = 60_000;
+
+/**
+ * Longest value accepted per header the server reads. An RSA-8192 signature is 1368 base64
+ * characters; every other value is a date, a hash, a name or an id far under 256.
+ */
+const HEADER_LIMITS: Readonly<Record<string, number>> = {
+  authorization: 2048,
+  date: 64,
+  "content-sha256": 64,
+  "content-type": 128,
+  "content-length": 20,
+};
+const KMS_HEADER_LIMIT = 256;
 
 /** Options for {@link KmsServer.start}. */
 export interface KmsServerOptions {
@@ -28,36 +51,68 @@ export interface KmsServerOptions {
   readonly port?: number;
   /** Extra names for the server certificate (localhost and 127.0.0.1 are always there). */
   readonly hostnames?: readonly string[];
-  /** Requests handled at once before Rejected.Throttling; default 256. */
+  /** Authenticated requests handled at once before Rejected.Throttling; default 256. */
   readonly maxInflight?: number;
   /** Default 3 MiB. */
   readonly maxBodyBytes?: number;
+  /** Bytes of request line plus headers; default 16 KiB (larger gets HTTP 431). */
+  readonly maxHeaderBytes?: number;
+  /** Milliseconds for the TLS handshake, then again for the request headers; default 10 s. */
+  readonly headersTimeoutMs?: number;
+  /** Milliseconds for the body once the headers are in; default 10 s. */
+  readonly bodyTimeoutMs?: number;
+  /** Milliseconds between audit entries summarising refused requests; default 60 s. */
+  readonly refusalFlushMs?: number;
   /** Milliseconds since the epoch; default Date.now (tests move the clock). */
   readonly now?: () => number;
   /** One line per request (no secrets); default none. */
   readonly log?: (line: string) => void;
 }
 
+interface AuditFields {
+  actor: string;
+  keyId: string;
+  detail: string;
+  operation: string;
+}
+
 /** A running KMS endpoint. */
 export class KmsServer {
   private inflight = 0;
+  private readonly refusals = new RefusalTally();
+  private readonly flushTimer: NodeJS.Timeout;
 
   private constructor(
     private readonly server: https.Server,
     private readonly options: KmsServerOptions,
     private readonly service: KmsService,
-  ) {}
+  ) {
+    this.flushTimer = setInterval(
+      () => void this.flushRefusals(),
+      options.refusalFlushMs ?? DEFAULT_REFUSAL_FLUSH_MS,
+    );
+    this.flushTimer.unref();
+  }
 
   /** Starts listening; resolves once the port is bound. */
   static async start(options: KmsServerOptions): Promise<KmsServer> {
     const creds = await options.instance.serverCredentials(options.hostnames ?? []);
     const key = createPrivateKey({ key: creds.keyDer, format: "der", type: "pkcs8" });
     creds.keyDer.fill(0);
+    const headersTimeout = options.headersTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
+    const bodyTimeout = options.bodyTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
     const server = https.createServer({
       cert: creds.certChainPem,
       key: key.export({ type: "pkcs8", format: "pem" }),
       minVersion: "TLSv1.2",
       keepAliveTimeout: 30_000,
+      // Node's defaults (120 s handshake, 300 s request) let idle connections pile up for minutes.
+      handshakeTimeout: headersTimeout,
+      headersTimeout,
+      requestTimeout: headersTimeout + bodyTimeout,
+      // The timeouts above are only as precise as this sweep (Node's default is 30 s).
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.min(headersTimeout, bodyTimeout) / 4)),
+      maxHeaderSize: options.maxHeaderBytes ?? 16 * 1024,
     });
     const kms = new KmsServer(server, options, new KmsService(options.instance));
     server.on("request", (req: IncomingMessage, res: ServerResponse) => void kms.onRequest(req, res));
@@ -84,12 +139,29 @@ export class KmsServer {
     return `${host.includes(":") ? `[${host}]` : host}:${port}`;
   }
 
-  /** Stops accepting, closes idle connections, waits for in-flight requests. */
+  /** Stops accepting, closes idle connections, waits for in-flight requests, audits pending refusals. */
   async close(): Promise<void> {
+    clearInterval(this.flushTimer);
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeIdleConnections();
     });
+    await this.flushRefusals();
+  }
+
+  private async flushRefusals(): Promise<void> {
+    const events = this.refusals.drain();
+    try {
+      await Promise.all(events.map((e) => this.options.instance.audit.appendSoon(e)));
+    } catch (err) {
+      this.options.log?.(
+        `audit append of ${events.length} refusal summaries failed: ${(err as Error).message}`,
+      );
+    }
+    for (const e of events)
+      this.options.log?.(
+        `${new Date().toISOString()} ${e.source} ${e.actor} ${e.operation} ${e.outcome} ${e.detail}`,
+      );
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -97,75 +169,78 @@ export class KmsServer {
     const started = Date.now();
     const source = req.socket.remoteAddress ?? "";
     const headers = singleHeaders(req);
-    const audit = {
-      actor: headers ? claimedAccessKeyId(headers) : "",
-      keyId: "",
-      detail: "",
-      operation: headers?.["x-kms-apiname"] ?? "",
-    };
-    if (this.inflight >= (this.options.maxInflight ?? 256)) {
-      // Do not read the body: refuse and close, the client retries.
-      res.setHeader("connection", "close");
-      req.resume();
-      await this.finish(
-        res,
-        requestId,
-        audit,
+    let admitted: { who: Authenticated; body: Buffer };
+    try {
+      admitted = await this.admit(req, headers, source);
+    } catch (err) {
+      // Nothing is trusted yet: count it, answer, and drop the connection (no keep-alive for strangers).
+      const error = toServiceError(err);
+      this.refusals.record({
         source,
-        started,
-        new KmsServiceError("Rejected.Throttling", "Too many requests."),
-      );
+        claimedActor: headers ? claimedAccessKeyId(headers) : "",
+        claimedOperation: headers?.["x-kms-apiname"] ?? "",
+        outcome: error.code,
+      });
+      res.setHeader("connection", "close");
+      this.reply(res, requestId, error);
+      return;
+    }
+    const { who, body } = admitted;
+    const audit: AuditFields = { actor: who.accessPoint.id, keyId: "", detail: "", operation: who.operation };
+    // The slot is only ever held by authenticated work whose body is already in memory.
+    if (this.inflight >= (this.options.maxInflight ?? 256)) {
+      const busy = new KmsServiceError("Rejected.Throttling", "Too many requests.");
+      await this.finish(res, requestId, audit, source, started, busy);
       return;
     }
     this.inflight++;
+    const ctx: RequestContext = { accessPoint: who.accessPoint, requestId, keyId: "", detail: "" };
+    let outcome: Buffer | unknown;
     try {
-      if (req.method !== "POST" || (req.url ?? "/") !== "/") {
-        throw new KmsServiceError("InvalidParam", "Only POST / is served.");
-      }
-      if (!headers) throw new KmsServiceError("InvalidParam", "A protocol header is repeated.");
-      const body = await readBody(req, this.options.maxBodyBytes ?? MAX_BODY_BYTES);
-      const now = (this.options.now ?? Date.now)();
-      const who = authenticate(
-        { method: req.method, headers, body, sourceAddress: source },
-        this.options.instance.store,
-        now,
-      );
-      audit.actor = who.accessPoint.id;
-      const ctx: RequestContext = { accessPoint: who.accessPoint, requestId, keyId: "", detail: "" };
-      try {
-        const reply = await this.service.handle(who.operation, body, ctx);
-        await this.finish(
-          res,
-          requestId,
-          { ...audit, keyId: ctx.keyId, detail: ctx.detail },
-          source,
-          started,
-          reply,
-        );
-      } catch (err) {
-        await this.finish(
-          res,
-          requestId,
-          { ...audit, keyId: ctx.keyId, detail: ctx.detail },
-          source,
-          started,
-          err,
-        );
-      }
+      outcome = await this.service.handle(who.operation, body, ctx);
     } catch (err) {
-      if (err instanceof KmsServiceError && err.code === "RequestEntityTooLarge")
-        res.setHeader("connection", "close");
-      await this.finish(res, requestId, audit, source, started, err);
+      outcome = err;
+    }
+    try {
+      await this.finish(
+        res,
+        requestId,
+        { ...audit, keyId: ctx.keyId, detail: ctx.detail },
+        source,
+        started,
+        outcome,
+      );
     } finally {
       this.inflight--;
     }
+  }
+
+  /** Everything before a request is trusted: shape, header bounds, body (bounded), signature. */
+  private async admit(
+    req: IncomingMessage,
+    headers: Record<string, string> | undefined,
+    source: string,
+  ): Promise<{ who: Authenticated; body: Buffer }> {
+    if (req.method !== "POST" || (req.url ?? "/") !== "/") {
+      throw new KmsServiceError("InvalidParam", "Only POST / is served.");
+    }
+    if (!headers) throw new KmsServiceError("InvalidParam", "A protocol header is repeated.");
+    checkHeaderLengths(headers);
+    const body = await readBody(req, this.options.maxBodyBytes ?? MAX_BODY_BYTES);
+    const now = (this.options.now ?? Date.now)();
+    const who = authenticate(
+      { method: "POST", headers, body, sourceAddress: source },
+      this.options.instance.store,
+      now,
+    );
+    return { who, body };
   }
 
   /** Audits, then replies (the order that makes acknowledged requests durable). */
   private async finish(
     res: ServerResponse,
     requestId: string,
-    audit: { actor: string; keyId: string; detail: string; operation: string },
+    audit: AuditFields,
     source: string,
     started: number,
     outcome: Buffer | unknown,
@@ -174,9 +249,9 @@ export class KmsServer {
     const code: KmsErrorCode | "ok" = error ? error.code : "ok";
     try {
       await this.options.instance.audit.appendSoon({
-        actor: audit.actor || "(none)",
+        actor: audit.actor,
         source,
-        operation: audit.operation || "(none)",
+        operation: audit.operation,
         keyId: audit.keyId,
         outcome: code,
         requestId,
@@ -190,7 +265,7 @@ export class KmsServer {
     }
     this.reply(res, requestId, error ?? (outcome as Buffer));
     this.options.log?.(
-      `${new Date().toISOString()} ${requestId} ${audit.actor || "-"} ${audit.operation || "-"} ${audit.keyId || "-"} ${code} ${Date.now() - started}ms`,
+      `${new Date().toISOString()} ${requestId} ${audit.actor} ${audit.operation} ${audit.keyId || "-"} ${code} ${Date.now() - started}ms`,
     );
   }
 
@@ -218,6 +293,19 @@ function toServiceError(err: unknown): KmsServiceError {
   if (err instanceof KmsServiceError) return err;
   // Internal details stay in the server; the client gets a generic failure.
   return new KmsServiceError("InternalFailure", "The server failed to process the request.");
+}
+
+/** Refuses a header the server reads whose value is longer than any honest client sends. */
+function checkHeaderLengths(headers: Readonly<Record<string, string>>): void {
+  for (const [name, value] of Object.entries(headers)) {
+    const limit = HEADER_LIMITS[name] ?? (name.startsWith("x-kms-") ? KMS_HEADER_LIMIT : undefined);
+    if (limit !== undefined && value.length > limit) {
+      throw new KmsServiceError(
+        "InvalidParam",
+        `The header ${name.slice(0, 64)} is longer than ${limit} characters.`,
+      );
+    }
+  }
 }
 
 /** Headers whose repetition makes a request ambiguous (what was signed is unclear). */
@@ -263,6 +351,12 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       chunks.push(chunk);
     });
     req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", () => reject(new KmsServiceError("InvalidParam", "The request body could not be read.")));
+    // A body cut short (the client went away, or the server's request timeout closed the
+    // connection) ends in 'error' or just 'close'; either way the wait must end.
+    const cut = () => reject(new KmsServiceError("InvalidParam", "The request body could not be read."));
+    req.on("error", cut);
+    req.on("close", () => {
+      if (!req.complete) cut();
+    });
   });
 }

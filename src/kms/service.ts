@@ -208,14 +208,18 @@ export class KmsService {
     });
   }
 
-  /** Seals with AES-GCM under the key's newest version; the blob names the version. */
-  private async seal(key: KeyRecord, plaintext: Buffer, aad: Buffer, iv: Buffer, ctx: RequestContext) {
+  /**
+   * Seals with AES-GCM under the key's newest version; the blob names the version. The IV is
+   * drawn here, 96 random bits per message, and never taken from a caller.
+   */
+  private async seal(key: KeyRecord, plaintext: Buffer, aad: Buffer, ctx: RequestContext) {
+    const iv = randomBytes(12);
     const version = this.instance.keys.primaryVersion(key.id);
     ctx.detail += ` v${version.seq}`;
     const loaded = await this.instance.keys.load(key, version);
     const header = Buffer.concat([Buffer.from([BLOB_FORMAT]), Buffer.from(version.id, "hex")]);
     const sealed = aesGcmSeal(secretOf(loaded), iv, Buffer.concat([header, aad]), plaintext);
-    return Buffer.concat([header, sealed]);
+    return { blob: Buffer.concat([header, sealed]), iv };
   }
 
   private async encrypt(req: KmsMessages["EncryptRequest"], ctx: RequestContext): Promise<Buffer> {
@@ -228,10 +232,16 @@ export class KmsService {
     if (kind === "aes") {
       if (algName !== SYMMETRIC_ALGORITHM)
         throw new KmsServiceError("InvalidParameter", "Use Algorithm AES_GCM.");
-      if (req.Iv.length !== 0 && req.Iv.length !== 12)
-        throw new KmsServiceError("InvalidParameter", "Iv must be 12 bytes.");
-      const iv = req.Iv.length === 12 ? req.Iv : randomBytes(12);
-      const blob = await this.seal(key, req.Plaintext, req.Aad, iv, ctx);
+      // GCM under a repeated (key, IV) leaks the XOR of plaintexts and the GHASH key, so the
+      // KMS alone picks IVs. Refused rather than ignored: a caller that keeps its own IV
+      // instead of the one returned would otherwise find out only when Decrypt fails.
+      if (req.Iv.length !== 0) {
+        throw new KmsServiceError(
+          "InvalidParameter",
+          "Iv must be left empty: the KMS chooses a fresh random IV and returns it in the response.",
+        );
+      }
+      const { blob, iv } = await this.seal(key, req.Plaintext, req.Aad, ctx);
       return encodeMessage("EncryptResponse", {
         KeyId: key.id,
         CiphertextBlob: blob,
@@ -323,8 +333,7 @@ export class KmsService {
     }
     ctx.detail = `${algName} ${size}B`;
     const plaintext = randomBytes(size);
-    const iv = randomBytes(12);
-    const blob = await this.seal(key, plaintext, req.Aad, iv, ctx);
+    const { blob, iv } = await this.seal(key, plaintext, req.Aad, ctx);
     const reply = encodeMessage("GenerateDataKeyResponse", {
       KeyId: key.id,
       Iv: iv,

@@ -3,7 +3,9 @@
  * commands, a `kms serve` child, and an SDK client for an access point the CLI created.
  */
 import assert from "node:assert/strict";
+import { cpSync } from "node:fs";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { KmsClient } from "../../src/kms/client.ts";
 import { HSMKIT_BIN } from "../helpers/hsmkit.ts";
 import { waitForOutput } from "../helpers/net.ts";
@@ -58,4 +60,19 @@ export function kmsProcesses(passphrase: string): KmsProcesses {
       });
     },
   };
+}
+
+/**
+ * Copies data directory `data` to `copy` and edits the copy's database as someone with file
+ * access would: the append-only triggers dropped, then `sql` run on it.
+ */
+export function tamperedCopy(data: string, copy: string, sql: (db: Database.Database) => void): void {
+  cpSync(data, copy, { recursive: true });
+  const db = new Database(join(copy, "kms.db"));
+  try {
+    db.exec("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;");
+    sql(db);
+  } finally {
+    db.close();
+  }
 }

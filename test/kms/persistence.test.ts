@@ -5,16 +5,16 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { adminCreateKey, adminRotateKey } from "../../src/kms/admin.ts";
 import { KmsRequestError } from "../../src/kms/client.ts";
 import { KmsInstance } from "../../src/kms/instance.ts";
 import type { RunResult } from "../helpers/process.ts";
-import { kmsProcesses } from "./kms_process.ts";
+import { kmsProcesses, tamperedCopy } from "./kms_process.ts";
 
 const PASSPHRASE = "persistence test passphrase";
 const { cli: kmsCli, ok: kmsOk, createAp, serve, client: clientFor } = kmsProcesses(PASSPHRASE);
@@ -148,11 +148,7 @@ describe("kms serve as a process", () => {
 
     const tamper = async (name: string, sql: (db: Database.Database) => void): Promise<RunResult> => {
       const copy = join(root, `tamper-${name}`);
-      cpSync(data, copy, { recursive: true });
-      const db = new Database(join(copy, "kms.db"));
-      db.exec("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;");
-      sql(db);
-      db.close();
+      tamperedCopy(data, copy, sql);
       return kmsCli(["audit", "verify", "--data", copy]);
     };
     const edited = await tamper("edit", (db) =>
