@@ -8,6 +8,7 @@ import { sign as cryptoSign, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import { promisify } from "node:util";
+import { warnIfSecretFileExposed } from "../keys/secret_file.ts";
 import type { ClientKeyJson } from "./access_point.ts";
 import {
   ACCESS_KEY_HEADER,
@@ -154,6 +155,7 @@ export function loadClientKey(config: KmsClientConfig): { accessKeyId: string; p
   }
   let password = config.password;
   if (password === undefined && config.passwordFile !== undefined) {
+    warnIfSecretFileExposed(config.passwordFile, "password file");
     try {
       password = readFileSync(config.passwordFile, "utf8").trim();
     } catch (err) {

@@ -9,6 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { warnIfSecretFileExposed } from "../keys/secret_file.ts";
 import { AuditLog } from "./audit.ts";
 import { certificateNames, createInstanceCa, issueServerCert } from "./instance_certs.ts";
 import { KeyRegistry } from "./key_registry.ts";
@@ -271,6 +272,7 @@ function pemChain(...pems: string[]): string {
 }
 
 function readFirstLine(path: string): string {
+  warnIfSecretFileExposed(path, "passphrase file");
   try {
     return (readFileSync(path, "utf8").split(/\r?\n/)[0] ?? "").trimEnd();
   } catch (err) {

@@ -9,6 +9,7 @@ import pkcs11js from "pkcs11js";
 import { findToken, firstLine, loadModule, type Pkcs11Handle } from "../keys/pkcs11_module.ts";
 import { acquireTokenContext, type TokenContext } from "../keys/pkcs11_session.ts";
 import { parsePkcs11Uri, redactPkcs11Uri, resolveModulePath } from "../keys/pkcs11_uri.ts";
+import { warnIfSecretFileExposed } from "../keys/secret_file.ts";
 import { type MasterKey, MasterKeyError, packBlob, unpackBlob } from "./master_key.ts";
 
 /** Opens (creating if absent) the token master key named by `pkcs11:token=T;object=O?pin-...`. */
@@ -17,6 +18,7 @@ export async function openPkcs11MasterKey(ref: string): Promise<Pkcs11MasterKey>
   try {
     const uri = parsePkcs11Uri(ref);
     if (!uri.token || !uri.object) throw new MasterKeyError("--master-key needs token=... and object=...");
+    if (uri.pinSource) warnIfSecretFileExposed(uri.pinSource, "PIN file");
     const pin =
       uri.pinValue ?? (uri.pinSource ? readFileSync(uri.pinSource, "utf8").split(/\r?\n/)[0] : undefined);
     if (pin === undefined) throw new MasterKeyError("--master-key needs pin-value=... or pin-source=...");
