@@ -23,7 +23,7 @@ export const MAX_SIGNATURE_CHECKS = 100;
 /** Complete paths one call may validate. */
 const MAX_PATHS = 16;
 /** Issuer candidates tried per certificate, so that one name shared by many certificates cannot spend the whole budget. */
-const MAX_ISSUER_CANDIDATES = 16;
+export const MAX_ISSUER_CANDIDATES = 16;
 /** Intermediates in any path, self-issued ones included (which `maxDepth` does not count). */
 export const MAX_PATH_INTERMEDIATES = 32;
 
