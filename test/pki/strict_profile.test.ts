@@ -24,6 +24,20 @@ async function assertOpensslStrict(root: string, cert: string, untrusted: string
   assert.match(result.stdout, /: OK\n$/);
 }
 
+/** `cert issue` of a `profile` leaf under `ca`, key from `keyArgs` (--type or --key), to PREFIX `out`. */
+function issue(ca: string, profile: "server" | "client", keyArgs: string[], out: string) {
+  const names =
+    profile === "server" ? ["--cn", "localhost", "--san", "DNS:localhost,IP:127.0.0.1"] : ["--cn", "alice"];
+  return cliOk(["cert", "issue", "--ca", ca, "--profile", profile, ...names, ...keyArgs, "--out", out]);
+}
+
+/** `cert verify` under the default profile must print OK. */
+async function assertHsmkitStrict(rootCrt: string, leaf: string, purpose: "server" | "client") {
+  const verified = await cli(["cert", "verify", leaf, "--cacert", rootCrt, "--purpose", purpose]);
+  assert.equal(verified.stdout, "OK\n", `${leaf}: ${verified.output}`);
+  assert.equal(verified.exitCode, 0);
+}
+
 test("every profile hsmkit's CA issues verifies strictly with hsmkit and with openssl -x509_strict", async (t) => {
   const dir = await tempDir(t);
   const token = await createToken();
@@ -42,17 +56,8 @@ test("every profile hsmkit's CA issues verifies strictly with hsmkit and with op
     const inter = join(dir, `${layout.name}-inter`);
     const rootCrt = join(root, "ca.crt");
     await cliOk(["ca", "init", "--dir", root, "--cn", `${layout.name} root`, ...layout.root]);
-    await cliOk([
-      "ca",
-      "intermediate",
-      "--dir",
-      inter,
-      "--parent",
-      root,
-      "--cn",
-      `${layout.name} inter`,
-      ...layout.inter,
-    ]);
+    const interArgs = ["--dir", inter, "--parent", root, "--cn", `${layout.name} inter`, ...layout.inter];
+    await cliOk(["ca", "intermediate", ...interArgs]);
     await assertOpensslStrict(rootCrt, rootCrt, []);
     await assertOpensslStrict(rootCrt, join(inter, "ca.crt"), []);
     for (const [profile, purpose] of [
@@ -61,65 +66,22 @@ test("every profile hsmkit's CA issues verifies strictly with hsmkit and with op
     ] as const) {
       for (const type of layout.keys) {
         const out = join(dir, `${layout.name}-${profile}-${type}`);
-        const names =
-          profile === "server"
-            ? ["--cn", "localhost", "--san", "DNS:localhost,IP:127.0.0.1"]
-            : ["--cn", "alice"];
-        await cliOk([
-          "cert",
-          "issue",
-          "--ca",
-          inter,
-          "--profile",
-          profile,
-          ...names,
-          "--type",
-          type,
-          "--out",
-          out,
-        ]);
-        const verified = await cli([
-          "cert",
-          "verify",
-          `${out}.pem`,
-          "--cacert",
-          rootCrt,
-          "--purpose",
-          profile,
-        ]);
-        assert.equal(verified.stdout, "OK\n", `${layout.name} ${profile} ${type}: ${verified.output}`);
-        assert.equal(verified.exitCode, 0);
+        await issue(inter, profile, ["--type", type], out);
+        await assertHsmkitStrict(rootCrt, `${out}.pem`, profile);
         await assertOpensslStrict(rootCrt, `${out}.pem`, [join(inter, "ca.crt")], purpose);
       }
     }
   }
   // A client leaf whose key stays in the token, too.
   const out = join(dir, "token-client-key");
-  const inter = join(dir, "token-inter");
-  await cliOk([
-    "cert",
-    "issue",
-    "--ca",
-    inter,
-    "--profile",
-    "client",
-    "--cn",
-    "bob",
-    "--key",
-    await tokenKey(token, "bob", "ec-p256"),
-    "--out",
-    out,
-  ]);
-  const verified = await cli([
-    "cert",
-    "verify",
-    `${out}.pem`,
-    "--cacert",
+  await issue(join(dir, "token-inter"), "client", ["--key", await tokenKey(token, "bob", "ec-p256")], out);
+  await assertHsmkitStrict(join(dir, "token-root", "ca.crt"), `${out}.pem`, "client");
+  await assertOpensslStrict(
     join(dir, "token-root", "ca.crt"),
-    "--purpose",
-    "client",
-  ]);
-  assert.equal(verified.stdout, "OK\n", verified.output);
+    `${out}.pem`,
+    [join(dir, "token-inter", "ca.crt")],
+    "sslclient",
+  );
 });
 
 test("cert verify --profile: strict by default refuses a leaf without EKU with its reason; rfc5280 accepts it", async (t) => {
