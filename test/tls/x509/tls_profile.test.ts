@@ -23,16 +23,13 @@ const NO_EKU_LEAF = [
   "authorityKeyIdentifier=keyid:always",
 ];
 
+/** Where the test peers listen, and the name their certificates carry. */
+const LOCALHOST = { host: "127.0.0.1", servername: "localhost" };
+
 /** Connects to 127.0.0.1:port as hsmkit's client; resolves "connected" or the error message. */
 function handshake(port: number, ca: string, profile?: ValidationProfile): Promise<string> {
   return new Promise((resolve) => {
-    const sock = connect({
-      host: "127.0.0.1",
-      port,
-      servername: "localhost",
-      ca,
-      ...(profile ? { profile } : {}),
-    });
+    const sock = connect({ ...LOCALHOST, port, ca, ...(profile ? { profile } : {}) });
     sock.on("secureConnect", () => {
       sock.destroy();
       resolve("connected");
