@@ -7,7 +7,10 @@
  *   name bytes, skipping candidates whose subjectKeyIdentifier contradicts the child's
  *   authorityKeyIdentifier, and verifying each link's signature with node:crypto. All
  *   alternatives are tried depth-first (roots before intermediates); a certificate never
- *   appears twice in a path (loops end the branch); at most `maxDepth` intermediates.
+ *   appears twice in a path (loops end the branch); at most `maxDepth` intermediates
+ *   (self-issued ones not counted, 32 in all); issuers with a refused key (e.g. RSA over
+ *   8192 bits or with an exponent over 2^32) are dropped before any signature check; at
+ *   most 16 issuer candidates per certificate and 100 signature checks per call.
  *   A path ends at a certificate byte-identical to one in `roots` (the trust anchor,
  *   whose own self-signature is not checked).
  * - Each candidate path is then validated; the first that passes is returned. Checks:
@@ -17,10 +20,11 @@
  *   refused too), have basicConstraints cA=true, keyCertSign when keyUsage is present,
  *   satisfy its pathLenConstraint (self-issued intermediates not counted) and, when it
  *   has extendedKeyUsage, allow the purpose (anyExtendedKeyUsage is accepted on CAs);
- *   name constraints of every issuer (anchor included); the leaf's extendedKeyUsage, when
- *   present, must list serverAuth/clientAuth for the purpose (anyExtendedKeyUsage is NOT
- *   accepted on a leaf; an absent extension means unrestricted, as RFC 5280 says); the
- *   leaf's keyUsage, when present, must allow a TLS signature or key exchange; host/IP
+ *   name constraints of every issuer (anchor included); the certificate profile
+ *   (profile.ts: "strict" by default, "rfc5280" on request); the leaf's extendedKeyUsage
+ *   must list serverAuth/clientAuth for the purpose (under "strict" it must be present and
+ *   anyExtendedKeyUsage does not count; under "rfc5280" an absent extension or
+ *   anyExtendedKeyUsage means unrestricted, as RFC 5280 says); the leaf's keyUsage, when present, must allow a TLS signature or key exchange; host/IP
  *   (hostname.ts); revocation when CRLs are given (crl.ts).
  * - When nothing validates, the reported failure is that of the first complete path, or
  *   else the most telling building failure (a failed signature, then depth, then an
