@@ -2,7 +2,8 @@
  * The certificate profiles of path validation (issue 9 §3): one certificate per rule, made
  * by `openssl x509 -new`, refused with its code and a one-line reason naming the rule and
  * the certificate. RFC 5280 rules hold under both profiles; the web PKI's leaf and root
- * rules only under "strict" (the default), and "rfc5280" accepts those chains. Also the
+ * rules only under "strict" (the default), and "rfc5280" accepts those chains. Where
+ * OpenSSL 3.0's `verify -x509_strict` checks the same rule, it must refuse too. Also the
  * valid chains that must not be refused.
  */
 import assert from "node:assert/strict";
@@ -28,6 +29,8 @@ interface Case {
   webOnly?: boolean;
   /** Verify under this profile rather than the default. */
   profile?: ValidationProfile;
+  /** OpenSSL 3.0's `verify -x509_strict -purpose sslserver` refuses it too (cross-check). */
+  opensslRefuses?: boolean;
 }
 
 const HOST = "leaf.example.com";
@@ -102,6 +105,7 @@ describe("certificate profiles: each rule refuses its certificate with a reason"
     },
     {
       rule: "empty issuer name",
+      opensslRefuses: true,
       build: async () => {
         const nameless = await pki.make(unique("nameless-ca"), { subject: "/", issuer: inter, ext: CA_EXT });
         return leaf(LEAF_EXT, { issuer: nameless });
@@ -111,6 +115,7 @@ describe("certificate profiles: each rule refuses its certificate with a reason"
     },
     {
       rule: "a CA with an empty subject",
+      opensslRefuses: true,
       // As a leaf (under rfc5280, which lets a CA be a leaf): as an issuer, its child's empty issuer is found first.
       build: () => leaf([...CA_EXT, `subjectAltName=critical,DNS:${HOST}`], { subject: "/" }),
       profile: "rfc5280",
@@ -120,6 +125,7 @@ describe("certificate profiles: each rule refuses its certificate with a reason"
     },
     {
       rule: "empty subject with a non-critical subjectAltName",
+      opensslRefuses: true,
       build: () => leaf(LEAF_EXT, { subject: "/" }),
       code: "profile",
       reason: /has an empty subject name but its subjectAltName is not critical/,
@@ -133,6 +139,7 @@ describe("certificate profiles: each rule refuses its certificate with a reason"
     },
     {
       rule: "no authorityKeyIdentifier on a certificate that is not self-signed",
+      opensslRefuses: true,
       // OpenSSL 3 adds the key identifiers unless told "none".
       build: () => leaf([...without("authorityKeyIdentifier"), "authorityKeyIdentifier=none"]),
       code: "profile",
@@ -141,6 +148,7 @@ describe("certificate profiles: each rule refuses its certificate with a reason"
     },
     {
       rule: "critical authorityKeyIdentifier",
+      opensslRefuses: true,
       build: () =>
         leaf([...without("authorityKeyIdentifier"), "authorityKeyIdentifier=critical,keyid:always"]),
       code: "profile",
@@ -148,6 +156,7 @@ describe("certificate profiles: each rule refuses its certificate with a reason"
     },
     {
       rule: "a CA without subjectKeyIdentifier",
+      opensslRefuses: true,
       build: () =>
         underCa(
           [...without("subjectKeyIdentifier", CA_EXT), "subjectKeyIdentifier=none"],
@@ -159,6 +168,7 @@ describe("certificate profiles: each rule refuses its certificate with a reason"
     },
     {
       rule: "a CA whose basicConstraints is not critical",
+      opensslRefuses: true,
       build: () => underCa([...without("basicConstraints", CA_EXT), "basicConstraints=CA:TRUE"]),
       code: "profile",
       reason: /'CN=Sub CA' is a CA certificate whose basicConstraints is not critical/,
@@ -201,6 +211,7 @@ describe("certificate profiles: each rule refuses its certificate with a reason"
     },
     {
       rule: "keyCertSign in a leaf (web profile)",
+      opensslRefuses: true,
       build: () => leaf([...without("keyUsage"), "keyUsage=critical,digitalSignature,keyCertSign"]),
       webOnly: true,
       code: "profile",
@@ -216,6 +227,7 @@ describe("certificate profiles: each rule refuses its certificate with a reason"
     },
     {
       rule: "a leaf with anyExtendedKeyUsage alone (web profile)",
+      opensslRefuses: true,
       build: () => leaf([...without("extendedKeyUsage"), "extendedKeyUsage=anyExtendedKeyUsage"]),
       webOnly: true,
       code: "bad-purpose",
@@ -255,6 +267,12 @@ describe("certificate profiles: each rule refuses its certificate with a reason"
   for (const c of cases) {
     it(`${c.rule}: refused${c.webOnly ? " under strict, accepted under rfc5280" : ""}`, async () => {
       const chain = await c.build();
+      if (c.opensslRefuses) {
+        const untrusted = chain.intermediates;
+        const extra = ["-purpose", "sslserver"];
+        const openssl = await pki.opensslVerify(chain.leaf, { roots: chain.roots, untrusted, extra });
+        assert.equal(openssl.ok, false, openssl.output);
+      }
       const options = {
         roots: chain.roots.map((r) => r.cert),
         intermediates: chain.intermediates.map((i) => i.cert),
