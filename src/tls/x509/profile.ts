@@ -88,7 +88,7 @@ function serialProblem(cert: Certificate): Finding {
   return undefined;
 }
 
-/** The RFC 5280 MUSTs, for any position in the path. */
+/** The RFC 5280 MUSTs, for the leaf and every intermediate (not the trust anchor). */
 function rfc5280Problem(cert: Certificate): Finding {
   const isCa = cert.basicConstraints?.ca === true;
   const subjectEmpty = isEmptyName(cert.subjectDer);
