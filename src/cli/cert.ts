@@ -23,6 +23,8 @@ import {
   decodePemBlocks,
   loadPemCertificates,
   type Purpose,
+  VALIDATION_PROFILES,
+  type ValidationProfile,
   verifyChain,
 } from "../tls/x509/index.ts";
 import { CliError } from "./errors.ts";
@@ -89,6 +91,7 @@ interface VerifyFlags {
   at?: string;
   maxDepth?: number;
   crl?: string[];
+  profile: ValidationProfile;
 }
 
 function readCertificates(path: string): Certificate[] {
@@ -143,6 +146,7 @@ async function verifyAction(leafPath: string, flags: VerifyFlags): Promise<void>
     ...(at ? { at } : {}),
     ...(flags.maxDepth !== undefined ? { maxDepth: flags.maxDepth } : {}),
     ...(crls.length > 0 ? { crls } : {}),
+    profile: flags.profile,
   });
   if (result.ok) {
     process.stdout.write("OK\n");
@@ -263,5 +267,13 @@ export function registerCertCommands(program: Command): void {
     .option("--at <time>", "verify at this ISO-8601 time instead of now")
     .option("--max-depth <n>", "most intermediates allowed", intOption("--max-depth"))
     .option("--crl <file>", "check revocation with this CRL; repeatable", collect)
+    .addOption(
+      new Option(
+        "--profile <profile>",
+        "strict: RFC 5280 and the web PKI's rules (a leaf needs an extendedKeyUsage for the purpose); rfc5280: RFC 5280 only, for private PKIs",
+      )
+        .choices([...VALIDATION_PROFILES])
+        .default("strict"),
+    )
     .action(verifyAction);
 }

@@ -17,7 +17,7 @@ import type { ClientSessionCache } from "./psk.ts";
 import { certificateFromDer, serverVerifier } from "./verify_peer.ts";
 import type { Certificate } from "./x509/certificate.ts";
 import { decodePemBlocks } from "./x509/pem.ts";
-import { loadSystemRoots } from "./x509/verify.ts";
+import { loadSystemRoots, type ValidationProfile } from "./x509/verify.ts";
 
 export type { VersionOption } from "./config.ts";
 
@@ -42,6 +42,8 @@ export interface ConnectOptions {
   cert?: string | Buffer;
   /** Fail on an untrusted server certificate (default true). */
   rejectUnauthorized?: boolean;
+  /** Certificate profile the server chain must meet: "strict" (default) or "rfc5280" (leaves without extendedKeyUsage). */
+  profile?: ValidationProfile;
   ALPNProtocols?: readonly string[];
   handshakeTimeout?: number;
   /** Offer encrypt_then_mac for CBC suites (default true). */
@@ -98,7 +100,7 @@ export function clientConfig(options: ConnectOptions): ClientConfig {
     groups: DEFAULT_GROUPS,
     key: options.key,
     certificateChain: chain,
-    verifyServer: serverVerifier(roots, host),
+    verifyServer: serverVerifier(roots, host, options.profile),
     rejectUnauthorized: options.rejectUnauthorized ?? true,
     alpn: options.ALPNProtocols ?? [],
     encryptThenMac: options.encryptThenMac ?? true,

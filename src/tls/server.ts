@@ -22,6 +22,7 @@ import type {
 import { SessionStore, type SessionStoreOptions } from "./session.ts";
 import { verifyPeerChain } from "./verify_peer.ts";
 import { type Certificate, parsePemBundle } from "./x509/certificate.ts";
+import type { ValidationProfile } from "./x509/verify.ts";
 
 /** Options for {@link createServer}, named like tls.createServer()'s where they overlap. */
 export interface TlsServerOptions {
@@ -35,6 +36,8 @@ export interface TlsServerOptions {
   requestCert?: boolean;
   /** With requestCert, refuse clients without a valid certificate (default true). */
   rejectUnauthorized?: boolean;
+  /** Certificate profile client chains must meet: "strict" (default) or "rfc5280" (leaves without extendedKeyUsage). */
+  profile?: ValidationProfile;
   /** Default "1.2". */
   minVersion?: VersionOption;
   /** Default "1.3". */
@@ -67,7 +70,7 @@ function clientAuthConfig(options: TlsServerOptions): ClientAuthConfig | undefin
   return {
     require,
     authorities: roots.map((c) => c.subjectDer),
-    verify: (chain) => verifyPeerChain(chain, roots, "client", undefined),
+    verify: (chain) => verifyPeerChain(chain, roots, "client", undefined, options.profile),
   };
 }
 

@@ -8,7 +8,7 @@ import { AlertDescription, TlsError } from "./alert.ts";
 import type { ChainVerdict } from "./config.ts";
 import { Certificate } from "./x509/certificate.ts";
 import type { VerifyErrorCode } from "./x509/errors.ts";
-import { type Purpose, verifyChain } from "./x509/verify.ts";
+import { type Purpose, type ValidationProfile, verifyChain } from "./x509/verify.ts";
 
 const ALERT_FOR: Partial<Record<VerifyErrorCode, AlertDescription>> = {
   "untrusted-root": AlertDescription.unknown_ca,
@@ -20,6 +20,7 @@ const ALERT_FOR: Partial<Record<VerifyErrorCode, AlertDescription>> = {
   "unsupported-critical-extension": AlertDescription.unsupported_certificate,
   hostname: AlertDescription.certificate_unknown,
   "bad-purpose": AlertDescription.unsupported_certificate,
+  profile: AlertDescription.bad_certificate,
 };
 
 const CACHE_SIZE = 512;
@@ -67,12 +68,13 @@ export function leafPublicKey(der: Buffer, peer: "client" | "server"): KeyObject
   }
 }
 
-/** Parses and validates a peer chain (leaf first) for a purpose, host or IP. */
+/** Parses and validates a peer chain (leaf first) for a purpose, host or IP, under a profile (default strict). */
 export function verifyPeerChain(
   chain: readonly Buffer[],
   roots: readonly Certificate[],
   purpose: Purpose,
   name: string | undefined,
+  profile: ValidationProfile = "strict",
 ): ChainVerdict {
   let certs: Certificate[];
   try {
@@ -88,7 +90,7 @@ export function verifyPeerChain(
   if (!leaf)
     return { ok: false, reason: "peer sent no certificate", alert: AlertDescription.bad_certificate };
   const target = name === undefined ? {} : isIP(name) ? { ip: name } : { host: name };
-  const result = verifyChain(leaf, { roots: [...roots], intermediates, purpose, ...target });
+  const result = verifyChain(leaf, { roots: [...roots], intermediates, purpose, profile, ...target });
   if (result.ok) return { ok: true };
   return {
     ok: false,
@@ -101,8 +103,9 @@ export function verifyPeerChain(
 export function serverVerifier(
   roots: readonly Certificate[],
   host: string,
+  profile: ValidationProfile = "strict",
 ): (chain: Buffer[]) => ChainVerdict {
-  return (chain) => verifyPeerChain(chain, roots, "server", host.replace(/^\[|\]$/g, ""));
+  return (chain) => verifyPeerChain(chain, roots, "server", host.replace(/^\[|\]$/g, ""), profile);
 }
 
 /** The client's verdict on a server chain, after applying rejectUnauthorized. */

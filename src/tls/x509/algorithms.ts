@@ -3,7 +3,8 @@
  * with, whether that is acceptable, and the node:crypto call that checks it. Policy
  * (web PKI): RSA PKCS#1 v1.5 and RSA-PSS with SHA-256/384/512, ECDSA with
  * SHA-256/384/512, Ed25519 and Ed448 are accepted; SHA-1, MD5, SHA-224 and DSA are not.
- * Keys: RSA >= 2048 bits with an odd exponent >= 3, EC on P-256/P-384/P-521, Ed25519, Ed448.
+ * Keys: RSA of 2048 to 8192 bits with an odd exponent from 3 to 2^32, EC on P-256/P-384/P-521,
+ * Ed25519, Ed448.
  */
 import { constants, verify as cryptoVerify, type KeyObject } from "node:crypto";
 import { children, DerReader, decodeOid, decodeSmallInteger, readSingle, Tag } from "./der.ts";
@@ -166,6 +167,10 @@ const EC_CURVES: Record<string, { name: string; bits: number }> = {
 const ACCEPTED_CURVES = new Set(["P-256", "P-384", "P-521"]);
 /** Smallest RSA modulus accepted anywhere in a chain. */
 export const MIN_RSA_BITS = 2048;
+/** Largest RSA modulus accepted: bigger keys make each signature check cost far more and serve no one. */
+export const MAX_RSA_BITS = 8192;
+/** Largest RSA public exponent accepted, as Go: a huge exponent makes verification as slow as signing. */
+export const MAX_RSA_EXPONENT = 2n ** 32n;
 
 /** Describes a public key and decides whether its strength is acceptable. */
 export function describeKey(key: KeyObject): KeyInfo {
@@ -177,8 +182,11 @@ export function describeKey(key: KeyObject): KeyInfo {
       const exponent = details.publicExponent ?? 0n;
       let weakness: string | undefined;
       if (bits < MIN_RSA_BITS) weakness = `RSA-${bits} is below the ${MIN_RSA_BITS}-bit minimum`;
+      else if (bits > MAX_RSA_BITS) weakness = `RSA-${bits} is above the ${MAX_RSA_BITS}-bit maximum`;
       else if (exponent < 3n || exponent % 2n === 0n)
-        weakness = `RSA public exponent ${exponent} is not acceptable`;
+        weakness = `RSA public exponent ${exponent} is not acceptable (it must be odd and at least 3)`;
+      else if (exponent > MAX_RSA_EXPONENT)
+        weakness = `RSA public exponent of ${exponent.toString(2).length} bits is above the maximum of 2^32`;
       return { kind: key.asymmetricKeyType, bits, ...(weakness ? { weakness } : {}) };
     }
     case "ec": {

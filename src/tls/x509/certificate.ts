@@ -98,6 +98,8 @@ export class Certificate {
   readonly nameConstraints?: NameConstraints;
   readonly subjectKeyId?: Buffer;
   readonly authorityKeyId?: Buffer;
+  /** True when the authorityKeyIdentifier names the issuer's issuer and serial (not just a key id). */
+  readonly authorityKeyIdHasIssuerSerial: boolean = false;
   /** SHA-256 of the DER, lower-case hex. */
   readonly fingerprintSha256: string;
   private issuerText: string | undefined;
@@ -163,8 +165,9 @@ export class Certificate {
     const ski = value(ExtensionOid.subjectKeyIdentifier);
     if (ski) this.subjectKeyId = decodeSubjectKeyId(ski);
     const aki = value(ExtensionOid.authorityKeyIdentifier);
-    const akiKeyId = aki ? decodeAuthorityKeyId(aki) : undefined;
-    if (akiKeyId) this.authorityKeyId = akiKeyId;
+    const akiFields = aki ? decodeAuthorityKeyId(aki) : undefined;
+    if (akiFields?.keyId) this.authorityKeyId = akiFields.keyId;
+    if (akiFields?.issuerAndSerial) this.authorityKeyIdHasIssuerSerial = true;
     const san = value(ExtensionOid.subjectAltName);
     this.subjectAltNames = san ? parseGeneralNames(san, "subjectAltName") : [];
     this.sanDns = this.subjectAltNames.flatMap((n) => (n.type === "dns" ? [n.value] : []));

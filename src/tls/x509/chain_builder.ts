@@ -15,10 +15,17 @@ export interface PathFailure {
   readonly certificate?: Certificate;
 }
 
-/** Signature verifications one call may spend building paths (bounds adversarial cross-certificate meshes). */
-const MAX_SIGNATURE_CHECKS = 100;
+/**
+ * Signature verifications one call may spend building paths, as Go's crypto/x509: bounds
+ * adversarial meshes of cross-certificates and chains of costly keys before anything is proven.
+ */
+export const MAX_SIGNATURE_CHECKS = 100;
 /** Complete paths one call may validate. */
 const MAX_PATHS = 16;
+/** Issuer candidates tried per certificate, so that one name shared by many certificates cannot spend the whole budget. */
+export const MAX_ISSUER_CANDIDATES = 16;
+/** Intermediates in any path, self-issued ones included (which `maxDepth` does not count). */
+export const MAX_PATH_INTERMEDIATES = 32;
 
 /** Depth-first enumeration of candidate paths, recording why branches died. */
 export class PathBuilder {
@@ -26,7 +33,7 @@ export class PathBuilder {
   private readonly pool: Certificate[];
   private readonly maxDepth: number;
   private readonly signatureCache = new Map<string, SignatureCheck>();
-  private signatureChecks = 0;
+  private checksSpent = 0;
   private pathsFound = 0;
   private readonly failures: Array<PathFailure & { rank: number; length: number }> = [];
 
@@ -41,6 +48,11 @@ export class PathBuilder {
       return true;
     });
     this.maxDepth = maxDepth;
+  }
+
+  /** Signature verifications spent so far. */
+  get signatureChecks(): number {
+    return this.checksSpent;
   }
 
   /** Yields complete paths (leaf first, anchor last) in preference order. */
@@ -79,15 +91,25 @@ export class PathBuilder {
         );
         continue;
       }
-      const isAnchor = this.roots.has(issuer.fingerprintSha256);
-      const intermediates = isAnchor ? path.length - 1 : path.length;
-      if (intermediates > this.maxDepth) {
+      if (this.tooDeep(path, issuer)) {
         this.fail(
           "depth",
           `chain from ${path[0]!.label} needs more than ${this.maxDepth} intermediate certificates`,
           current,
           path.length,
           2,
+        );
+        continue;
+      }
+      // A refused issuer key costs no signature check: RSA with a huge modulus or exponent
+      // is exactly what would make the check expensive (Go's CVE-2023-29409).
+      if (issuer.keyInfo.weakness) {
+        this.fail(
+          "weak-key",
+          `certificate ${issuer.label} has a weak key: ${issuer.keyInfo.weakness}`,
+          issuer,
+          path.length,
+          3,
         );
         continue;
       }
@@ -116,14 +138,30 @@ export class PathBuilder {
     }
   }
 
+  /**
+   * Whether adding `issuer` to `path` exceeds the depth: self-issued intermediates (key
+   * rollover) do not count toward `maxDepth` (RFC 5280 §6.1.4(l)), but every intermediate
+   * counts toward {@link MAX_PATH_INTERMEDIATES}.
+   */
+  private tooDeep(path: readonly Certificate[], issuer: Certificate): boolean {
+    const intermediates = this.roots.has(issuer.fingerprintSha256)
+      ? path.slice(1)
+      : [...path.slice(1), issuer];
+    const counted = intermediates.filter((c) => !c.isSelfIssued).length;
+    return counted > this.maxDepth || intermediates.length > MAX_PATH_INTERMEDIATES;
+  }
+
   /** Certificates whose subject is this certificate's issuer and whose key id does not contradict it. */
   private issuersOf(cert: Certificate): Certificate[] {
     const byName = this.pool.filter((c) => c.subjectDer.equals(cert.issuerDer));
     const aki = cert.authorityKeyId;
-    if (!aki) return byName;
+    if (!aki) return byName.slice(0, MAX_ISSUER_CANDIDATES);
     const compatible = byName.filter((c) => !c.subjectKeyId || c.subjectKeyId.equals(aki));
     // Exact key-id matches first, then candidates without a subjectKeyIdentifier.
-    return [...compatible.filter((c) => c.subjectKeyId), ...compatible.filter((c) => !c.subjectKeyId)];
+    return [...compatible.filter((c) => c.subjectKeyId), ...compatible.filter((c) => !c.subjectKeyId)].slice(
+      0,
+      MAX_ISSUER_CANDIDATES,
+    );
   }
 
   /** The cached signature check of `child` under `issuer`'s key; undefined when the budget is spent. */
@@ -131,8 +169,8 @@ export class PathBuilder {
     const key = `${child.fingerprintSha256}:${issuer.fingerprintSha256}`;
     const cached = this.signatureCache.get(key);
     if (cached) return cached;
-    if (this.signatureChecks >= MAX_SIGNATURE_CHECKS) return undefined;
-    this.signatureChecks++;
+    if (this.checksSpent >= MAX_SIGNATURE_CHECKS) return undefined;
+    this.checksSpent++;
     const result = verifySignature(
       child.signatureAlgorithm,
       child.tbs,

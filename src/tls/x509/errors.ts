@@ -50,5 +50,7 @@ export type VerifyErrorCode =
   | "revoked"
   /** A CRL was given but is unusable (bad signature, stale, missing for the leaf's issuer...). */
   | "crl"
+  /** A certificate breaks the RFC 5280 or the strict (web) profile: see profile.ts. */
+  | "profile"
   /** The options themselves are unusable (bad host syntax, maxDepth out of range...). */
   | "bad-input";

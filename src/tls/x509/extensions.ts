@@ -141,17 +141,47 @@ export function decodeSubjectKeyId(value: Buffer): Buffer {
   return Buffer.from(readSingle(value, Tag.OCTET_STRING, "subjectKeyIdentifier").content);
 }
 
-/** authorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] OPTIONAL, authorityCertIssuer [1], serial [2] }: the key id. */
-export function decodeAuthorityKeyId(value: Buffer): Buffer | undefined {
+/** A decoded authorityKeyIdentifier. */
+export interface AuthorityKeyId {
+  /** keyIdentifier, when present. */
+  readonly keyId?: Buffer;
+  /** True when authorityCertIssuer or authorityCertSerialNumber is present (the web profile refuses them on roots). */
+  readonly issuerAndSerial: boolean;
+}
+
+/** authorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] OPTIONAL, authorityCertIssuer [1], serial [2] } */
+export function decodeAuthorityKeyId(value: Buffer): AuthorityKeyId {
   const reader = new DerReader(
     readSingle(value, Tag.SEQUENCE, "authorityKeyIdentifier").content,
     "authorityKeyIdentifier",
   );
   const keyId = reader.readOptional(0x80);
-  reader.readOptional(0xa1);
-  reader.readOptional(0x82);
+  const issuer = reader.readOptional(0xa1);
+  const serial = reader.readOptional(0x82);
   reader.end();
-  return keyId ? Buffer.from(keyId.content) : undefined;
+  const issuerAndSerial = issuer !== undefined || serial !== undefined;
+  return keyId ? { keyId: Buffer.from(keyId.content), issuerAndSerial } : { issuerAndSerial };
+}
+
+/** The authorityInfoAccess extension OID (RFC 5280 §4.2.2.1). */
+export const AUTHORITY_INFO_ACCESS = "1.3.6.1.5.5.7.1.1";
+
+/**
+ * Checks an authorityInfoAccess value: SEQUENCE SIZE (1..MAX) OF SEQUENCE { accessMethod
+ * OID, accessLocation GeneralName }. Throws {@link X509ParseError} naming what is wrong.
+ * Checked at validation time, not parse time, so one odd certificate in a bundle of
+ * trust anchors does not make the whole bundle unreadable.
+ */
+export function checkAuthorityInfoAccess(value: Buffer): void {
+  const entries = children(readSingle(value, Tag.SEQUENCE, "authorityInfoAccess"), "authorityInfoAccess");
+  if (entries.length === 0) throw new X509ParseError("authorityInfoAccess: empty");
+  for (const entry of entries) {
+    if (entry.tag !== Tag.SEQUENCE) throw new X509ParseError("authorityInfoAccess: entry is not a SEQUENCE");
+    const reader = new DerReader(entry.content, "authorityInfoAccess entry");
+    decodeOid(reader.read(Tag.OID).content, "authorityInfoAccess method");
+    parseGeneralName(reader.read(), "authorityInfoAccess location");
+    reader.end();
+  }
 }
 
 /** nameConstraints ::= SEQUENCE { permittedSubtrees [0], excludedSubtrees [1] } of GeneralSubtree. */

@@ -47,6 +47,18 @@ export function parseReferenceIdentity(host: string): ReferenceIdentity {
 }
 
 /**
+ * True when a dNSName SAN is a syntactically valid host name: letter-digit-hyphen labels
+ * (underscore tolerated, as for reference names) of 1 to 63 characters, at most 253 in
+ * all, no trailing dot, optionally a whole left-most `*` label. Name constraints can only
+ * be applied to names of this shape (webpki refuses the others under DNS constraints).
+ */
+export function isValidDnsSan(presented: string): boolean {
+  const name = presented.startsWith("*.") ? presented.slice(2) : presented;
+  if (name.length === 0 || presented.length > MAX_NAME) return false;
+  return name.split(".").every((label) => label.length <= 63 && LABEL.test(label.toLowerCase()));
+}
+
+/**
  * True when the presented dNSName `pattern` matches the normalised host `name`
  * (lower-case, no trailing dot, as {@link parseReferenceIdentity} returns).
  */

@@ -16,6 +16,7 @@
 import type { Certificate, NameConstraints } from "./certificate.ts";
 import { formatName, nameRdns } from "./dn.ts";
 import type { GeneralName, GeneralNameType } from "./generalnames.ts";
+import { isValidDnsSan } from "./hostname.ts";
 import { formatIpAddress } from "./ip.ts";
 
 /** The outcome of checking one certificate against one CA's constraints. */
@@ -44,6 +45,13 @@ export function checkNames(
     const permitted = constraints.permitted.filter(sameType);
     const excluded = constraints.excluded.filter(sameType);
     if (permitted.length === 0 && excluded.length === 0) continue;
+    // A name that is not a host name cannot be placed in (or out of) a DNS subtree.
+    if (name.type === "dns" && !isValidDnsSan(name.value)) {
+      return {
+        ok: false,
+        detail: `${describe(name)} is not a valid host name, so DNS name constraints cannot apply`,
+      };
+    }
     if (!IMPLEMENTED.has(name.type)) {
       return {
         ok: false,

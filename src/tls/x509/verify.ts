@@ -7,7 +7,10 @@
  *   name bytes, skipping candidates whose subjectKeyIdentifier contradicts the child's
  *   authorityKeyIdentifier, and verifying each link's signature with node:crypto. All
  *   alternatives are tried depth-first (roots before intermediates); a certificate never
- *   appears twice in a path (loops end the branch); at most `maxDepth` intermediates.
+ *   appears twice in a path (loops end the branch); at most `maxDepth` intermediates
+ *   (self-issued ones not counted, 32 in all); issuers with a refused key (e.g. RSA over
+ *   8192 bits or with an exponent over 2^32) are dropped before any signature check; at
+ *   most 16 issuer candidates per certificate and 100 signature checks per call.
  *   A path ends at a certificate byte-identical to one in `roots` (the trust anchor,
  *   whose own self-signature is not checked).
  * - Each candidate path is then validated; the first that passes is returned. Checks:
@@ -17,10 +20,11 @@
  *   refused too), have basicConstraints cA=true, keyCertSign when keyUsage is present,
  *   satisfy its pathLenConstraint (self-issued intermediates not counted) and, when it
  *   has extendedKeyUsage, allow the purpose (anyExtendedKeyUsage is accepted on CAs);
- *   name constraints of every issuer (anchor included); the leaf's extendedKeyUsage, when
- *   present, must list serverAuth/clientAuth for the purpose (anyExtendedKeyUsage is NOT
- *   accepted on a leaf; an absent extension means unrestricted, as RFC 5280 says); the
- *   leaf's keyUsage, when present, must allow a TLS signature or key exchange; host/IP
+ *   name constraints of every issuer (anchor included); the certificate profile
+ *   (profile.ts: "strict" by default, "rfc5280" on request); the leaf's extendedKeyUsage
+ *   must list serverAuth/clientAuth for the purpose (under "strict" it must be present and
+ *   anyExtendedKeyUsage does not count; under "rfc5280" an absent extension or
+ *   anyExtendedKeyUsage means unrestricted, as RFC 5280 says); the leaf's keyUsage, when present, must allow a TLS signature or key exchange; host/IP
  *   (hostname.ts); revocation when CRLs are given (crl.ts).
  * - When nothing validates, the reported failure is that of the first complete path, or
  *   else the most telling building failure (a failed signature, then depth, then an
@@ -28,12 +32,13 @@
  */
 
 import { type Certificate, EkuOid, ExtensionOid, type KeyUsageName } from "./certificate.ts";
-import { PathBuilder } from "./chain_builder.ts";
+import { MAX_PATH_INTERMEDIATES, PathBuilder } from "./chain_builder.ts";
 import { type Crl, checkRevocation } from "./crl.ts";
 import type { VerifyErrorCode } from "./errors.ts";
 import { firstUnknownCritical } from "./extensions.ts";
 import { checkHost, checkIp } from "./hostname.ts";
 import { checkNameConstraints } from "./nameconstraints.ts";
+import { profileProblem, VALIDATION_PROFILES, type ValidationProfile } from "./profile.ts";
 
 export type { VerifyErrorCode } from "./errors.ts";
 
@@ -61,21 +66,34 @@ export interface VerifyOptions {
   maxDepth?: number;
   /** Parsed CRLs (see {@link Crl.parse} to read DER or PEM files). When non-empty, revocation is checked. */
   crls?: readonly Crl[];
+  /**
+   * "strict" (default): RFC 5280 plus the web PKI's leaf and root rules (the leaf must carry
+   * an extendedKeyUsage for the purpose). "rfc5280": only RFC 5280's rules, for private
+   * PKIs whose leaves have no extendedKeyUsage. See profile.ts.
+   */
+  profile?: ValidationProfile;
 }
 
 /** A validated chain (leaf first, anchor last), or the one reason it was refused. */
-export type VerifyResult =
+export type VerifyResult = (
   | { ok: true; chain: Certificate[] }
-  | { ok: false; code: VerifyErrorCode; reason: string; certificate?: Certificate };
+  | { ok: false; code: VerifyErrorCode; reason: string; certificate?: Certificate }
+) & {
+  /** Signature verifications spent building paths (bounded by {@link MAX_SIGNATURE_CHECKS}). */
+  signatureChecks: number;
+};
 
-type Failure = Extract<VerifyResult, { ok: false }>;
+type Failure = { ok: false; code: VerifyErrorCode; reason: string; certificate?: Certificate };
+type PathResult = { ok: true; chain: Certificate[] } | Failure;
 
+export { MAX_SIGNATURE_CHECKS } from "./chain_builder.ts";
+export { VALIDATION_PROFILES, type ValidationProfile } from "./profile.ts";
 export { loadPemCertificates, loadSystemRoots, SYSTEM_ROOTS_PATH } from "./roots.ts";
 
 /** Default limit on intermediates. */
 export const DEFAULT_MAX_DEPTH = 8;
 /** Largest accepted `maxDepth`. */
-export const MAX_MAX_DEPTH = 32;
+export const MAX_MAX_DEPTH = MAX_PATH_INTERMEDIATES;
 
 /** Extensions this validator processes; any other critical extension is refused. */
 const UNDERSTOOD: ReadonlySet<string> = new Set(Object.values(ExtensionOid));
@@ -89,7 +107,7 @@ const PURPOSE_TEXT: Record<Purpose, string> = {
 /** Validates the path from `leaf` to a trusted root. Never throws. */
 export function verifyChain(leaf: Certificate, options: VerifyOptions): VerifyResult {
   const inputProblem = checkOptions(options);
-  if (inputProblem) return { ok: false, code: "bad-input", reason: inputProblem };
+  if (inputProblem) return { ok: false, code: "bad-input", reason: inputProblem, signatureChecks: 0 };
   const builder = new PathBuilder(
     options.roots,
     options.intermediates ?? [],
@@ -98,10 +116,10 @@ export function verifyChain(leaf: Certificate, options: VerifyOptions): VerifyRe
   let firstPathFailure: Failure | undefined;
   for (const path of builder.paths(leaf)) {
     const result = validatePath(path, options);
-    if (result.ok) return result;
+    if (result.ok) return { ...result, signatureChecks: builder.signatureChecks };
     firstPathFailure ??= result;
   }
-  return firstPathFailure ?? builder.bestFailure(leaf);
+  return { ...(firstPathFailure ?? builder.bestFailure(leaf)), signatureChecks: builder.signatureChecks };
 }
 
 function checkOptions(options: VerifyOptions): string | undefined {
@@ -112,13 +130,16 @@ function checkOptions(options: VerifyOptions): string | undefined {
   if (options.at && Number.isNaN(options.at.getTime())) return "verification time is not a valid date";
   if (options.purpose && !(options.purpose in PURPOSE_EKU))
     return `unknown purpose "${String(options.purpose)}"`;
+  if (options.profile !== undefined && !VALIDATION_PROFILES.includes(options.profile))
+    return `unknown profile "${String(options.profile)}" (use "strict" or "rfc5280")`;
   return undefined;
 }
 
 /** Runs every non-building check on one complete path (leaf first, anchor last). */
-function validatePath(path: readonly Certificate[], options: VerifyOptions): VerifyResult {
+function validatePath(path: readonly Certificate[], options: VerifyOptions): PathResult {
   const at = options.at ?? new Date();
   const purpose = options.purpose ?? "server";
+  const profile = options.profile ?? "strict";
   const fail = (code: VerifyErrorCode, reason: string, certificate: Certificate): Failure => ({
     ok: false,
     code,
@@ -175,8 +196,12 @@ function validatePath(path: readonly Certificate[], options: VerifyOptions): Ver
     }
   }
 
+  // After the path checks, so that a v1 or non-CA issuer is reported as such first.
+  const nonConforming = profileProblem(path, profile);
+  if (nonConforming) return fail(nonConforming.code, nonConforming.reason, nonConforming.certificate);
+
   const leaf = path[0]!;
-  const leafProblem = leafPurposeProblem(leaf, purpose);
+  const leafProblem = leafPurposeProblem(leaf, purpose, profile);
   if (leafProblem) return fail(leafProblem.code, leafProblem.reason, leaf);
 
   for (const identity of [
@@ -241,10 +266,14 @@ function issuerProblem(
 function leafPurposeProblem(
   leaf: Certificate,
   purpose: Purpose,
+  profile: ValidationProfile,
 ): { code: VerifyErrorCode; reason: string } | undefined {
-  if (leaf.extKeyUsage && !leaf.extKeyUsage.includes(PURPOSE_EKU[purpose])) {
-    const any = leaf.extKeyUsage.includes(EkuOid.any)
-      ? " (anyExtendedKeyUsage is not accepted on a leaf)"
+  const eku = leaf.extKeyUsage;
+  // RFC 5280 §4.2.1.12 reads anyExtendedKeyUsage as "any purpose"; the web profile does not.
+  const anyAccepted = profile === "rfc5280" && eku?.includes(EkuOid.any);
+  if (eku && !eku.includes(PURPOSE_EKU[purpose]) && !anyAccepted) {
+    const any = eku.includes(EkuOid.any)
+      ? ' (anyExtendedKeyUsage is not accepted on a leaf under the strict profile; profile "rfc5280" accepts it)'
       : "";
     return {
       code: "bad-purpose",

@@ -153,6 +153,40 @@ export class TestPki {
     return { name, certPath, keyPath, pem, cert: Certificate.fromPem(pem), caDir };
   }
 
+  /**
+   * Makes a certificate with `openssl x509 -new`, which (unlike `openssl ca`) writes any
+   * subject (also an empty one, "/") and any serial (zero, negative, over 20 octets), for
+   * the profile tests. Self-signed without `issuer`. With `publicKeyPath` it certifies that
+   * public key (PEM; one with no private key, such as a crafted RSA key) and `keyPath` is "".
+   */
+  async make(
+    name: string,
+    spec: Pick<IssueSpec, "subject" | "key" | "keyOf" | "issuer"> & {
+      ext: string[];
+      serial?: string;
+      publicKeyPath?: string;
+    },
+  ): Promise<Issued> {
+    const caDir = await this.newCaDir(name);
+    const keyPath = spec.publicKeyPath
+      ? ""
+      : (spec.keyOf?.keyPath ?? (await this.generateKey(name, spec.key ?? "ec-p256")));
+    const extPath = this.path(`${name}.ext`);
+    await writeFile(extPath, `${spec.ext.join("\n")}\n`);
+    const certPath = this.path(`${name}.pem`);
+    const serial = spec.serial ?? `0x${randomBytes(8).toString("hex")}`;
+    const args = ["x509", "-new", "-subj", spec.subject, "-set_serial", serial, "-days", "30"];
+    args.push("-extfile", extPath, "-out", certPath);
+    if (spec.issuer) {
+      const pubPath = spec.publicKeyPath ?? this.path(`${name}.pub`);
+      if (!spec.publicKeyPath) await run("openssl", ["pkey", "-in", keyPath, "-pubout", "-out", pubPath]);
+      args.push("-force_pubkey", pubPath, "-CA", spec.issuer.certPath, "-CAkey", spec.issuer.keyPath);
+    } else args.push("-key", keyPath);
+    await run("openssl", args);
+    const pem = await readFile(certPath, "utf8");
+    return { name, certPath, keyPath, pem, cert: Certificate.fromPem(pem), caDir };
+  }
+
   /** Marks `issued` revoked in its issuer's database. */
   async revoke(issued: Issued, issuer: Issued, reason = "keyCompromise"): Promise<void> {
     await run("openssl", [

@@ -258,7 +258,11 @@ describe("verifyChain refuses bad chains with a code and a reason naming the cer
     const selfSigned = await pki.issue("self-signed", {
       subject: "/CN=self",
       key: "ec-p256",
-      ext: ["basicConstraints=critical,CA:FALSE", "subjectAltName=DNS:self.example.com"],
+      ext: [
+        "basicConstraints=critical,CA:FALSE",
+        "extendedKeyUsage=serverAuth",
+        "subjectAltName=DNS:self.example.com",
+      ],
     });
     assertRefused(
       verifyChain(selfSigned.cert, rsa()),
