@@ -23,11 +23,11 @@ import {
   decodePemBlocks,
   loadPemCertificates,
   type Purpose,
-  VALIDATION_PROFILES,
   type ValidationProfile,
   verifyChain,
 } from "../tls/x509/index.ts";
 import { CliError } from "./errors.ts";
+import { validationProfileOption } from "./profile_option.ts";
 
 /** Parses a whole-number option, with the flag's name in the error. */
 export function intOption(flag: string): (value: string) => number {
@@ -267,13 +267,6 @@ export function registerCertCommands(program: Command): void {
     .option("--at <time>", "verify at this ISO-8601 time instead of now")
     .option("--max-depth <n>", "most intermediates allowed", intOption("--max-depth"))
     .option("--crl <file>", "check revocation with this CRL; repeatable", collect)
-    .addOption(
-      new Option(
-        "--profile <profile>",
-        "strict: RFC 5280 and the web PKI's rules (a leaf needs an extendedKeyUsage for the purpose); rfc5280: RFC 5280 only, for private PKIs",
-      )
-        .choices([...VALIDATION_PROFILES])
-        .default("strict"),
-    )
+    .addOption(validationProfileOption("the chain"))
     .action(verifyAction);
 }

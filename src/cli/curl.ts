@@ -10,6 +10,7 @@ import { openKey } from "../keys/index.ts";
 import { KeyError, type PrivateKeyHandle } from "../keys/types.ts";
 import { alertName, NegotiationError, TlsError } from "../tls/alert.ts";
 import { CliError } from "./errors.ts";
+import { type ValidationProfile, validationProfileOption } from "./profile_option.ts";
 
 interface CurlFlags {
   request?: string;
@@ -25,6 +26,7 @@ interface CurlFlags {
   ciphers?: string;
   servername?: string;
   insecure?: boolean;
+  profile: ValidationProfile;
 }
 
 function readText(path: string, what: string): string {
@@ -100,6 +102,7 @@ export function registerCurlCommand(program: Command): void {
     .option("--ciphers <list>", "comma-separated IANA (or OpenSSL) cipher suite names")
     .option("--servername <name>", "name for SNI and certificate checks")
     .option("-k, --insecure", "do not verify the server certificate")
+    .addOption(validationProfileOption("the server's chain"))
     .action(async (url: string, flags: CurlFlags) => {
       let key: PrivateKeyHandle | undefined;
       try {
@@ -138,6 +141,7 @@ export function registerCurlCommand(program: Command): void {
           maxVersion: flags.tlsMax as "1.1" | undefined,
           ciphers: flags.ciphers,
           servername: flags.servername,
+          profile: flags.profile,
           insecure: flags.insecure,
           output,
           log,

@@ -10,6 +10,7 @@ import { startServe } from "../https/serve.ts";
 import { openKey } from "../keys/index.ts";
 import type { PrivateKeyHandle } from "../keys/types.ts";
 import { CliError } from "./errors.ts";
+import { type ValidationProfile, validationProfileOption } from "./profile_option.ts";
 
 interface ServeFlags {
   cert: string;
@@ -22,6 +23,7 @@ interface ServeFlags {
   tlsMax?: string;
   ciphers?: string;
   tickets: boolean;
+  profile: ValidationProfile;
 }
 
 function readText(path: string, what: string): string {
@@ -77,6 +79,7 @@ export function registerServeCommand(program: Command): void {
     .option("--tls-min <version>", "lowest TLS version: 1.1, 1.2 or 1.3 (default 1.2)")
     .option("--tls-max <version>", "highest TLS version: 1.1, 1.2 or 1.3")
     .option("--ciphers <list>", "comma-separated IANA (or OpenSSL) cipher suite names, in preference order")
+    .addOption(validationProfileOption("client chains (with --client-ca)"))
     .option("--no-tickets", "do not issue TLS session tickets (the session-ID cache stays)")
     .action(async (flags: ServeFlags) => {
       if ((flags.root === undefined) === (flags.upstream === undefined))
@@ -98,6 +101,7 @@ export function registerServeCommand(program: Command): void {
             maxVersion,
             ciphers: flags.ciphers,
             sessions: { tickets: flags.tickets },
+            profile: flags.profile,
             handshakeTimeout: 15_000,
           },
           host,

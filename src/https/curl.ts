@@ -26,6 +26,8 @@ export interface CurlRequest {
   servername?: string;
   /** Skip server certificate verification (-k). */
   insecure?: boolean;
+  /** Certificate profile the server chain must meet (default strict). */
+  profile?: ConnectOptions["profile"];
   /** Where the response body goes. */
   output: Writable;
   /** Receives -v lines (without the trailing newline). */
@@ -86,6 +88,7 @@ export function curl(req: CurlRequest): Promise<CurlResponse> {
         maxVersion: req.maxVersion,
         ciphers: req.ciphers,
         rejectUnauthorized: !req.insecure,
+        profile: req.profile,
         ALPNProtocols: ["http/1.1"],
       });
     } catch (err) {

@@ -5,12 +5,17 @@
  * server facing `openssl s_client`, and accepted once the profile is relaxed.
  */
 import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { openKey } from "../../../src/keys/index.ts";
 import { connect } from "../../../src/tls/client.ts";
 import type { ValidationProfile } from "../../../src/tls/x509/verify.ts";
-import { opensslClient, opensslServer } from "../../helpers/peers.ts";
+import { hsmkit } from "../../helpers/hsmkit.ts";
+import { curl, opensslClient, opensslServer } from "../../helpers/peers.ts";
 import { waitUntil } from "../../helpers/process.ts";
+import { startServe } from "../../https/serve_fixture.ts";
 import { startEchoServer } from "../../interop/server_fixture.ts";
 import { CA_EXT, type Issued, TestPki } from "./pki.ts";
 
@@ -94,5 +99,48 @@ describe("TLS peers are validated under the strict profile unless profile rfc528
       await relaxed.close();
       await key.close();
     }
+  });
+
+  it("CLI: hsmkit curl and hsmkit serve refuse such leaves by default and take --profile rfc5280", async () => {
+    const peer = await opensslServer({ cert: leaf.certPath, key: leaf.keyPath, tls: "1.2", www: true });
+    try {
+      const url = `https://localhost:${peer.port}/`;
+      const refused = await hsmkit(["curl", url, "--cacert", root.certPath]);
+      assert.equal(refused.exitCode, 60, refused.output);
+      assert.match(refused.stderr, /no extendedKeyUsage/);
+      const relaxed = await hsmkit(["curl", url, "--cacert", root.certPath, "--profile", "rfc5280"]);
+      assert.equal(relaxed.exitCode, 0, relaxed.output);
+      const bad = await hsmkit(["curl", url, "--profile", "lenient"]);
+      assert.notEqual(bad.exitCode, 0);
+      assert.match(bad.stderr, /lenient/);
+    } finally {
+      await peer.stop();
+    }
+    const site = await mkdtemp(join(tmpdir(), "hsmkit-profile-site-"));
+    await writeFile(join(site, "index.html"), "ok\n");
+    const serve = (profile: string[]) =>
+      startServe([
+        ...["--cert", leaf.certPath, "--key", leaf.keyPath, "--client-ca", root.certPath],
+        ...["--root", site, ...profile],
+      ]);
+    for (const [profile, ok] of [
+      [[], false],
+      [["--profile", "rfc5280"], true],
+    ] as const) {
+      const server = await serve([...profile]);
+      try {
+        const r = await curl(`https://localhost:${server.port}/`, {
+          cacert: root.certPath,
+          cert: leaf.certPath,
+          key: leaf.keyPath,
+          args: ["-o", "/dev/null", "-w", "%{http_code}"],
+        });
+        if (ok) assert.equal(`${r.exitCode} ${r.stdout}`, "0 200", r.output);
+        else assert.notEqual(r.exitCode, 0, `strict serve accepted a client leaf without EKU: ${r.output}`);
+      } finally {
+        await server.stop();
+      }
+    }
+    await rm(site, { recursive: true, force: true });
   });
 });
