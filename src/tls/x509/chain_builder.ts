@@ -26,6 +26,12 @@ const MAX_PATHS = 16;
 export const MAX_ISSUER_CANDIDATES = 16;
 /** Intermediates in any path, self-issued ones included (which `maxDepth` does not count). */
 export const MAX_PATH_INTERMEDIATES = 32;
+/**
+ * Issuer candidates one call may consider, cached links included. The signature budget alone
+ * does not bound the search: in a mesh where every certificate has two issuers that share a
+ * key, each link is checked once and cached, yet depth-first search walks 2^n paths.
+ */
+export const MAX_CANDIDATES_CONSIDERED = 1000;
 
 /** Depth-first enumeration of candidate paths, recording why branches died. */
 export class PathBuilder {
@@ -34,8 +40,10 @@ export class PathBuilder {
   private readonly maxDepth: number;
   private readonly signatureCache = new Map<string, SignatureCheck>();
   private checksSpent = 0;
+  private candidatesConsidered = 0;
   private pathsFound = 0;
-  private readonly failures: Array<PathFailure & { rank: number; length: number }> = [];
+  /** The most telling failure so far (kept alone, so dead ends cost no memory). */
+  private best: (PathFailure & { rank: number; length: number }) | undefined;
 
   /** `maxDepth` counts intermediates only, as OpenSSL's -verify_depth. */
   constructor(roots: readonly Certificate[], intermediates: readonly Certificate[], maxDepth: number) {
@@ -77,6 +85,16 @@ export class PathBuilder {
     }
     for (const issuer of candidates) {
       if (this.pathsFound >= MAX_PATHS) return;
+      if (++this.candidatesConsidered > MAX_CANDIDATES_CONSIDERED) {
+        this.fail(
+          "depth",
+          `gave up after considering ${MAX_CANDIDATES_CONSIDERED} candidate issuers while building the chain`,
+          current,
+          path.length,
+          2,
+        );
+        return;
+      }
       if (
         path.some(
           (c) => c.equals(issuer) || (c.subjectDer.equals(issuer.subjectDer) && c.spki.equals(issuer.spki)),
@@ -188,12 +206,16 @@ export class PathBuilder {
     length: number,
     rank: number,
   ): void {
-    this.failures.push({ ok: false, code, reason, certificate, rank, length });
+    const best = this.best;
+    // Highest rank wins, then the longest partial path; the first of equals stays.
+    if (!best || rank > best.rank || (rank === best.rank && length > best.length)) {
+      this.best = { ok: false, code, reason, certificate, rank, length };
+    }
   }
 
   /** The most telling reason no path was found: highest rank, then the longest partial path. */
   bestFailure(leaf: Certificate): PathFailure {
-    const best = [...this.failures].sort((a, b) => b.rank - a.rank || b.length - a.length)[0];
+    const best = this.best;
     if (!best)
       return {
         ok: false,

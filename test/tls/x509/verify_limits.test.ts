@@ -10,7 +10,7 @@ import { createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import { describeKey } from "../../../src/tls/x509/algorithms.ts";
-import { MAX_ISSUER_CANDIDATES } from "../../../src/tls/x509/chain_builder.ts";
+import { MAX_CANDIDATES_CONSIDERED, MAX_ISSUER_CANDIDATES } from "../../../src/tls/x509/chain_builder.ts";
 import { verifyChain } from "../../../src/tls/x509/verify.ts";
 import { assertOk, assertRefused } from "./chains.ts";
 import { CA_EXT, type Issued, serverExt, TestPki } from "./pki.ts";
@@ -162,5 +162,32 @@ describe("path validation bounds the work an unauthenticated chain can cause", (
       "depth",
       /chain from 'CN=leaf\.example\.com' needs more than 0 intermediate certificates/,
     );
+  });
+
+  it("a mesh of self-issued CAs with two issuers each is not walked path by path", async () => {
+    // Every level holds two CAs named CN=Mesh sharing one key, both issued by the level above:
+    // each link is checked once and cached, but 12 levels make 2^12 paths to a dead end.
+    const subject = "/CN=Mesh";
+    const outside = await pki.make("mesh-outside", { subject, ext: CA_EXT });
+    let above: Issued = outside;
+    const mesh: Issued[] = [];
+    for (let level = 12; level >= 1; level--) {
+      const a = await pki.make(`mesh-${level}-a`, { subject, issuer: above, ext: CA_EXT });
+      const b = await pki.make(`mesh-${level}-b`, { subject, issuer: above, keyOf: a, ext: CA_EXT });
+      mesh.push(a, b);
+      above = a;
+    }
+    const leaf = await pki.make("mesh-leaf", {
+      subject: "/CN=leaf.example.com",
+      issuer: above,
+      ext: LEAF_EXT,
+    });
+    const result = verifyChain(leaf.cert, { roots: [root.cert], intermediates: mesh.map((m) => m.cert) });
+    assertRefused(
+      result,
+      "depth",
+      new RegExp(`gave up after considering ${MAX_CANDIDATES_CONSIDERED} candidate issuers`),
+    );
+    assert.ok(result.signatureChecks <= 2 * mesh.length, `${result.signatureChecks} signature checks`);
   });
 });
