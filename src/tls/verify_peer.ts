@@ -6,6 +6,7 @@ import { type KeyObject, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import { AlertDescription, TlsError } from "./alert.ts";
 import type { ChainVerdict } from "./config.ts";
+import { costlyKeyReason } from "./x509/algorithms.ts";
 import { Certificate } from "./x509/certificate.ts";
 import type { VerifyErrorCode } from "./x509/errors.ts";
 import { type Purpose, type ValidationProfile, verifyChain } from "./x509/verify.ts";
@@ -53,6 +54,21 @@ export function certificateFromDer(der: Buffer): Certificate {
  * or optional; one that neither can read is bad_certificate.
  */
 export function leafPublicKey(der: Buffer, peer: "client" | "server"): KeyObject {
+  const key = parseLeafKey(der, peer);
+  // Verification may be off or optional: a key that makes every operation costly is refused
+  // before its CertificateVerify or key exchange runs, verified or not.
+  const costly = costlyKeyReason(key);
+  if (costly) {
+    throw new TlsError(
+      AlertDescription.bad_certificate,
+      `${peer} certificate key refused: ${costly}`,
+      "certificate",
+    );
+  }
+  return key;
+}
+
+function parseLeafKey(der: Buffer, peer: "client" | "server"): KeyObject {
   try {
     return certificateFromDer(der).publicKey;
   } catch {

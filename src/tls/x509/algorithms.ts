@@ -172,6 +172,21 @@ export const MAX_RSA_BITS = 8192;
 /** Largest RSA public exponent accepted, as Go: a huge exponent makes verification as slow as signing. */
 export const MAX_RSA_EXPONENT = 2n ** 32n;
 
+/**
+ * Why using this key would cost far more than any honest key (an RSA modulus over
+ * {@link MAX_RSA_BITS} bits or an exponent over {@link MAX_RSA_EXPONENT}), or undefined.
+ * Checked before a peer's key is used at all, even where its certificate is not verified.
+ */
+export function costlyKeyReason(key: KeyObject): string | undefined {
+  if (key.asymmetricKeyType !== "rsa" && key.asymmetricKeyType !== "rsa-pss") return undefined;
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  const exponent = key.asymmetricKeyDetails?.publicExponent ?? 0n;
+  if (bits > MAX_RSA_BITS) return `RSA-${bits} is above the ${MAX_RSA_BITS}-bit maximum`;
+  if (exponent > MAX_RSA_EXPONENT)
+    return `RSA public exponent of ${exponent.toString(2).length} bits is above the maximum of 2^32`;
+  return undefined;
+}
+
 /** Describes a public key and decides whether its strength is acceptable. */
 export function describeKey(key: KeyObject): KeyInfo {
   const details = key.asymmetricKeyDetails ?? {};
@@ -182,11 +197,9 @@ export function describeKey(key: KeyObject): KeyInfo {
       const exponent = details.publicExponent ?? 0n;
       let weakness: string | undefined;
       if (bits < MIN_RSA_BITS) weakness = `RSA-${bits} is below the ${MIN_RSA_BITS}-bit minimum`;
-      else if (bits > MAX_RSA_BITS) weakness = `RSA-${bits} is above the ${MAX_RSA_BITS}-bit maximum`;
-      else if (exponent < 3n || exponent % 2n === 0n)
+      else weakness = costlyKeyReason(key);
+      if (!weakness && (exponent < 3n || exponent % 2n === 0n))
         weakness = `RSA public exponent ${exponent} is not acceptable (it must be odd and at least 3)`;
-      else if (exponent > MAX_RSA_EXPONENT)
-        weakness = `RSA public exponent of ${exponent.toString(2).length} bits is above the maximum of 2^32`;
       return { kind: key.asymmetricKeyType, bits, ...(weakness ? { weakness } : {}) };
     }
     case "ec": {

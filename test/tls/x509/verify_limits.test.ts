@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
+import { TlsError } from "../../../src/tls/alert.ts";
+import { leafPublicKey } from "../../../src/tls/verify_peer.ts";
 import { describeKey } from "../../../src/tls/x509/algorithms.ts";
 import { MAX_CANDIDATES_CONSIDERED, MAX_ISSUER_CANDIDATES } from "../../../src/tls/x509/chain_builder.ts";
 import { verifyChain } from "../../../src/tls/x509/verify.ts";
@@ -119,6 +121,30 @@ describe("path validation bounds the work an unauthenticated chain can cause", (
       /certificate 'CN=Costly CA' has a weak key: RSA public exponent of 3072 bits is above the maximum of 2\^32/,
     );
     assert.equal(result.signatureChecks, 0);
+  });
+
+  it("a peer leaf with a costly RSA key is refused before the key is used, verified or not", async () => {
+    const n = oddNumber(3072);
+    const pubPath = pki.path("expensive-leaf.pub");
+    await writeFile(pubPath, rsaPublicKeyPem(n, bigintBytes(BigInt(`0x${n.toString("hex")}`) - 2n)));
+    const leaf = await pki.make("expensive-leaf", {
+      subject: "/CN=leaf.example.com",
+      issuer: root,
+      ext: LEAF_EXT,
+      publicKeyPath: pubPath,
+    });
+    assert.throws(
+      () => leafPublicKey(leaf.cert.der, "server"),
+      (err: unknown) =>
+        err instanceof TlsError &&
+        /server certificate key refused: RSA public exponent of 3072 bits is above the maximum of 2\^32/.test(
+          err.message,
+        ),
+    );
+    assert.equal(
+      leafPublicKey(root.cert.der, "client").asymmetricKeyType,
+      root.cert.publicKey.asymmetricKeyType,
+    );
   });
 
   it("an issuer with a modulus over 8192 bits is refused without a signature check", async () => {
