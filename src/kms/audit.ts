@@ -150,11 +150,13 @@ export class AuditLog {
       migrate = true;
     }
     const log = new AuditLog(store, createSecretKey(raw), options.anchorPath);
-    // Only a new log or one from before the head rule may be given a head here: for any
-    // other, a missing head means a wipe, which verify must report.
-    if (migrate || options.creating) {
+    // Only a new log, or an unused one from before the head rule, may be given a head here:
+    // for any other, a missing head means a wipe, which verify must report. (An old-label key
+    // copied back from a backup must not make a wiped log of a used instance look unused.)
+    const mayAddHead = options.creating || (migrate && store.holdsNothing());
+    if (mayAddHead || migrate) {
       const rewrapped = migrate ? await master.wrap(raw, KEY_AAD) : undefined;
-      log.adoptEmpty(rewrapped);
+      log.adoptEmpty(rewrapped, mayAddHead);
     }
     raw.fill(0);
     return log;
@@ -165,11 +167,11 @@ export class AuditLog {
    * log), and stores the rewrapped key of a migrated log, in one transaction. A log with
    * entries but no head is left alone for verify to report.
    */
-  private adoptEmpty(rewrapped: Buffer | undefined): void {
+  private adoptEmpty(rewrapped: Buffer | undefined, mayAddHead: boolean): void {
     this.store.db
       .transaction(() => {
         const empty = this.store.statement("SELECT seq FROM audit LIMIT 1").get() === undefined;
-        if (empty && !this.store.getMeta(HEAD))
+        if (mayAddHead && empty && !this.store.getMeta(HEAD))
           this.store.setMeta(HEAD, Buffer.from(JSON.stringify(this.head(0, GENESIS))));
         if (rewrapped) this.store.setMeta(KEY, rewrapped);
       })

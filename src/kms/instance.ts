@@ -105,7 +105,15 @@ export class KmsInstance {
       const id = store
         .initMeta("instance.id", Buffer.from(`kst-${randomBytes(10).toString("hex")}`))
         .toString();
-      const creating = fresh || store.getMeta("master") === undefined;
+      // A missing master record means creation, never for a database that already holds
+      // state: deleting it with the log must not let the same token key start a new chain.
+      const masterMissing = store.getMeta("master") === undefined;
+      if (masterMissing && !fresh && !store.holdsNothing()) {
+        throw new InstanceError(
+          `${dbPath} holds keys or audit entries but no master key record: the database was tampered with`,
+        );
+      }
+      const creating = fresh || masterMissing;
       master = await openMasterKey(store, options, creating);
       const audit = await AuditLog.open(store, master, {
         creating,

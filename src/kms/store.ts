@@ -177,6 +177,17 @@ export class Store {
     if (this.db.open) this.db.close();
   }
 
+  /**
+   * True when the database holds no keys, access points or audit entries: a database whose
+   * creation was interrupted, with nothing a missing record could hide. Anything else with a
+   * record missing has been tampered with.
+   */
+  holdsNothing(): boolean {
+    return ["keys", "access_points", "audit"].every(
+      (table) => this.statement(`SELECT 1 FROM ${table} LIMIT 1`).get() === undefined,
+    );
+  }
+
   /** Reads an instance metadata value. */
   getMeta(name: string): Buffer | undefined {
     const row = this.statement("SELECT value FROM meta WHERE name = ?").get(name) as

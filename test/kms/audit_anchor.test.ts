@@ -169,4 +169,15 @@ describe("data directories from before the head rule", () => {
     await createKey(used);
     assert.equal(await ok(["audit", "verify", "--data", used]), "audit OK: 3 entries");
   });
+
+  it("an old-label audit key put back into a used instance whose log was wiped does not restart the chain", async () => {
+    const data = join(root, "old-label-wipe");
+    await ok(["init", "--data", data]);
+    await createKey(data);
+    // What a backup would give an attacker: the audit key under the old label, no head.
+    await makeOld(data, true);
+    const copy = join(root, "old-label-wipe-copy");
+    tamperedCopy(data, copy, (db) => db.exec("DELETE FROM audit"));
+    failed(await cli(["audit", "verify", "--data", copy]), /the chain head record is missing/);
+  });
 });

@@ -18,6 +18,7 @@ import { signAlgorithm } from "../../src/kms/specs.ts";
 import { HSMKIT_BIN } from "../helpers/hsmkit.ts";
 import { runCommand } from "../helpers/process.ts";
 import { createToken, softHsm, type TestToken } from "../helpers/softhsm.ts";
+import { tamperedCopy } from "./kms_process.ts";
 
 softHsm();
 let token: TestToken;
@@ -118,5 +119,20 @@ describe("PKCS#11 master key from the command line", () => {
     const without = await runCommand(HSMKIT_BIN, ["kms", "key", "list", "--data", data]);
     assert.equal(without.exitCode, 1);
     assert.match(without.stderr, /master key is in a PKCS#11 token .*pass --master-key/);
+  });
+
+  it("a used instance whose log, head and master record were deleted is refused, not restarted", async () => {
+    const data = join(root, "p11-wiped");
+    const instance = await KmsInstance.open({ dataDir: data, create: true, pkcs11: masterUri });
+    await adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT");
+    await instance.close();
+    const copy = join(root, "p11-wiped-copy");
+    tamperedCopy(data, copy, (db) =>
+      db.exec("DELETE FROM audit; DELETE FROM meta WHERE name IN ('audit.head', 'master')"),
+    );
+    await assert.rejects(
+      KmsInstance.open({ dataDir: copy, pkcs11: masterUri }),
+      /holds keys or audit entries but no master key record: the database was tampered with/,
+    );
   });
 });
