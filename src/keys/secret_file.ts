@@ -15,7 +15,6 @@ const MAX_SECRET_BYTES = 4096;
  * should zero the returned buffer when done.
  */
 export async function readSecretFile(path: string, what: string, emptyKind: KeyErrorKind): Promise<Buffer> {
-  warnIfSecretFileExposed(path, what);
   let data: Buffer;
   try {
     data = await readFile(path);
@@ -32,6 +31,8 @@ export async function readSecretFile(path: string, what: string, emptyKind: KeyE
   const secret = Buffer.from(data.subarray(0, end));
   data.fill(0);
   if (secret.length === 0) throw new KeyError(emptyKind, `${what} '${path}' is empty`);
+  // Warned only once the file is used: a missing or empty one gets its own error alone.
+  warnIfSecretFileExposed(path, what);
   return secret;
 }
 

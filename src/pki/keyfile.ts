@@ -22,7 +22,6 @@ export function parseKeyType(text: string): KeyGenType {
  * returned in a Buffer the caller zeroes when done.
  */
 export async function readPasswordFile(path: string): Promise<Buffer> {
-  warnIfSecretFileExposed(path, "password file");
   let data: Buffer;
   try {
     data = await readFile(path);
@@ -38,6 +37,7 @@ export async function readPasswordFile(path: string): Promise<Buffer> {
   const password = Buffer.from(data.subarray(0, end));
   data.fill(0);
   if (password.length === 0) throw new PkiError("bad-input", `password file ${path} is empty`);
+  warnIfSecretFileExposed(path, "password file");
   return password;
 }
 

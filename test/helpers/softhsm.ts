@@ -138,10 +138,17 @@ export async function createToken(label?: string): Promise<TestToken> {
   };
 }
 
-/** Generates a key pair in the token through hsmkit's own generateKey, returns its handle ref (uri). */
-export async function tokenKey(token: TestToken, object: string, type: KeyGenType): Promise<string> {
-  const ref = token.uri(object);
-  const handle = await generateKey(ref, type);
+/**
+ * Generates a key pair in the token through hsmkit's own generateKey and returns its
+ * reference: with pin-value, or with `pin: "source"` the pin-source form a CA directory keeps.
+ */
+export async function tokenKey(
+  token: TestToken,
+  object: string,
+  type: KeyGenType,
+  pin: "value" | "source" = "value",
+): Promise<string> {
+  const handle = await generateKey(token.uri(object), type);
   await handle.close();
-  return ref;
+  return pin === "value" ? token.uri(object) : token.uriWithPinSource(object);
 }

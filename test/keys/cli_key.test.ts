@@ -66,7 +66,7 @@ describe("hsmkit key generate / public", () => {
 
   test("encrypted file key via file:...?passphrase-file=", async () => {
     const pass = join(dir, "pass");
-    await writeFile(pass, "s3cret\n");
+    await writeFile(pass, "s3cret\n", { mode: 0o600 });
     const ref = `file:${join(dir, "enc.key")}?passphrase-file=${pass}`;
     const gen = await hsmkit("key", "generate", "--key", ref, "--type", "rsa2048");
     assert.equal(gen.code, 0, gen.stderr);

@@ -26,7 +26,7 @@ let ecPub: string;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), "hsmkit-filekeys-"));
-  await writeFile(path("pass"), "correct horse\n");
+  await writeFile(path("pass"), "correct horse\n", { mode: 0o600 });
   await writeFile(path("wrong"), "battery staple\n");
   const pass = ["-passout", `file:${path("pass")}`];
   // One RSA and one EC key, written in each format.

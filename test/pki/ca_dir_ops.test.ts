@@ -195,7 +195,7 @@ test("a generated key is written encrypted with --password-file, and exports to 
   const dir = await tempDir(t);
   const ca = join(dir, "ca");
   const pw = join(dir, "pw");
-  await writeFile(pw, "leaf secret\n");
+  await writeFile(pw, "leaf secret\n", { mode: 0o600 });
   await cliOk([
     "ca",
     "init",

@@ -39,7 +39,7 @@ async function seed(t: TestContext): Promise<SeedFiles> {
     "--cn",
     "Seed Root CA",
     "--key",
-    await tokenKey(token, "root", "rsa2048"),
+    await tokenKey(token, "root", "rsa2048", "source"),
   ]);
   await cliOk([
     "ca",
@@ -51,7 +51,7 @@ async function seed(t: TestContext): Promise<SeedFiles> {
     "--cn",
     "Seed Intermediate CA",
     "--key",
-    await tokenKey(token, "inter", "ec-p256"),
+    await tokenKey(token, "inter", "ec-p256", "source"),
   ]);
   await cliOk([
     "cert",
@@ -84,7 +84,7 @@ async function seed(t: TestContext): Promise<SeedFiles> {
     join(dir, "client"),
   ]);
   const pw = join(dir, "pfx-password.txt");
-  await writeFile(pw, `${PASSWORD}\n`);
+  await writeFile(pw, `${PASSWORD}\n`, { mode: 0o600 });
   return { dir, root, inter, caCrt: join(root, "ca.crt"), pw };
 }
 

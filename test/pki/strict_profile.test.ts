@@ -46,8 +46,8 @@ test("every profile hsmkit's CA issues verifies strictly with hsmkit and with op
     { name: "file", root: ["--type", "ec-p384"], inter: ["--type", "rsa2048"], keys: ["ec-p256", "rsa2048"] },
     {
       name: "token",
-      root: ["--key", await tokenKey(token, "root", "rsa2048")],
-      inter: ["--key", await tokenKey(token, "inter", "ec-p256")],
+      root: ["--key", await tokenKey(token, "root", "rsa2048", "source")],
+      inter: ["--key", await tokenKey(token, "inter", "ec-p256", "source")],
       keys: ["rsa2048", "ec-p256"],
     },
   ];

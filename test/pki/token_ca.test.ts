@@ -215,7 +215,7 @@ test("a leaf key in the token is certified but never exported into a PFX", async
   const tokenPub = await cliOk(["key", "public", "--key", leafKey]);
   assert.equal(certKey.stdout.trim(), tokenPub.stdout.trim());
 
-  await writeFile(join(dir, "pw"), "secret\n");
+  await writeFile(join(dir, "pw"), "secret\n", { mode: 0o600 });
   const pfx = await cli([
     "cert",
     "pfx",
