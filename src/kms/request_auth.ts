@@ -1,8 +1,10 @@
 /**
  * Server-side checks of an incoming request's protocol headers and signature, in the order
- * that leaks least: headers and date first, then the body hash, then the signature with the
- * access point's public key, and only then the access point's state and source address
- * (so an unauthenticated caller learns nothing about an access point).
+ * that leaks least: headers and date first, then the signature with the access point's public
+ * key, and only then the access point's state and source address (so an unauthenticated caller
+ * learns nothing about an access point). The signature covers content-sha256, so all of this
+ * runs before the body is read (no stranger can make the server buffer one); the body is then
+ * checked against that hash.
  */
 import { createPublicKey, type KeyObject } from "node:crypto";
 import {
@@ -24,7 +26,6 @@ import type { AccessPointRecord, Store } from "./store.ts";
 export interface IncomingRequest {
   readonly method: string;
   readonly headers: Readonly<Record<string, string>>;
-  readonly body: Buffer;
   readonly sourceAddress: string;
 }
 
@@ -51,7 +52,14 @@ export function claimedAccessKeyId(headers: Readonly<Record<string, string>>): s
   return headers[ACCESS_KEY_HEADER] ?? "";
 }
 
-/** Authenticates a request or throws the {@link KmsServiceError} to send back. */
+/** Checks a body, once read, against the content-sha256 the request signed. */
+export function checkBodyHash(headers: Readonly<Record<string, string>>, body: Buffer): void {
+  if (headers["content-sha256"] !== contentSha256(body)) {
+    throw new KmsServiceError("InvalidParam", "The Param content-sha256 does not match the body.");
+  }
+}
+
+/** Authenticates a request's headers (before its body is read) or throws the {@link KmsServiceError} to send back. */
 export function authenticate(req: IncomingRequest, store: Store, now: number): Authenticated {
   const h = req.headers;
   const version = h["x-kms-apiversion"];
@@ -81,11 +89,8 @@ export function authenticate(req: IncomingRequest, store: Store, now: number): A
     );
   }
   const claimedHash = h["content-sha256"];
-  if (claimedHash === undefined)
-    throw new KmsServiceError("MissingParameter", "The header content-sha256 is missing.");
-  if (claimedHash !== contentSha256(req.body)) {
-    throw new KmsServiceError("InvalidParam", "The Param content-sha256 does not match the body.");
-  }
+  if (claimedHash === undefined || !/^[0-9A-Fa-f]{64}$/.test(claimedHash))
+    throw new KmsServiceError("MissingParameter", "The header content-sha256 is missing or malformed.");
   const signature = parseAuthorization(h.authorization);
   if (!signature)
     throw new KmsServiceError("MissingParameter", "The authorization header is missing or malformed.");

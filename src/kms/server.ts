@@ -17,7 +17,7 @@ import { type KmsErrorCode, KmsServiceError } from "./errors.ts";
 import type { KmsInstance } from "./instance.ts";
 import { encodeMessage } from "./proto.ts";
 import { RefusalTally } from "./refusals.ts";
-import { type Authenticated, authenticate, claimedAccessKeyId } from "./request_auth.ts";
+import { type Authenticated, authenticate, checkBodyHash, claimedAccessKeyId } from "./request_auth.ts";
 import { KmsService, type RequestContext } from "./service.ts";
 
 /** The body limit of the protocol. */
@@ -215,7 +215,7 @@ export class KmsServer {
     }
   }
 
-  /** Everything before a request is trusted: shape, header bounds, body (bounded), signature. */
+  /** Everything before a request is trusted: shape, header bounds, signature, then the body (bounded) against the signed hash. */
   private async admit(
     req: IncomingMessage,
     headers: Record<string, string> | undefined,
@@ -226,13 +226,14 @@ export class KmsServer {
     }
     if (!headers) throw new KmsServiceError("InvalidParam", "A protocol header is repeated.");
     checkHeaderLengths(headers);
-    const body = await readBody(req, this.options.maxBodyBytes ?? MAX_BODY_BYTES);
     const now = (this.options.now ?? Date.now)();
     const who = authenticate(
-      { method: "POST", headers, body, sourceAddress: source },
+      { method: "POST", headers, sourceAddress: source },
       this.options.instance.store,
       now,
     );
+    const body = await readBody(req, this.options.maxBodyBytes ?? MAX_BODY_BYTES);
+    checkBodyHash(headers, body);
     return { who, body };
   }
 

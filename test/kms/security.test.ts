@@ -4,11 +4,19 @@
  * must not grow the audit log without bound. Everything runs against a real server on 127.0.0.1.
  */
 import assert from "node:assert/strict";
+import { sign } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import tls from "node:tls";
 import { adminCreateKey } from "../../src/kms/admin.ts";
-import { ACCESS_KEY_HEADER, API_VERSION, formatHttpDate, SIGNATURE_METHOD } from "../../src/kms/auth.ts";
-import { KmsClient, KmsRequestError } from "../../src/kms/client.ts";
+import {
+  ACCESS_KEY_HEADER,
+  API_VERSION,
+  contentSha256,
+  formatHttpDate,
+  SIGNATURE_METHOD,
+  stringToSign,
+} from "../../src/kms/auth.ts";
+import { KmsClient, KmsRequestError, loadClientKey } from "../../src/kms/client.ts";
 import { MAX_REFUSAL_GROUPS } from "../../src/kms/refusals.ts";
 import { KmsServer } from "../../src/kms/server.ts";
 import { type ApClient, type KmsFixture, rawRequest, startKms } from "./kms_fixture.ts";
@@ -116,6 +124,22 @@ function kmsHead(extra: Record<string, string>, contentLength: number): string {
     .join("")}\r\n`;
 }
 
+/** Headers of a request for `body` signed with the access point's key, as its client would sign them. */
+function signedHeaders(ap: ApClient, body: Buffer): Record<string, string> {
+  const { accessKeyId, privateKey } = loadClientKey(ap.config);
+  const headers: Record<string, string> = {
+    date: formatHttpDate(new Date()),
+    "x-kms-apiversion": API_VERSION,
+    "x-kms-apiname": "GenerateRandom",
+    "x-kms-signaturemethod": SIGNATURE_METHOD,
+    [ACCESS_KEY_HEADER]: accessKeyId,
+    "content-type": "application/x-protobuf",
+    "content-sha256": contentSha256(body),
+  };
+  const signature = sign("sha256", Buffer.from(stringToSign("POST", headers)), privateKey);
+  return { ...headers, authorization: `Bearer ${signature.toString("base64")}` };
+}
+
 describe("slow clients", () => {
   it("connections that stall before or after their headers hold no slot and are closed by the server", async (t) => {
     const maxInflight = 2;
@@ -132,14 +156,14 @@ describe("slow clients", () => {
       await server.close();
     });
     const ca = kms.instance.caCertPem();
-    // Headers in, body promised, never sent. "Expect: 100-continue" makes the server say when
+    // Signed headers in, body promised, never sent. "Expect: 100-continue" makes the server say when
     // the request has reached its handler, so the stall is in place before the real client asks.
     const noBody = [];
     for (let i = 0; i < maxInflight * 3; i++) {
       const c = await stalledConnection(
         server.endpoint,
         ca,
-        kmsHead({ expect: "100-continue", [ACCESS_KEY_HEADER]: full.id }, 64),
+        kmsHead({ expect: "100-continue", ...signedHeaders(full, Buffer.alloc(64)) }, 64),
       );
       sockets.push(c.socket);
       noBody.push(c);
@@ -169,6 +193,28 @@ describe("slow clients", () => {
       noBody.every((c) => / 408 /.test(c.received())),
       "stalled bodies are told 408 Request Timeout",
     );
+  });
+
+  it("an unsigned request is refused before its body is read: no stranger makes the server buffer one", async (t) => {
+    const server = await KmsServer.start({
+      instance: kms.instance,
+      headersTimeoutMs: 5000,
+      bodyTimeoutMs: 5000,
+    });
+    const sockets: tls.TLSSocket[] = [];
+    t.after(async () => {
+      for (const s of sockets) s.destroy();
+      await server.close();
+    });
+    const ca = kms.instance.caCertPem();
+    const forged = { ...signedHeaders(full, Buffer.alloc(3 << 20)), authorization: "Bearer AAAA" };
+    // Three mebibytes announced, one kibibyte sent: the refusal must come without the rest.
+    const c = await stalledConnection(server.endpoint, ca, kmsHead(forged, 3 << 20));
+    sockets.push(c.socket);
+    c.socket.write(Buffer.alloc(1024));
+    await within(c.closed, "the server answering and closing");
+    assert.match(c.received(), /^HTTP\/1\.1 401 /);
+    assert.ok(c.received().includes("SignatureDoesNotMatch"), c.received());
   });
 });
 
@@ -227,7 +273,7 @@ describe("refusals and the audit log", () => {
         },
         body,
       );
-      assert.equal(reply.status, 400);
+      assert.equal(reply.status, 401, "unknown access key ids are refused before any body is read");
     }
     await server.close(); // flushes the summaries
     const grown = auditSize();
