@@ -9,10 +9,11 @@
  * dist/ is brought up to date first with an incremental `tsc` when a source is newer than it.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { ensureBuilt, REPO } from "./helpers/build.ts";
 import { type TokenIdentity, tokenIdentity } from "./helpers/hsmkit.ts";
 import { type MutualTlsServer, mutualTlsServer, type SeenRequest } from "./helpers/mtls-server.ts";
 import { makePki, type Pki } from "./helpers/pki.ts";
@@ -21,7 +22,6 @@ import { softHsm } from "./helpers/softhsm.ts";
 
 const hsm = softHsm();
 
-const REPO = join(import.meta.dirname, "..");
 const MODULES = join(REPO, "node_modules");
 const ENTRY_POINTS = [
   "hsmkit",
@@ -32,30 +32,6 @@ const ENTRY_POINTS = [
   "hsmkit/kms",
   "hsmkit/sign",
 ];
-
-/** The newest modification time of any file below `dir`, ms. */
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) newest = Math.max(newest, statSync(join(e.parentPath, e.name)).mtimeMs);
-  }
-  return newest;
-}
-
-/** Compiles src/ into dist/ unless dist/ is newer than every source (set-up built it). */
-async function ensureBuilt(): Promise<void> {
-  let built = 0;
-  try {
-    built = statSync(join(REPO, "dist", ".tsbuildinfo")).mtimeMs;
-  } catch {}
-  const sources = Math.max(
-    newestMtime(join(REPO, "src")),
-    statSync(join(REPO, "tsconfig.build.json")).mtimeMs,
-  );
-  if (built > sources) return;
-  const tsc = join(MODULES, "typescript", "bin", "tsc");
-  await runChecked(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: REPO, timeoutMs: 180_000 });
-}
 
 const work = mkdtempSync(join(tmpdir(), "hsmkit-package-"));
 const project = join(work, "consumer");

@@ -8,15 +8,18 @@ import { PassThrough } from "node:stream";
 import { type CurlRequest, curl } from "../../src/https/curl.ts";
 import { openKey, publicKeyPem } from "../../src/keys/index.ts";
 import type { PrivateKeyHandle } from "../../src/keys/types.ts";
+import { distIsCurrent, REPO } from "./build.ts";
 import { type ChainFiles, issueCert, type Pki } from "./pki.ts";
 import { type RunResult, runCommand } from "./process.ts";
 import { createToken, type TestToken, tokenKey } from "./softhsm.ts";
 
 /**
- * The hsmkit CLI of this checkout, run from its TypeScript sources (bin/hsmkit runs the compiled
- * dist/, which tests must not depend on: it may be missing or older than the sources).
+ * The hsmkit CLI of this checkout: bin/hsmkit (the compiled dist/, which `npm test` builds first)
+ * when dist/ is current, else the TypeScript sources through tsx, so a test never runs stale code.
  */
-export const HSMKIT_BIN = join(import.meta.dirname, "hsmkit-src");
+export const HSMKIT_BIN = distIsCurrent()
+  ? join(REPO, "bin", "hsmkit")
+  : join(import.meta.dirname, "hsmkit-src");
 
 /** Runs the hsmkit CLI (from source) with ARGS; resolves whatever the exit code. */
 export function hsmkit(
