@@ -175,9 +175,12 @@ export class KmsServer {
     } catch (err) {
       // Nothing is trusted yet: count it, answer, and drop the connection (no keep-alive for strangers).
       const error = toServiceError(err);
+      const claimedActor = headers ? claimedAccessKeyId(headers) : "";
       this.refusals.record({
         source,
-        claimedActor: headers ? claimedAccessKeyId(headers) : "",
+        claimedActor,
+        actorExists:
+          claimedActor !== "" && this.options.instance.store.findAccessPoint(claimedActor) !== undefined,
         claimedOperation: headers?.["x-kms-apiname"] ?? "",
         outcome: error.code,
       });

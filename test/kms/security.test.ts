@@ -289,6 +289,10 @@ describe("refusals and the audit log", () => {
       summaries.some((e) => e.actor === "(malformed)" && /^40 refused before authentication/.test(e.detail)),
       JSON.stringify(summaries.slice(0, 3)),
     );
+    // Made-up access key ids are one group, not one each: they cannot crowd out real ones.
+    const unknown = summaries.filter((e) => e.actor === "(unknown access point)");
+    assert.equal(unknown.length, 1, JSON.stringify(unknown));
+    assert.match(unknown[0]!.detail, new RegExp(`^${MAX_REFUSAL_GROUPS + 20} refused before authentication`));
     assert.deepEqual(kms.instance.audit.verify().ok, true);
   });
 });
