@@ -18,6 +18,7 @@ import { readFile, stat } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { parseFileRef } from "../keys/file.ts";
+import { withoutPinValue } from "../keys/pkcs11_uri.ts";
 import { normalizeSerial } from "./certificate.ts";
 import { PkiError } from "./errors.ts";
 import type { Profile } from "./profiles.ts";
@@ -154,6 +155,12 @@ function checkConfig(raw: Record<string, unknown>, dir: string): CaConfig {
   if (typeof raw.signature !== "string" || !isCaSignatureScheme(raw.signature))
     throw bad("has no valid 'signature'");
   if (raw.crlUrl !== undefined && typeof raw.crlUrl !== "string") throw bad("has an invalid 'crlUrl'");
+  if (withoutPinValue(raw.key) !== raw.key) {
+    // Written by an hsmkit that kept the PIN; still used as it is, but the user should know.
+    process.stderr.write(
+      `hsmkit: warning: ${join(dir, CA_FILES.config)} holds a PIN (pin-value); replace it with pin-source=FILE, or remove it and set HSMKIT_PIN\n`,
+    );
+  }
   return {
     version: 1,
     kind: raw.kind,

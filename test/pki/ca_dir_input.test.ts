@@ -132,6 +132,15 @@ test("a token CA with a missing key or a wrong PIN refuses to issue and changes 
   await rm(`${out}.pem`);
   await rm(`${out}.key`);
   await cliOk(issue("--ca-key", ref));
+  // A ca.json an older hsmkit wrote with the PIN in it still works, with a warning to move it.
+  const configPath = join(ca, "ca.json");
+  const config = JSON.parse(await readFile(configPath, "utf8")) as { key: string };
+  await writeFile(configPath, JSON.stringify({ ...config, key: ref }), { mode: 0o600 });
+  await rm(`${out}.pem`);
+  await rm(`${out}.key`);
+  const old = await cliOk(issue());
+  assert.match(old.stderr, /warning: .*ca\.json holds a PIN \(pin-value\); replace it with pin-source=FILE/);
+  assert.ok(!old.stderr.includes(token.pin), "the warning never shows the PIN");
   const verified = await openssl([
     "verify",
     "-x509_strict",
