@@ -53,7 +53,12 @@ export function profileProblem(
   for (let i = 0; i < path.length; i++) {
     const cert = path[i]!;
     const role: Role = i === 0 ? "leaf" : i === path.length - 1 ? "root" : "intermediate";
-    const shape = role === "root" ? undefined : rfc5280Problem(cert);
+    // Self-signed (RFC 5280 §3.2): self-issued and verified by its own key, which in a path
+    // means the anchor itself or an issuer holding the same key. A key-rollover certificate is
+    // self-issued under another key, and needs its authorityKeyIdentifier like any other.
+    const issuer = path[i + 1];
+    const selfSigned = cert.isSelfIssued && (!issuer || issuer.spki.equals(cert.spki));
+    const shape = role === "root" ? undefined : rfc5280Problem(cert, selfSigned);
     const problem = shape ?? (profile === "strict" ? webProblem(cert, role) : undefined);
     if (problem)
       return { code: problem.code, reason: `certificate ${cert.label} ${problem.text}`, certificate: cert };
@@ -89,7 +94,7 @@ function serialProblem(cert: Certificate): Finding {
 }
 
 /** The RFC 5280 MUSTs, for the leaf and every intermediate (not the trust anchor). */
-function rfc5280Problem(cert: Certificate): Finding {
+function rfc5280Problem(cert: Certificate, selfSigned: boolean): Finding {
   const isCa = cert.basicConstraints?.ca === true;
   const subjectEmpty = isEmptyName(cert.subjectDer);
   const san = extension(cert, ExtensionOid.subjectAltName);
@@ -110,7 +115,7 @@ function rfc5280Problem(cert: Certificate): Finding {
     () =>
       aki?.critical ? finding("marks authorityKeyIdentifier critical (RFC 5280 forbids it)") : undefined,
     () =>
-      !aki && !cert.isSelfIssued
+      !aki && !selfSigned
         ? finding("has no authorityKeyIdentifier (required on every certificate that is not self-signed)")
         : undefined,
     () =>

@@ -147,6 +147,20 @@ describe("certificate profiles: each rule refuses its certificate with a reason"
         /'CN=leaf\.example\.com' has no authorityKeyIdentifier \(required on every certificate that is not self-signed\)/,
     },
     {
+      rule: "no authorityKeyIdentifier on a self-issued CA under another key (key rollover)",
+      build: async () => {
+        const rollover = await pki.make(unique("rollover"), {
+          subject: "/O=hsmkit test/CN=Profile Intermediate",
+          issuer: inter,
+          ext: [...without("authorityKeyIdentifier", CA_EXT), "authorityKeyIdentifier=none"],
+        });
+        return leaf(LEAF_EXT, { issuer: rollover });
+      },
+      code: "profile",
+      reason:
+        /'O=hsmkit test, CN=Profile Intermediate' has no authorityKeyIdentifier \(required on every certificate that is not self-signed\)/,
+    },
+    {
       rule: "critical authorityKeyIdentifier",
       opensslRefuses: true,
       build: () =>
