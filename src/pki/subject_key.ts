@@ -75,6 +75,14 @@ export async function readCsr(path: string): Promise<VerifiedCsr> {
   } catch (err) {
     throw new PkiError("bad-input", `cannot read CSR ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
   }
+  return parseCsr(data, path);
+}
+
+/**
+ * Parses a CSR's bytes (PEM or DER) and checks its self-signature; `path` names the input in
+ * errors. Every refusal is a {@link PkiError}.
+ */
+export async function parseCsr(data: Buffer, path: string): Promise<VerifiedCsr> {
   if (data.length > MAX_CSR_BYTES) throw new PkiError("bad-input", `CSR ${path} is too large to be a CSR`);
   let csr: x509.Pkcs10CertificateRequest;
   try {
