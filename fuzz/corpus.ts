@@ -7,6 +7,8 @@
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { writeLegacyPfx } from "../src/kms/pfx.ts";
+import { ContentType, HandshakeType, ProtocolVersion } from "../src/tls/constants.ts";
+import { frameRecord } from "../src/tls/record.ts";
 import { decodePemBlocks } from "../src/tls/x509/pem.ts";
 import { opensslClient, opensslServer, type TlsVersion } from "../test/helpers/peers.ts";
 import { makePki, type Pki } from "../test/helpers/pki.ts";
@@ -30,9 +32,18 @@ export interface Corpus {
   pfx: Buffer[];
   /** Plaintext handshake messages as sent (type, 24-bit length, body), from real handshakes. */
   handshakeMessages: Buffer[];
-  /** PEM private keys (RSA, EC) for targets that need a real key pair. */
-  rsaKeyPem: string;
-  rsaCertPem: string;
+  /** The client's first flight of each captured handshake, as records (the ClientHello). */
+  clientFlights: Buffer[];
+  /** The server's plaintext first flight of each captured handshake, as records. */
+  serverFlights: Buffer[];
+  /** Files and PEM for running real TLS endpoints inside targets (RSA leaves, mutual TLS). */
+  peers: {
+    caPem: string;
+    serverChainPem: string;
+    serverKeyPath: string;
+    clientChainPem: string;
+    clientKeyPath: string;
+  };
 }
 
 /** The password of every PKCS#12 seed. */
@@ -51,6 +62,8 @@ export function reviveCorpus(c: Corpus): Corpus {
     csrs: c.csrs.map(revive),
     pfx: c.pfx.map(revive),
     handshakeMessages: c.handshakeMessages.map(revive),
+    clientFlights: c.clientFlights.map(revive),
+    serverFlights: c.serverFlights.map(revive),
   };
 }
 
@@ -59,11 +72,7 @@ export async function buildCorpus(): Promise<Corpus> {
   const pki = await makePki();
   const leaves = [pki.server, pki.serverEc, pki.client, pki.clientEc, pki.expiredServer, pki.otherServer];
   const crls = decodePemBlocks(pki.crlPem).map((b) => b.der);
-  const [csrs, pfx, handshakeMessages] = await Promise.all([
-    makeCsrs(pki),
-    makePfx(pki),
-    captureHandshakes(pki),
-  ]);
+  const [csrs, pfx, captures] = await Promise.all([makeCsrs(pki), makePfx(pki), captureHandshakes(pki)]);
   return {
     certificates: [pki.root, pki.intermediate, pki.otherCa, ...leaves].map((c) => c.certDer),
     rootDer: pki.root.certDer,
@@ -72,9 +81,18 @@ export async function buildCorpus(): Promise<Corpus> {
     crls,
     csrs,
     pfx,
-    handshakeMessages,
-    rsaKeyPem: pki.client.keyPem,
-    rsaCertPem: pki.client.certPem,
+    handshakeMessages: captures.flatMap((c) => c.map((m) => m.message)),
+    clientFlights: captures.map((c) =>
+      flight(c, (m) => m.fromClient && m.message[0] === HandshakeType.client_hello, 1),
+    ),
+    serverFlights: captures.map((c) => flight(c, (m) => !m.fromClient, plaintextServerMessages(c))),
+    peers: {
+      caPem: pki.root.certPem,
+      serverChainPem: pki.server.chainPem,
+      serverKeyPath: pki.server.keyPath,
+      clientChainPem: pki.client.chainPem,
+      clientKeyPath: pki.client.keyPath,
+    },
   };
 }
 
@@ -126,14 +144,38 @@ const CAPTURES: readonly Capture[] = [
   { tls: "1.1", ciphers: "AES128-SHA" },
 ];
 
-async function captureHandshakes(pki: Pki): Promise<Buffer[]> {
-  const out: Buffer[] = [];
-  for (const c of CAPTURES) out.push(...(await captureOne(pki, c)));
+/** A captured handshake message and who sent it. */
+interface Captured {
+  fromClient: boolean;
+  message: Buffer;
+}
+
+/** How many of the server's messages travel in the clear: up to EncryptedExtensions or Finished. */
+function plaintextServerMessages(c: readonly Captured[]): number {
+  const fromServer = c.filter((m) => !m.fromClient);
+  const end = fromServer.findIndex(
+    (m) => m.message[0] === HandshakeType.encrypted_extensions || m.message[0] === HandshakeType.finished,
+  );
+  return end < 0 ? fromServer.length : end;
+}
+
+/** The first `count` messages that pass `pick`, each framed as a handshake record. */
+function flight(c: readonly Captured[], pick: (m: Captured) => boolean, count: number): Buffer {
+  const records = c
+    .filter(pick)
+    .slice(0, count)
+    .map((m) => frameRecord(ContentType.handshake, ProtocolVersion.TLS12, m.message));
+  return Buffer.concat(records);
+}
+
+async function captureHandshakes(pki: Pki): Promise<Captured[][]> {
+  const out: Captured[][] = [];
+  for (const c of CAPTURES) out.push(await captureOne(pki, c));
   return out;
 }
 
 /** Runs one mutual-TLS handshake between openssl peers and returns every handshake message seen. */
-async function captureOne(pki: Pki, c: Capture): Promise<Buffer[]> {
+async function captureOne(pki: Pki, c: Capture): Promise<Captured[]> {
   const leaf = c.ec ? pki.serverEc : pki.server;
   const server = await opensslServer({
     cert: leaf.certPath,
@@ -166,17 +208,19 @@ async function captureOne(pki: Pki, c: Capture): Promise<Buffer[]> {
  * Reads `s_client -msg` output: a line `>>> TLS 1.2, Handshake [length 0123], ClientHello`
  * followed by indented hex lines holding the message (header included).
  */
-export function parseMsgOutput(text: string): Buffer[] {
-  const out: Buffer[] = [];
+export function parseMsgOutput(text: string): Captured[] {
+  const out: Captured[] = [];
   let hex: string[] | undefined;
+  let fromClient = false;
   for (const line of text.split("\n")) {
     if (hex && /^ {4}[0-9a-f]{2}( |$)/.test(line)) {
       hex.push(line.trim().replace(/\s+/g, ""));
       continue;
     }
-    if (hex && hex.length > 0) out.push(Buffer.from(hex.join(""), "hex"));
+    if (hex && hex.length > 0) out.push({ fromClient, message: Buffer.from(hex.join(""), "hex") });
     hex = /^(<<<|>>>) \S+ [\d.]+, Handshake \[length [0-9a-f]+\]/.test(line) ? [] : undefined;
+    fromClient = line.startsWith(">>>");
   }
-  if (hex && hex.length > 0) out.push(Buffer.from(hex.join(""), "hex"));
+  if (hex && hex.length > 0) out.push({ fromClient, message: Buffer.from(hex.join(""), "hex") });
   return out;
 }

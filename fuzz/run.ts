@@ -202,4 +202,6 @@ async function main(argv: string[]): Promise<number> {
   return fuzzAll(settings());
 }
 
+// Interrupted runs still remove the corpus's temp files (they are removed on 'exit').
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
 process.exitCode = await main(process.argv.slice(2));

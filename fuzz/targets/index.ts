@@ -3,6 +3,7 @@ import type { FuzzTarget } from "../target.ts";
 import { FILE_TARGETS } from "./files.ts";
 import { KMS_TARGETS } from "./kms.ts";
 import { REF_TARGETS } from "./refs.ts";
+import { TLS_HANDSHAKE_TARGETS } from "./tls_handshake.ts";
 import { TLS_MESSAGE_TARGETS } from "./tls_messages.ts";
 import { TLS_RECORD_TARGETS } from "./tls_records.ts";
 import { X509_TARGETS } from "./x509.ts";
@@ -11,6 +12,7 @@ import { X509_TARGETS } from "./x509.ts";
 export const TARGETS: readonly FuzzTarget[] = [
   ...TLS_RECORD_TARGETS,
   ...TLS_MESSAGE_TARGETS,
+  ...TLS_HANDSHAKE_TARGETS,
   ...X509_TARGETS,
   ...FILE_TARGETS,
   ...REF_TARGETS,

@@ -187,7 +187,7 @@ const serverKeyExchange = messageTarget({
   about: "ECDHE ServerKeyExchange (1.1 and 1.2), its point, and its signature checked with the server key",
   types: [HandshakeType.server_key_exchange],
   makeRun: (corpus) => {
-    const serverKey = createPublicKey(corpus.rsaCertPem);
+    const serverKey = createPublicKey(corpus.peers.serverChainPem);
     const share = generateKeyShare(NamedGroup.secp256r1);
     return (body) =>
       runAll(
@@ -225,7 +225,7 @@ const certificateVerify = messageTarget({
   about: "CertificateVerify / digitally-signed with and without a scheme, checked with a real key",
   types: [HandshakeType.certificate_verify],
   makeRun: (corpus) => {
-    const key = createPublicKey(corpus.rsaCertPem);
+    const key = createPublicKey(corpus.peers.serverChainPem);
     const data = Buffer.from("transcript");
     return (body) =>
       runAll(
