@@ -30,16 +30,21 @@ const kmsExpected = typedErrors(KmsServiceError, ProtoDecodeError);
 
 const requestName = (op: Operation): KmsMessageName => `${op}Request` as KmsMessageName;
 
+/** Field values for sample messages (each message takes the fields it has). */
+const SAMPLE_FIELDS = {
+  KeyId: "key-0123456789abcdef",
+  Algorithm: "RSA_PSS_SHA_256",
+  Digest: Buffer.alloc(32, 1),
+  Plaintext: Buffer.from("secret"),
+  NumberOfBytes: 32,
+  Length: 16,
+  RequestId: "3f0c1c1e-0000-4000-8000-000000000000",
+  ErrorCode: "InvalidParam",
+};
+
 /** A small valid body per operation. */
 function sampleBody(op: Operation): Buffer {
-  return encodeMessage(requestName(op), {
-    KeyId: "key-0123456789abcdef",
-    Algorithm: "RSA_PSS_SHA_256",
-    Digest: Buffer.alloc(32, 1),
-    Plaintext: Buffer.from("secret"),
-    NumberOfBytes: 32,
-    Length: 16,
-  } as never);
+  return encodeMessage(requestName(op), SAMPLE_FIELDS as never);
 }
 
 /** Request as fuzz input: `METHOD\nname:value\n...\n\nbody` (latin1, so any byte survives). */
@@ -136,14 +141,26 @@ const request: FuzzTarget = {
   },
 };
 
+/** Every message: requests (what the server decodes) and responses and Error (what the client decodes). */
+const MESSAGES: readonly KmsMessageName[] = [
+  ...OPERATIONS.flatMap((op) => [requestName(op), `${op}Response` as KmsMessageName]),
+  "Error",
+];
+
 const proto = simpleTarget({
   name: "kms-proto",
-  about: "every KMS request protobuf decoder (first byte picks the message)",
-  seeds: () => OPERATIONS.map((op, i) => Buffer.concat([Buffer.from([i]), sampleBody(op)])),
+  about: "every KMS protobuf decoder, requests, responses and Error (first byte picks the message)",
+  seeds: () =>
+    MESSAGES.map((name, i) =>
+      Buffer.concat([
+        Buffer.from([i]),
+        encodeMessage(name, { ...SAMPLE_FIELDS, StatusCode: 400, Value: true } as never),
+      ]),
+    ),
   expected: kmsExpected,
   run(input) {
     if (input.length === 0) return;
-    decodeMessage(requestName(OPERATIONS[input[0]! % OPERATIONS.length]!), input.subarray(1));
+    decodeMessage(MESSAGES[input[0]! % MESSAGES.length]!, input.subarray(1));
   },
 });
 
