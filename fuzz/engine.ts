@@ -121,6 +121,25 @@ async function runOne(target: PreparedTarget, input: Buffer, shared: SharedState
   }
 }
 
+/**
+ * The fastest of `first` and two more runs of the same input. Wall time on a loaded machine
+ * can pass the limit for a cheap input; an input that is slow by itself stays slow every time.
+ */
+async function fastestOf(
+  target: PreparedTarget,
+  input: Buffer,
+  shared: SharedState,
+  first: number,
+): Promise<number> {
+  let best = first;
+  for (let i = 0; i < 2 && best > SLOW_INPUT_MS; i++) {
+    const began = performance.now();
+    await runOne(target, input, shared);
+    best = Math.min(best, performance.now() - began);
+  }
+  return best;
+}
+
 /** Runs `target` until the time is up. */
 export async function fuzzLoop(target: PreparedTarget, o: LoopOptions): Promise<LoopStats> {
   const arbitrary = inputArbitrary(target);
@@ -138,7 +157,7 @@ export async function fuzzLoop(target: PreparedTarget, o: LoopOptions): Promise<
       inputs++;
       if (err !== undefined && target.expected(err)) rejected++;
       else if (err !== undefined) o.onFailure({ ...describe(err), input });
-      if (ms > SLOW_INPUT_MS) {
+      if (ms > SLOW_INPUT_MS && (await fastestOf(target, input, o.shared, ms)) > SLOW_INPUT_MS) {
         const message = `input of ${input.length} bytes took ${Math.round(ms)} ms (limit ${SLOW_INPUT_MS} ms)`;
         o.onFailure({ key: "slow input", message, stack: message, input });
       }
