@@ -14,7 +14,14 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import { buildCorpus, type Corpus } from "./corpus.ts";
-import { allocateShared, currentInput, type Failure, SLOW_INPUT_MS, Slot } from "./engine.ts";
+import {
+  allocateShared,
+  currentInput,
+  type Failure,
+  type SharedState,
+  SLOW_INPUT_MS,
+  Slot,
+} from "./engine.ts";
 import { TARGETS, targetByName } from "./targets/index.ts";
 import type { WorkerInput, WorkerMessage } from "./worker.ts";
 
@@ -64,6 +71,33 @@ function settings(): Settings {
   };
 }
 
+/**
+ * Polls a worker's progress every 200 ms; calls `stop` once one input has run past HANG_MS,
+ * or preparation past PREPARE_MS.
+ */
+function watchdog(
+  shared: SharedState,
+  isReady: () => boolean,
+  stop: (message: string) => void,
+): NodeJS.Timeout {
+  let lastCount = -1;
+  let lastChange = performance.now();
+  const prepareDeadline = performance.now() + PREPARE_MS;
+  return setInterval(() => {
+    const count = Atomics.load(shared.control, Slot.completed);
+    const now = performance.now();
+    if (count !== lastCount || Atomics.load(shared.control, Slot.running) === 0) {
+      lastCount = count;
+      lastChange = now;
+    }
+    if (isReady() && now - lastChange > HANG_MS) {
+      stop(`hang: one input ran for over ${HANG_MS} ms (limit ${SLOW_INPUT_MS} ms)`);
+    } else if (!isReady() && now > prepareDeadline) {
+      stop(`target preparation took over ${PREPARE_MS} ms`);
+    }
+  }, 200);
+}
+
 /** Runs one target in a worker, watching for hangs and deaths. */
 function runInWorker(name: string, corpus: Corpus, s: Settings): Promise<TargetResult> {
   const shared = allocateShared();
@@ -81,7 +115,9 @@ function runInWorker(name: string, corpus: Corpus, s: Settings): Promise<TargetR
     stdout: false,
   });
   const result: TargetResult = { name, inputs: 0, rejected: 0, seconds: 0, heapGrowthMb: 0, failures: [] };
+  let ready = false;
   let stopped = false;
+  let fuzzingSince = 0;
   const lost = (message: string): void => {
     if (stopped) return;
     result.failures.push({ key: message, message, stack: message, input: currentInput(shared) });
@@ -91,40 +127,24 @@ function runInWorker(name: string, corpus: Corpus, s: Settings): Promise<TargetR
     stopped = true;
     // The inputs completed before the kill still count.
     result.inputs = Atomics.load(shared.control, Slot.completed);
+    result.seconds = ready ? (performance.now() - fuzzingSince) / 1000 : 0;
     void worker.terminate();
   };
+  const timer = watchdog(shared, () => ready, stop);
+  worker.on("message", (m: WorkerMessage) => {
+    if (m.kind === "ready") {
+      ready = true;
+      fuzzingSince = performance.now();
+    } else if (m.kind === "failure") result.failures.push(m);
+    else {
+      const { inputs, rejected, seconds, heapGrowthMb } = m;
+      Object.assign(result, { inputs, rejected, seconds, heapGrowthMb });
+    }
+  });
+  worker.on("error", (err) => lost(`worker died: ${err.name}: ${err.message.split("\n")[0]}`));
   return new Promise((resolve) => {
-    let ready = false;
-    let lastCount = -1;
-    let lastChange = performance.now();
-    const prepareDeadline = performance.now() + PREPARE_MS;
-    const watchdog = setInterval(() => {
-      const count = Atomics.load(shared.control, Slot.completed);
-      const now = performance.now();
-      if (count !== lastCount || Atomics.load(shared.control, Slot.running) === 0) {
-        lastCount = count;
-        lastChange = now;
-      }
-      if (ready && now - lastChange > HANG_MS) {
-        stop(`hang: one input ran for over ${HANG_MS} ms (limit ${SLOW_INPUT_MS} ms)`);
-      } else if (!ready && now > prepareDeadline) {
-        stop(`target preparation took over ${PREPARE_MS} ms`);
-      }
-    }, 200);
-    worker.on("message", (m: WorkerMessage) => {
-      if (m.kind === "ready") ready = true;
-      else if (m.kind === "failure") result.failures.push(m);
-      else
-        Object.assign(result, {
-          inputs: m.inputs,
-          rejected: m.rejected,
-          seconds: m.seconds,
-          heapGrowthMb: m.heapGrowthMb,
-        });
-    });
-    worker.on("error", (err) => lost(`worker died: ${err.name}: ${err.message.split("\n")[0]}`));
     worker.on("exit", () => {
-      clearInterval(watchdog);
+      clearInterval(timer);
       if (result.inputs === 0 && result.failures.length === 0) lost("worker exited before finishing");
       resolve(result);
     });
