@@ -6,8 +6,8 @@
  */
 import fc from "fast-check";
 
-/** One edit; positions are taken modulo the current length when applied. */
-type Mutation =
+/** One byte-level edit; positions are taken modulo the current length when applied. */
+export type Mutation =
   | { op: "flip"; at: number; bit: number }
   | { op: "set"; at: number; value: number }
   | { op: "truncate"; at: number }
@@ -25,7 +25,7 @@ export const MAX_MUTATED_BYTES = 256 * 1024;
 
 const position = fc.nat({ max: 1 << 20 });
 
-const mutation: fc.Arbitrary<Mutation> = fc.oneof(
+export const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   {
     weight: 4,
     arbitrary: fc.record({ op: fc.constant("flip" as const), at: position, bit: fc.nat({ max: 7 }) }),

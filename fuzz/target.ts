@@ -49,7 +49,7 @@ export interface SimpleTargetSpec {
   name: string;
   about: string;
   seeds(corpus: Corpus): Buffer[];
-  generate?: fc.Arbitrary<Buffer>;
+  generate?: (corpus: Corpus) => fc.Arbitrary<Buffer> | undefined;
   expected(err: unknown): boolean;
   run(input: Buffer): unknown;
 }
@@ -60,9 +60,10 @@ export function simpleTarget(spec: SimpleTargetSpec): FuzzTarget {
     name: spec.name,
     about: spec.about,
     async prepare(corpus) {
+      const generate = spec.generate?.(corpus);
       return {
         seeds: spec.seeds(corpus),
-        ...(spec.generate ? { generate: spec.generate } : {}),
+        ...(generate ? { generate } : {}),
         expected: spec.expected,
         run: spec.run,
       };

@@ -71,7 +71,7 @@ export const REF_TARGETS: readonly FuzzTarget[] = [
     name: "pkcs11-uri",
     about: "RFC 7512 PKCS#11 URIs (parse and redact)",
     seeds: () => textSeeds(PKCS11_SEEDS),
-    generate: joined(PKCS11_WORDS),
+    generate: () => joined(PKCS11_WORDS),
     expected: typedErrors(KeyError),
     run(input) {
       const text = asText(input);
@@ -83,7 +83,7 @@ export const REF_TARGETS: readonly FuzzTarget[] = [
     name: "kms-ref",
     about: "kms://HOST:PORT/KEY_ID?client-key=..&password-file=..&ca=.. references",
     seeds: () => textSeeds(KMS_SEEDS),
-    generate: joined(KMS_WORDS),
+    generate: () => joined(KMS_WORDS),
     expected: typedErrors(KeyError),
     run: (input) => parseKmsRef(asText(input)),
   }),

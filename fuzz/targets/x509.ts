@@ -15,6 +15,7 @@ import {
   X509ParseError,
 } from "../../src/tls/x509/index.ts";
 import { decodePemBlocks } from "../../src/tls/x509/pem.ts";
+import { derMutations } from "../der_mutate.ts";
 import { asText, type FuzzTarget, simpleTarget, textSeeds, typedErrors } from "../target.ts";
 
 const x509Expected = typedErrors(X509ParseError);
@@ -27,6 +28,7 @@ const der: FuzzTarget = {
     const intermediate = Certificate.fromDer(corpus.intermediateDer);
     return {
       seeds: corpus.certificates,
+      generate: derMutations(corpus.certificates),
       expected: x509Expected,
       run(input: Buffer) {
         const cert = Certificate.fromDer(input);
@@ -61,6 +63,7 @@ const crl: FuzzTarget = {
     const leaves = corpus.certificates.slice(3).map((d) => Certificate.fromDer(d));
     return {
       seeds: [...corpus.crls, ...textSeeds(corpus.pemTexts.filter((t) => t.includes("X509 CRL")))],
+      generate: derMutations(corpus.crls),
       expected: x509Expected,
       run(input: Buffer) {
         const parsed = Crl.parse(input);
