@@ -25,6 +25,7 @@ export const MAX_MUTATED_BYTES = 256 * 1024;
 
 const position = fc.nat({ max: 1 << 20 });
 
+/** One byte-level edit, weighted towards flips, boundary bytes and length fields. */
 export const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   {
     weight: 4,
