@@ -214,10 +214,11 @@ function checkIterations(node: forge.asn1.Asn1, depth: number): void {
     const universal = (n: forge.asn1.Asn1 | undefined, type: number) =>
       n?.tagClass === asn1.Class.UNIVERSAL && n.type === type;
     if (universal(child, INTEGER) && universal(previous, OCTET_STRING) && typeof child.value === "string") {
+      // Unsigned, as node-forge reads it (a negative-looking 4-byte count is some 3 billion to forge).
       const count =
         child.value.length > 4
           ? Number.POSITIVE_INFINITY
-          : forge.util.createBuffer(child.value).getInt(child.value.length * 8);
+          : Number.parseInt(forge.util.bytesToHex(child.value) || "0", 16);
       if (count > MAX_PFX_ITERATIONS)
         throw new PfxError(`the PKCS#12 asks for more than ${MAX_PFX_ITERATIONS} key-derivation iterations`);
     }

@@ -42,25 +42,32 @@ async function opensslPfx(iterations: number): Promise<Buffer> {
   return readFileSync(out);
 }
 
-/** The same file with MacData.iterations replaced (the MAC no longer matters: it is never reached). */
-function withMacIterations(pfx: Buffer, iterations: number): Buffer {
+/** The same file with MacData.iterations encoded as `count` (the MAC is never reached). */
+function withMacIterations(pfx: Buffer, count: Uint8Array): Buffer {
   const outer = asn1js.fromBER(new Uint8Array(pfx)).result as asn1js.Sequence;
   const macData = outer.valueBlock.value[2] as asn1js.Sequence;
-  macData.valueBlock.value[2] = new asn1js.Integer({ value: iterations });
+  macData.valueBlock.value[2] = new asn1js.Integer({ valueHex: count.slice().buffer });
   return Buffer.from(outer.toBER());
 }
 
-it("refuses a MAC iteration count of 2^31 - 1 with a PfxError naming the bound", {
-  timeout: 120_000,
-}, async () => {
-  const hostile = withMacIterations(await opensslPfx(2048), 0x7fffffff);
-  assert.throws(
-    () => readPfx(hostile, "pw"),
-    (err: unknown) =>
-      err instanceof PfxError &&
-      err.message === `the PKCS#12 asks for more than ${MAX_PFX_ITERATIONS} key-derivation iterations`,
-  );
-});
+// 2^31 - 1, and four 0xff octets: negative as DER, 2^32 - 1 as node-forge reads it.
+for (const count of [
+  [0x7f, 0xff, 0xff, 0xff],
+  [0xff, 0xff, 0xff, 0xff],
+]) {
+  const hex = Buffer.from(count).toString("hex");
+  it(`refuses MAC iterations encoded as ${hex} with a PfxError naming the bound`, {
+    timeout: 120_000,
+  }, async () => {
+    const hostile = withMacIterations(await opensslPfx(2048), new Uint8Array(count));
+    assert.throws(
+      () => readPfx(hostile, "pw"),
+      (err: unknown) =>
+        err instanceof PfxError &&
+        err.message === `the PKCS#12 asks for more than ${MAX_PFX_ITERATIONS} key-derivation iterations`,
+    );
+  });
+}
 
 it("still reads OpenSSL files with 20 000 iterations", async () => {
   const { privateKey, certificatePem } = readPfx(await opensslPfx(20_000), "pw");
