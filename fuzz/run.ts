@@ -33,7 +33,7 @@ import type { WorkerInput, WorkerMessage } from "./worker.ts";
  */
 const HANG_MS = 10_000;
 /** Time a worker may spend preparing its target (seed keys, a KMS store) before fuzzing. */
-const PREPARE_MS = 60_000;
+const PREPARE_MS = 180_000;
 
 interface Settings {
   seconds: number;
