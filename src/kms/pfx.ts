@@ -180,6 +180,53 @@ export class PfxError extends Error {
 }
 
 /**
+ * Largest MAC or PBE iteration count read. OpenSSL and hsmkit write 2048, Windows 2000, Java
+ * 10 000; node-forge derives keys in JavaScript (about 2 s for a file at 100 000), so a count
+ * in the millions from a damaged or hostile file would hold the event loop for hours.
+ */
+export const MAX_PFX_ITERATIONS = 30_000;
+
+const OCTET_STRING = 4;
+const INTEGER = 2;
+
+/**
+ * Refuses a PKCS#12 naming more than {@link MAX_PFX_ITERATIONS} iterations. Salt and iteration
+ * count sit side by side in every place that has them (MacData, PKCS#12 PBE params, PBKDF2
+ * params), so an INTEGER right after an OCTET STRING is a count. OCTET STRINGs wrapping DER
+ * (the authenticated safe, the bags) are looked into.
+ */
+function checkIterations(node: forge.asn1.Asn1, depth: number): void {
+  if (depth > 32) throw new PfxError("not a readable PKCS#12: nested too deeply");
+  if (typeof node.value === "string") {
+    if (node.tagClass !== asn1.Class.UNIVERSAL || node.type !== OCTET_STRING) return;
+    let inner: forge.asn1.Asn1;
+    try {
+      inner = asn1.fromDer(forge.util.createBuffer(node.value), true);
+    } catch {
+      return; // opaque bytes (a salt, a digest, ciphertext)
+    }
+    checkIterations(inner, depth + 1);
+    return;
+  }
+  const children = node.value;
+  children.forEach((child, i) => {
+    const previous = children[i - 1];
+    const universal = (n: forge.asn1.Asn1 | undefined, type: number) =>
+      n?.tagClass === asn1.Class.UNIVERSAL && n.type === type;
+    if (universal(child, INTEGER) && universal(previous, OCTET_STRING) && typeof child.value === "string") {
+      // Unsigned, as node-forge reads it (a negative-looking 4-byte count is some 3 billion to forge).
+      const count =
+        child.value.length > 4
+          ? Number.POSITIVE_INFINITY
+          : Number.parseInt(forge.util.bytesToHex(child.value) || "0", 16);
+      if (count > MAX_PFX_ITERATIONS)
+        throw new PfxError(`the PKCS#12 asks for more than ${MAX_PFX_ITERATIONS} key-derivation iterations`);
+    }
+    checkIterations(child, depth + 1);
+  });
+}
+
+/**
  * Reads a PKCS#12 (legacy or not, as node-forge supports) and returns its private key and
  * first certificate. A wrong password or a corrupted file gives a {@link PfxError}.
  */
@@ -187,8 +234,10 @@ export function readPfx(data: Buffer, password: string): PfxContents {
   let p12: forge.pkcs12.Pkcs12Pfx;
   try {
     const node = asn1.fromDer(forge.util.createBuffer(data.toString("binary")), true);
+    checkIterations(node, 0);
     p12 = forge.pkcs12.pkcs12FromAsn1(node, true, password);
   } catch (err) {
+    if (err instanceof PfxError) throw err;
     const text = (err as Error).message;
     if (/mac|password|Invalid/i.test(text)) throw new PfxError("wrong password or corrupted PKCS#12");
     throw new PfxError(`not a readable PKCS#12: ${text}`);

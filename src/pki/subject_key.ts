@@ -75,17 +75,32 @@ export async function readCsr(path: string): Promise<VerifiedCsr> {
   } catch (err) {
     throw new PkiError("bad-input", `cannot read CSR ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
   }
+  return parseCsr(data, path);
+}
+
+/**
+ * Parses a CSR's bytes (PEM or DER) and checks its self-signature; `path` names the input in
+ * errors. Every refusal is a {@link PkiError}.
+ */
+export async function parseCsr(data: Buffer, path: string): Promise<VerifiedCsr> {
   if (data.length > MAX_CSR_BYTES) throw new PkiError("bad-input", `CSR ${path} is too large to be a CSR`);
   let csr: x509.Pkcs10CertificateRequest;
+  let spki: Uint8Array;
+  let algorithm: Algorithm & { hash?: Algorithm };
+  let commonName: string | undefined;
   try {
     const text = data.toString("latin1");
     const der = text.includes("-----BEGIN") ? x509.PemConverter.decodeFirst(text) : new Uint8Array(data);
     csr = new x509.Pkcs10CertificateRequest(der);
+    // @peculiar/x509 decodes these parts lazily, on first access: read them here, so that a
+    // malformed key or algorithm is this PkiError rather than a TypeError thrown later.
+    spki = new Uint8Array(csr.publicKey.rawData);
+    algorithm = csr.signatureAlgorithm as Algorithm & { hash?: Algorithm };
+    commonName = csr.subjectName.getField("CN")[0];
   } catch {
     throw new PkiError("bad-input", `${path} is not a PKCS#10 certificate request`);
   }
-  const key = subjectKeyFromSpki(new Uint8Array(csr.publicKey.rawData), `CSR ${path}`);
-  const algorithm = csr.signatureAlgorithm as Algorithm & { hash?: Algorithm };
+  const key = subjectKeyFromSpki(spki, `CSR ${path}`);
   if (!CSR_HASHES.has(algorithm.hash?.name ?? "")) {
     throw new PkiError(
       "bad-input",
@@ -99,7 +114,7 @@ export async function readCsr(path: string): Promise<VerifiedCsr> {
     ok = false;
   }
   if (!ok) throw new PkiError("bad-input", `CSR ${path} has a bad signature`);
-  return { key, commonName: csr.subjectName.getField("CN")[0] };
+  return { key, commonName };
 }
 
 function describeAlgorithm(algorithm: Algorithm & { hash?: Algorithm }): string {

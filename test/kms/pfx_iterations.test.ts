@@ -1,0 +1,76 @@
+/**
+ * A PKCS#12 naming an enormous MAC iteration count is refused at once with a PfxError: node-forge
+ * derives keys in JavaScript, so such a file (found by the kms-pfx fuzz target, issue 9 §4)
+ * held readPfx, and the event loop, for hours. Real files, up to the bound, still read.
+ */
+import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, it } from "node:test";
+import * as asn1js from "asn1js";
+import { MAX_PFX_ITERATIONS, PfxError, readPfx } from "../../src/kms/pfx.ts";
+import { runChecked } from "../helpers/process.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "hsmkit-pfx-iter-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** An RSA key and self-signed certificate in an OpenSSL PKCS#12 (3DES, SHA-1 MAC) with `iterations`. */
+async function opensslPfx(iterations: number): Promise<Buffer> {
+  const key = join(dir, "key.pem");
+  writeFileSync(
+    key,
+    generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" }),
+  );
+  const cert = join(dir, "cert.pem");
+  await runChecked("openssl", ["req", "-x509", "-key", key, "-subj", "/CN=pfx", "-days", "1", "-out", cert]);
+  const out = join(dir, `${iterations}.pfx`);
+  await runChecked("openssl", [
+    ...["pkcs12", "-export", "-in", cert, "-inkey", key, "-passout", "pass:pw", "-out", out],
+    ...[
+      "-certpbe",
+      "PBE-SHA1-3DES",
+      "-keypbe",
+      "PBE-SHA1-3DES",
+      "-macalg",
+      "sha1",
+      "-iter",
+      String(iterations),
+    ],
+  ]);
+  return readFileSync(out);
+}
+
+/** The same file with MacData.iterations encoded as `count` (the MAC is never reached). */
+function withMacIterations(pfx: Buffer, count: Uint8Array): Buffer {
+  const outer = asn1js.fromBER(new Uint8Array(pfx)).result as asn1js.Sequence;
+  const macData = outer.valueBlock.value[2] as asn1js.Sequence;
+  macData.valueBlock.value[2] = new asn1js.Integer({ valueHex: count.slice().buffer });
+  return Buffer.from(outer.toBER());
+}
+
+// 2^31 - 1, and four 0xff octets: negative as DER, 2^32 - 1 as node-forge reads it.
+for (const count of [
+  [0x7f, 0xff, 0xff, 0xff],
+  [0xff, 0xff, 0xff, 0xff],
+]) {
+  const hex = Buffer.from(count).toString("hex");
+  it(`refuses MAC iterations encoded as ${hex} with a PfxError naming the bound`, {
+    timeout: 120_000,
+  }, async () => {
+    const hostile = withMacIterations(await opensslPfx(2048), new Uint8Array(count));
+    assert.throws(
+      () => readPfx(hostile, "pw"),
+      (err: unknown) =>
+        err instanceof PfxError &&
+        err.message === `the PKCS#12 asks for more than ${MAX_PFX_ITERATIONS} key-derivation iterations`,
+    );
+  });
+}
+
+it("still reads OpenSSL files with 20 000 iterations", async () => {
+  const { privateKey, certificatePem } = readPfx(await opensslPfx(20_000), "pw");
+  assert.equal(privateKey.asymmetricKeyType, "rsa");
+  assert.match(certificatePem ?? "", /BEGIN CERTIFICATE/);
+});
