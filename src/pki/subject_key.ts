@@ -7,6 +7,7 @@ import { createPublicKey, type KeyObject, webcrypto } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import * as x509 from "@peculiar/x509";
 import type { KeyType } from "../keys/types.ts";
+import { spkiProblem } from "../tls/x509/spki.ts";
 import { PkiError } from "./errors.ts";
 
 /** A public key to certify. */
@@ -27,6 +28,8 @@ const EC_CURVES = new Set(["prime256v1", "secp384r1", "secp521r1"]);
  */
 export function subjectKeyFromSpki(spki: Uint8Array, what: string): SubjectKey {
   let publicKey: KeyObject;
+  const problem = spkiProblem(Buffer.from(spki));
+  if (problem) throw new PkiError("bad-input", `${what} holds no usable public key: ${problem}`);
   try {
     publicKey = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
   } catch {

@@ -35,6 +35,7 @@ import {
 } from "./extensions.ts";
 import { type GeneralName, parseGeneralNames } from "./generalnames.ts";
 import { decodePemBlocks } from "./pem.ts";
+import { spkiProblem } from "./spki.ts";
 
 export {
   type BasicConstraints,
@@ -272,6 +273,8 @@ function checkWithOpenSsl(der: Buffer): void {
 }
 
 function importSpki(spki: Buffer): KeyObject {
+  const problem = spkiProblem(spki);
+  if (problem) throw new X509ParseError(`certificate: unusable public key (${problem})`);
   try {
     return createPublicKey({ key: spki, format: "der", type: "spki" });
   } catch (err) {
