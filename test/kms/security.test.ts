@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { sign } from "node:crypto";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, type TestContext } from "node:test";
 import tls from "node:tls";
 import { adminCreateKey } from "../../src/kms/admin.ts";
 import {
@@ -140,22 +140,32 @@ function signedHeaders(ap: ApClient, body: Buffer): Record<string, string> {
   return { ...headers, authorization: `Bearer ${signature.toString("base64")}` };
 }
 
+/**
+ * A server with 5 s read bounds (short enough for a quick test, long enough for the real
+ * client's handshake under load), stopped after the test with every socket it lists.
+ */
+async function shortTimeoutServer(
+  t: TestContext,
+  options: { maxInflight?: number } = {},
+): Promise<{ server: KmsServer; sockets: tls.TLSSocket[]; ca: string }> {
+  const server = await KmsServer.start({
+    instance: kms.instance,
+    ...options,
+    headersTimeoutMs: 5000,
+    bodyTimeoutMs: 5000,
+  });
+  const sockets: tls.TLSSocket[] = [];
+  t.after(async () => {
+    for (const s of sockets) s.destroy();
+    await server.close();
+  });
+  return { server, sockets, ca: kms.instance.caCertPem() };
+}
+
 describe("slow clients", () => {
   it("connections that stall before or after their headers hold no slot and are closed by the server", async (t) => {
     const maxInflight = 2;
-    const server = await KmsServer.start({
-      instance: kms.instance,
-      maxInflight,
-      // Short enough for a quick test, long enough for the real client's handshake under load.
-      headersTimeoutMs: 5000,
-      bodyTimeoutMs: 5000,
-    });
-    const sockets: tls.TLSSocket[] = [];
-    t.after(async () => {
-      for (const s of sockets) s.destroy();
-      await server.close();
-    });
-    const ca = kms.instance.caCertPem();
+    const { server, sockets, ca } = await shortTimeoutServer(t, { maxInflight });
     // Signed headers in, body promised, never sent. "Expect: 100-continue" makes the server say when
     // the request has reached its handler, so the stall is in place before the real client asks.
     const noBody = [];
@@ -196,17 +206,7 @@ describe("slow clients", () => {
   });
 
   it("an unsigned request is refused before its body is read: no stranger makes the server buffer one", async (t) => {
-    const server = await KmsServer.start({
-      instance: kms.instance,
-      headersTimeoutMs: 5000,
-      bodyTimeoutMs: 5000,
-    });
-    const sockets: tls.TLSSocket[] = [];
-    t.after(async () => {
-      for (const s of sockets) s.destroy();
-      await server.close();
-    });
-    const ca = kms.instance.caCertPem();
+    const { server, sockets, ca } = await shortTimeoutServer(t);
     const forged = { ...signedHeaders(full, Buffer.alloc(3 << 20)), authorization: "Bearer AAAA" };
     // Three mebibytes announced, one kibibyte sent: the refusal must come without the rest.
     const c = await stalledConnection(server.endpoint, ca, kmsHead(forged, 3 << 20));
