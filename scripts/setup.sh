@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(softhsm2 opensc nginx gnutls-bin libengine-pkcs11-openssl libnss3-tools openssl curl)
+debs=(softhsm2 opensc nginx gnutls-bin libengine-pkcs11-openssl libnss3-tools openssl curl postgresql)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,8 +21,8 @@ if ((${#missing[@]})); then
     exit 1
   fi
 fi
-# nginx from Debian starts a system service on install; hsmkit runs its own instances only.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+# nginx and postgresql from Debian start system services on install; hsmkit runs its own instances only.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx postgresql >/dev/null 2>&1 || true; fi
 
 echo "setup: installing npm packages"
 # npm install, not npm ci: this registry's lock files omit other platforms' optional packages
