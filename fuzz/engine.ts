@@ -5,10 +5,12 @@
  * The input being run is mirrored into shared memory so the parent can save it when the
  * worker hangs or dies.
  */
+import { writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import v8 from "node:v8";
 import vm from "node:vm";
 import fc from "fast-check";
+import { encodeBatch } from "./batch.ts";
 import { mutatedSeeds, randomBytesArb } from "./mutate.ts";
 import type { PreparedTarget } from "./target.ts";
 
@@ -69,6 +71,11 @@ export interface LoopOptions {
   shared: SharedState;
   /** Heap growth over this is a failure. */
   maxHeapGrowthMb: number;
+  /**
+   * Where each batch's inputs are written before the batch runs, so that an input that ends the
+   * whole process (a native abort) can be found afterwards (see fuzz/crash.ts).
+   */
+  batchFile?: string;
   onFailure(failure: Failure): void;
 }
 
@@ -150,7 +157,9 @@ export async function fuzzLoop(target: PreparedTarget, o: LoopOptions): Promise<
   let inputs = 0;
   let rejected = 0;
   for (let batch = 0; performance.now() < end; batch++) {
-    for (const input of fc.sample(arbitrary, { numRuns: 256, seed: o.seed + batch })) {
+    const batchInputs = fc.sample(arbitrary, { numRuns: 256, seed: o.seed + batch });
+    if (o.batchFile) writeFileSync(o.batchFile, encodeBatch(batchInputs));
+    for (const input of batchInputs) {
       const { err, slow, cpuMs, wallMs } = await measured(target, input, o.shared);
       inputs++;
       if (err !== undefined && target.expected(err)) rejected++;

@@ -10,11 +10,13 @@
  *   npm run fuzz -- --list
  */
 import { createHash } from "node:crypto";
+import { rmSync, writeFileSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import { buildCorpus, type Corpus } from "./corpus.ts";
+import { BATCH_DIR_ENV, batchFileOf, supervise, triage } from "./crash.ts";
 import {
   allocateShared,
   currentInput,
@@ -102,6 +104,10 @@ function watchdog(
 /** Runs one target in a worker, watching for hangs and deaths. */
 function runInWorker(name: string, corpus: Corpus, s: Settings): Promise<TargetResult> {
   const shared = allocateShared();
+  const batchDir = process.env[BATCH_DIR_ENV];
+  const batchFile = batchDir ? batchFileOf(batchDir, name) : undefined;
+  // Present from the start: a process that ends while preparing the target is told apart.
+  if (batchFile) writeFileSync(batchFile, Buffer.alloc(0));
   const job: WorkerInput = {
     target: name,
     seconds: s.seconds,
@@ -109,6 +115,7 @@ function runInWorker(name: string, corpus: Corpus, s: Settings): Promise<TargetR
     maxHeapGrowthMb: s.maxHeapGrowthMb,
     corpus,
     shared,
+    ...(batchFile ? { batchFile } : {}),
   };
   const worker = new Worker(new URL("./worker_boot.mjs", import.meta.url), {
     workerData: job,
@@ -146,6 +153,7 @@ function runInWorker(name: string, corpus: Corpus, s: Settings): Promise<TargetR
   return new Promise((resolve) => {
     worker.on("exit", () => {
       clearInterval(timer);
+      if (batchFile) rmSync(batchFile, { force: true });
       if (result.inputs === 0 && result.failures.length === 0) lost("worker exited before finishing");
       resolve(result);
     });
@@ -228,7 +236,24 @@ async function main(argv: string[]): Promise<number> {
     const t = argv.indexOf("--target");
     return replay(file, t >= 0 ? argv[t + 1] : undefined);
   }
-  return fuzzAll(settings());
+  const triageAt = argv.indexOf("--triage");
+  if (triageAt >= 0) {
+    const batchFile = argv[triageAt + 1] ?? "";
+    const prepared = await targetByName(argv[argv.indexOf("--target") + 1] ?? "").prepare(
+      await buildCorpus(),
+    );
+    try {
+      return await triage(batchFile, prepared);
+    } finally {
+      await prepared.close?.();
+    }
+  }
+  const s = settings();
+  if (process.env[BATCH_DIR_ENV]) return fuzzAll(s);
+  // The supervisor: fuzzing runs in child processes so that an input ending one is found.
+  const code = await supervise(s.targets, s.findings, s.seed);
+  if (code !== 0) console.log("fuzz: failures found (see above)");
+  return code;
 }
 
 // Interrupted runs still remove the corpus's temp files (they are removed on 'exit').

@@ -15,6 +15,8 @@ export interface WorkerInput {
   maxHeapGrowthMb: number;
   corpus: Corpus;
   shared: SharedState;
+  /** Where each batch is written before it runs (fuzz/crash.ts). */
+  batchFile?: string;
 }
 
 /** What the worker posts back. */
@@ -36,6 +38,7 @@ try {
     seed: job.seed,
     shared: job.shared,
     maxHeapGrowthMb: job.maxHeapGrowthMb,
+    ...(job.batchFile ? { batchFile: job.batchFile } : {}),
     onFailure(f) {
       if (seen.has(f.key)) return;
       seen.add(f.key);
