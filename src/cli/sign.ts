@@ -6,6 +6,8 @@ import { createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import type { Command } from "commander";
 import { openKey, redactKeyReference } from "../keys/index.ts";
+import { assertExportablePublicKey } from "../keys/public_key.ts";
+import { KeyError } from "../keys/types.ts";
 import { FILE_ALGORITHMS } from "../sign/algorithms.ts";
 import { progressBar } from "../sign/progress.ts";
 import { signFile } from "../sign/sign_file.ts";
@@ -62,8 +64,11 @@ async function publicKeyFor(o: VerifyOptions): Promise<KeyObject> {
   const path = (o.pubkey ?? o.cert) as string;
   const pem = await readPem(path, 2);
   try {
-    return o.pubkey !== undefined ? createPublicKey(pem) : new X509Certificate(pem).publicKey;
-  } catch {
+    const key = o.pubkey !== undefined ? createPublicKey(pem) : new X509Certificate(pem).publicKey;
+    assertExportablePublicKey(key, path);
+    return key;
+  } catch (err) {
+    if (err instanceof KeyError) throw new CliError(`verify: ${err.message}`, 2);
     throw new CliError(
       `verify: ${path} is not a PEM ${o.pubkey !== undefined ? "public key" : "certificate"}`,
       2,

@@ -59,8 +59,24 @@ export interface KeyShape {
   readonly curve: NamedCurve | undefined;
 }
 
+/**
+ * Throws unless the key's public half exports as SubjectPublicKeyInfo. OpenSSL imports some
+ * malformed EC keys (the point at infinity) as keys that end the process with a native
+ * assertion when Node reads their details or exports them as JWK; the SPKI export of such a
+ * key throws instead, so it is the check made before anything else reads the key.
+ */
+export function assertExportablePublicKey(key: KeyObject, what: string): void {
+  try {
+    const publicKey = key.type === "private" ? createPublicKey(key) : key;
+    publicKey.export({ type: "spki", format: "der" });
+  } catch {
+    throw new KeyError("unsupported", `${what}: the public key is malformed (it cannot be encoded)`);
+  }
+}
+
 /** Reads type, size and curve from a Node key; rejects key types hsmkit cannot use. */
 export function keyShape(key: KeyObject, what: string): KeyShape {
+  assertExportablePublicKey(key, what);
   const details = key.asymmetricKeyDetails ?? {};
   if (key.asymmetricKeyType === "rsa") {
     return { type: "rsa", bits: details.modulusLength ?? 0, curve: undefined };

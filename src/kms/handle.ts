@@ -10,6 +10,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { digestMessage, isBytes } from "../keys/digest.ts";
 import { registerKeyBackend } from "../keys/index.ts";
+import { assertExportablePublicKey } from "../keys/public_key.ts";
 import { SCHEMES, type SignatureScheme, schemesForKey } from "../keys/schemes.ts";
 import {
   KeyError,
@@ -96,6 +97,7 @@ export class KmsKeyHandle implements PrivateKeyHandle {
     try {
       const reply = await client.getPublicKey(parsed.keyId);
       const publicKey = createPublicKey(reply.PublicKey);
+      assertExportablePublicKey(publicKey, description);
       if (publicKey.asymmetricKeyType !== "rsa" && publicKey.asymmetricKeyType !== "ec") {
         throw new KeyError(
           "unsupported",

@@ -5,6 +5,7 @@
 import { createHash, createPublicKey } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import * as asn1js from "asn1js";
+import { spkiProblem } from "../tls/x509/spki.ts";
 import { PkiError } from "./errors.ts";
 
 /** Largest file `cert show` reads. */
@@ -43,6 +44,8 @@ function describeSignature(alg: x509.HashedAlgorithm): string {
 
 /** "RSA 2048", "EC P-256"... from an SPKI. */
 export function describePublicKey(spki: ArrayBuffer): string {
+  const problem = spkiProblem(Buffer.from(spki));
+  if (problem) return `unusable public key (${problem})`;
   try {
     const key = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
     const d = key.asymmetricKeyDetails ?? {};

@@ -9,6 +9,7 @@ import type { ChainVerdict } from "./config.ts";
 import { costlyKeyReason } from "./x509/algorithms.ts";
 import { Certificate } from "./x509/certificate.ts";
 import type { VerifyErrorCode } from "./x509/errors.ts";
+import { spkiProblem } from "./x509/spki.ts";
 import { type Purpose, type ValidationProfile, verifyChain } from "./x509/verify.ts";
 
 const ALERT_FOR: Partial<Record<VerifyErrorCode, AlertDescription>> = {
@@ -69,19 +70,28 @@ export function leafPublicKey(der: Buffer, peer: "client" | "server"): KeyObject
 }
 
 function parseLeafKey(der: Buffer, peer: "client" | "server"): KeyObject {
+  let reason: string;
   try {
     return certificateFromDer(der).publicKey;
-  } catch {
-    try {
-      return new X509Certificate(der).publicKey;
-    } catch {
-      throw new TlsError(
-        AlertDescription.bad_certificate,
-        `${peer} certificate cannot be parsed`,
-        "certificate",
-      );
-    }
+  } catch (err) {
+    reason = err instanceof Error ? err.message : String(err);
   }
+  // OpenSSL's parser is the fallback where verification is off or optional (certificates
+  // outside hsmkit's profile), but its key must still pass the SPKI check: OpenSSL imports a
+  // malformed EC point as a key that ends the process when Node reads it.
+  try {
+    const key = new X509Certificate(der).publicKey;
+    const problem = spkiProblem(key.export({ type: "spki", format: "der" }));
+    if (problem === undefined) return key;
+    reason = problem;
+  } catch {
+    // Unparsable by both: the first reason stands.
+  }
+  throw new TlsError(
+    AlertDescription.bad_certificate,
+    `${peer} certificate cannot be parsed (${reason})`,
+    "certificate",
+  );
 }
 
 /** Parses and validates a peer chain (leaf first) for a purpose, host or IP, under a profile (default strict). */
