@@ -21,25 +21,18 @@ const MAX_BUFFERED = 256 * 1024;
  */
 const MAX_EMPTY_RECORDS = 32;
 
-import { HandshakeAssembler, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
+import {
+  HandshakeAssembler,
+  type HandshakeIO,
+  type HandshakeMessage,
+  type HandshakeResult,
+} from "./handshake_io.ts";
+import { frameHandshake } from "./messages.ts";
 import { NULL_PROTECTION, type RecordProtection } from "./protection.ts";
 import { fragments, type RawRecord, RecordReader } from "./record.ts";
 import { SocketFace } from "./socket_face.ts";
 
-/** What a completed handshake tells the connection. */
-export interface HandshakeResult {
-  version: ProtocolVersion;
-  suite: CipherSuite;
-  /** The peer's chain as sent, leaf first (DER). */
-  peerCertificates: Buffer[];
-  /** True when the peer's chain was validated (or, on a server, a valid client chain was presented). */
-  authorized: boolean;
-  /** Why the peer is not authorized, when it is not. */
-  authorizationError: string | undefined;
-  alpnProtocol: string | false;
-  /** Handles post-handshake messages (TLS 1.3 tickets, KeyUpdate); undefined refuses them all. */
-  postHandshake?: (msg: HandshakeMessage) => void;
-}
+export type { HandshakeResult } from "./handshake_io.ts";
 
 /** Runs one side's handshake over the given IO. */
 export type HandshakeRunner = (io: HandshakeIO, socket: TlsSocket) => Promise<HandshakeResult>;
@@ -141,10 +134,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
   }
 
   writeMessage(type: HandshakeType, body: Buffer): Buffer {
-    const raw = Buffer.concat([
-      Buffer.from([type, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff]),
-      body,
-    ]);
+    const raw = frameHandshake(type, body);
     this.handshakeOut.push(raw);
     return raw;
   }
