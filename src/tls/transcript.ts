@@ -9,9 +9,10 @@
 import { createHash, type Hash } from "node:crypto";
 import { AlertDescription, fail } from "./alert.ts";
 import { HandshakeType } from "./constants.ts";
+import type { PrfHash } from "./prf.ts";
 
-/** The transcript hash: a TLS 1.2/1.3 suite's hash, or the MD5||SHA-1 pair of TLS 1.0/1.1. */
-export type TranscriptHash = "sha256" | "sha384" | "md5-sha1";
+/** The transcript hash: a TLS 1.2/1.3 suite's hash, or the MD5||SHA-1 pair of TLS 1.0/1.1 (as the PRF's). */
+export type TranscriptHash = PrfHash;
 
 /** The node:crypto hashes that run for a transcript hash (two for MD5||SHA-1). */
 function algorithmsOf(hash: TranscriptHash): string[] {
