@@ -112,7 +112,7 @@ class ClientHandshake12 {
     private readonly channel: HandshakeChannel,
     private readonly cfg: ClientConfig,
     private readonly params: HelloParams,
-    private readonly sentExtensions: readonly Extension[],
+    sentExtensions: readonly Extension[],
     private readonly sh: ServerHello,
   ) {
     this.version = this.checkVersion();

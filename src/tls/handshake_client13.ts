@@ -245,7 +245,10 @@ export class ClientHandshake13 {
   private postHandshake(secrets: TrafficSecrets, auth: ServerAuth, resumptionSecret: Buffer) {
     const { cfg, suite, hash } = this;
     return (m: HandshakeMessage): void => {
-      if (m.type === HandshakeType.key_update) return secrets.onKeyUpdate(m.body);
+      if (m.type === HandshakeType.key_update) {
+        secrets.onKeyUpdate(m.body);
+        return;
+      }
       if (m.type !== HandshakeType.new_session_ticket) {
         fail(
           AlertDescription.unexpected_message,
