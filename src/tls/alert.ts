@@ -77,6 +77,11 @@ export class TlsError extends Error {
   }
 }
 
+/** Throws the TlsError for a protocol failure: the alert to send and a one-line reason. */
+export function fail(alert: AlertDescription, message: string): never {
+  throw new TlsError(alert, message);
+}
+
 /**
  * The server refused our ClientHello with a fatal alert (handshake_failure, protocol_version,
  * insufficient_security) before choosing anything: most often nothing we offered suits it. The

@@ -3,8 +3,7 @@
  * decoded once, every extension the server acts on parsed and checked, and the version
  * choice that decides which server handshake runs. Shared by the TLS 1.2 and 1.3 servers.
  */
-import { AlertDescription, TlsError } from "./alert.ts";
-import { Reader, readU16List } from "./codec.ts";
+import { AlertDescription, fail } from "./alert.ts";
 import {
   ExtensionType,
   ProtocolVersion,
@@ -14,6 +13,7 @@ import {
 } from "./constants.ts";
 import {
   decodeAlpn,
+  decodePointFormats,
   decodeRenegotiationInfo,
   decodeServerName,
   decodeU16ListExtension,
@@ -21,6 +21,7 @@ import {
 } from "./extensions.ts";
 import type { HandshakeMessage } from "./handshake_io.ts";
 import { decodeClientHello, type Extension } from "./messages.ts";
+import { decodeClientSupportedVersions } from "./messages13.ts";
 
 /** What the client offered, parsed. Absent extensions are `undefined`, never an empty default. */
 export interface ClientHelloInfo {
@@ -55,24 +56,6 @@ export interface ClientHelloInfo {
   supportedVersions: number[] | undefined;
   /** TLS_FALLBACK_SCSV present (RFC 7507). */
   fallbackScsv: boolean;
-}
-
-function fail(alert: AlertDescription, message: string): never {
-  throw new TlsError(alert, message);
-}
-
-function decodeSupportedVersions(data: Buffer): number[] {
-  const r = new Reader(data, "supported_versions");
-  const list = readU16List(r.vec8(2), "supported_versions");
-  r.end();
-  return list;
-}
-
-function decodePointFormats(data: Buffer): number[] {
-  const r = new Reader(data, "ec_point_formats");
-  const list = [...r.vec8(1)];
-  r.end();
-  return list;
 }
 
 /** Decodes and checks a ClientHello; malformed input ends in decode_error or illegal_parameter. */
@@ -143,7 +126,7 @@ function readExtension(info: ClientHelloInfo, e: Extension): void {
       info.sessionTicket = e.data;
       break;
     case ExtensionType.supported_versions:
-      info.supportedVersions = decodeSupportedVersions(e.data);
+      info.supportedVersions = decodeClientSupportedVersions(e.data);
       break;
     default:
       break; // Unknown extensions are ignored (RFC 5246 §7.4.1.4).

@@ -3,12 +3,11 @@
  * net.Socket), shaped like Node's tls.TLSSocket where callers look (authorized,
  * getPeerCertificate(), getProtocol(), getCipher(), alpnProtocol), so http, https,
  * undici and Express run on top unchanged. It owns the record layer and hands whole
- * handshake messages to the handshake code through HandshakeIO.
+ * handshake messages to the handshake code through HandshakeIO (conn_handshake.ts).
  */
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { AlertDescription, AlertLevel, alertName, TlsError } from "./alert.ts";
-import type { CipherSuite } from "./cipher_suites.ts";
 import { ContentType, HandshakeType, MAX_PLAINTEXT, ProtocolVersion } from "./constants.ts";
 
 /** Bytes a handshaking connection buffers (unread records, early data) before pausing its transport. */
@@ -21,25 +20,11 @@ const MAX_BUFFERED = 256 * 1024;
  */
 const MAX_EMPTY_RECORDS = 32;
 
-import { HandshakeAssembler, type HandshakeIO, type HandshakeMessage } from "./handshake_io.ts";
-import { NULL_PROTECTION, type RecordProtection } from "./protection.ts";
+import { HandshakeSocket } from "./conn_handshake.ts";
+import type { HandshakeIO, HandshakeMessage, HandshakeResult } from "./handshake_io.ts";
 import { fragments, type RawRecord, RecordReader } from "./record.ts";
-import { SocketFace } from "./socket_face.ts";
 
-/** What a completed handshake tells the connection. */
-export interface HandshakeResult {
-  version: ProtocolVersion;
-  suite: CipherSuite;
-  /** The peer's chain as sent, leaf first (DER). */
-  peerCertificates: Buffer[];
-  /** True when the peer's chain was validated (or, on a server, a valid client chain was presented). */
-  authorized: boolean;
-  /** Why the peer is not authorized, when it is not. */
-  authorizationError: string | undefined;
-  alpnProtocol: string | false;
-  /** Handles post-handshake messages (TLS 1.3 tickets, KeyUpdate); undefined refuses them all. */
-  postHandshake?: (msg: HandshakeMessage) => void;
-}
+export type { HandshakeResult } from "./handshake_io.ts";
 
 /** Runs one side's handshake over the given IO. */
 export type HandshakeRunner = (io: HandshakeIO, socket: TlsSocket) => Promise<HandshakeResult>;
@@ -51,30 +36,15 @@ export interface TlsSocketOptions {
 }
 
 /** A TLS connection as a Duplex stream of application data. */
-export class TlsSocket extends SocketFace implements HandshakeIO {
+export class TlsSocket extends HandshakeSocket {
   private readonly reader = new RecordReader();
-  private readonly assembler = new HandshakeAssembler();
-  private readProtection: RecordProtection = NULL_PROTECTION;
-  private writeProtection: RecordProtection = NULL_PROTECTION;
-  private pendingRead: RecordProtection | undefined;
-  private recordVersion: number = ProtocolVersion.TLS10;
-  private readonly queue: HandshakeMessage[] = [];
-  private waiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
-  private ccsSeen = false;
-  private compatCcs = false;
-  private appDataAllowed = false;
   private earlyBytes = 0;
   private pausedForHandshake = false;
   private peerClosed = false;
   private emptyRecords = 0;
   private heldRecord: RawRecord | undefined;
-  private failureHint = false;
-  private explainAlert: ((alert: AlertDescription) => TlsError | undefined) | undefined;
   private handshaking = true;
   private readonly earlyData: Buffer[] = [];
-  private outbox: Buffer[] = [];
-  private handshakeOut: Buffer[] = [];
-  private failure: Error | undefined;
   private readonly pendingWrites: Array<() => void> = [];
   private closeNotifySent = false;
 
@@ -125,107 +95,10 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
     }
   }
 
-  // ---- HandshakeIO -------------------------------------------------------------------
-
-  readMessage(): Promise<HandshakeMessage> {
-    if (this.queue.length === 0) this.drain(true);
-    const next = this.queue.shift();
-    // From the peer's Finished on, its application data may follow (and waits for the handshake
-    // to complete before delivery); before it, application data is a protocol violation.
-    if (next?.type === HandshakeType.finished) this.appDataAllowed = true;
-    if (next) return Promise.resolve(next);
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise<void>((resolve, reject) => {
-      this.waiter = { resolve, reject };
-    }).then(() => this.readMessage());
-  }
-
-  writeMessage(type: HandshakeType, body: Buffer): Buffer {
-    const raw = Buffer.concat([
-      Buffer.from([type, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff]),
-      body,
-    ]);
-    this.handshakeOut.push(raw);
-    return raw;
-  }
-
-  writeChangeCipherSpec(next: RecordProtection): void {
-    this.sealHandshake();
-    this.outbox.push(this.seal(ContentType.change_cipher_spec, Buffer.from([1])));
-    this.writeProtection = next;
-  }
-
-  setWriteProtection(next: RecordProtection): void {
-    this.sealHandshake();
-    this.writeProtection = next;
-  }
-
-  setPendingRead(next: RecordProtection): void {
-    this.pendingRead = next;
-    this.ccsSeen = false;
-  }
-
-  setReadProtection(next: RecordProtection): void {
-    // A key change must fall on a record boundary with nothing else of that record left (RFC 8446 §5.1).
-    if (this.assembler.partial || this.queue.length > 0) {
-      throw new TlsError(AlertDescription.unexpected_message, "handshake message spans a key change");
-    }
-    this.readProtection = next;
-  }
-
-  async readChangeCipherSpec(): Promise<void> {
-    this.drain(true);
-    while (!this.ccsSeen) {
-      if (this.queue.length > 0) {
-        throw new TlsError(
-          AlertDescription.unexpected_message,
-          "handshake message where ChangeCipherSpec was expected",
-        );
-      }
-      if (this.failure) throw this.failure;
-      await new Promise<void>((resolve, reject) => {
-        this.waiter = { resolve, reject };
-      });
-    }
-  }
-
-  flush(): Promise<void> {
-    this.sealHandshake();
-    const data = Buffer.concat(this.outbox);
-    this.outbox = [];
-    if (data.length === 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      this.transport.write(data, (err) => (err ? reject(err) : resolve()));
-    });
-  }
-
-  setRecordVersion(version: number): void {
-    this.recordVersion = version;
-  }
-
-  explainPeerAlert(explain: ((alert: AlertDescription) => TlsError | undefined) | undefined): void {
-    this.explainAlert = explain;
-  }
-
-  expectRefusalForMissingCertificate(): void {
-    this.failureHint = true;
-  }
-
-  allowCompatChangeCipherSpec(): void {
-    this.compatCcs = true;
-  }
-
   // ---- record layer ------------------------------------------------------------------
 
-  private seal(type: ContentType, fragment: Buffer): Buffer {
+  protected seal(type: ContentType, fragment: Buffer): Buffer {
     return this.writeProtection.seal(type, this.recordVersion, fragment);
-  }
-
-  private sealHandshake(): void {
-    if (this.handshakeOut.length === 0) return;
-    const all = Buffer.concat(this.handshakeOut);
-    this.handshakeOut = [];
-    for (const f of fragments(all)) this.outbox.push(this.seal(ContentType.handshake, f));
   }
 
   private onData(chunk: Buffer): void {
@@ -256,7 +129,7 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
    * is waiting, so a record that follows a key change is opened only after the handshake
    * code has installed the new keys (TLS 1.3 switches keys without a ChangeCipherSpec).
    */
-  private drain(needInput = false): void {
+  protected drain(needInput = false): void {
     try {
       while (!this.failure && !this.destroyed && !(this.handshaking && this.queue.length > 0)) {
         const rec = this.heldRecord ?? this.reader.next();
@@ -453,12 +326,6 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
       AlertDescription.unexpected_message,
       `unexpected ${HandshakeType[msg.type] ?? msg.type} after the handshake`,
     );
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.resolve();
   }
 
   private writeAlert(level: AlertLevel, desc: AlertDescription): void {

@@ -69,6 +69,14 @@ export function ecPointFormats(): Extension {
   return { type: ExtensionType.ec_point_formats, data: new Writer().vec8(Buffer.from([0])).finish() };
 }
 
+/** Decodes ec_point_formats: the point formats offered. */
+export function decodePointFormats(data: Buffer): number[] {
+  const r = new Reader(data, "ec_point_formats");
+  const list = [...r.vec8(1)];
+  r.end();
+  return list;
+}
+
 /** ALPN protocol list (RFC 7301). */
 export function alpnExtension(protocols: readonly string[]): Extension {
   const w = new Writer();

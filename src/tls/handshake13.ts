@@ -1,6 +1,5 @@
 /**
- * Pieces both TLS 1.3 handshakes use: record protection from a traffic secret, the
- * message_hash that replaces ClientHello1 after HelloRetryRequest, writing the
+ * Pieces both TLS 1.3 handshakes use: record protection from a traffic secret, writing the
  * Certificate + CertificateVerify pair, and KeyUpdate after the handshake.
  */
 
@@ -8,8 +7,9 @@ import type { SchemeInfo } from "../keys/schemes.ts";
 import type { PrivateKeyHandle } from "../keys/types.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import { HandshakeType } from "./constants.ts";
+import type { HandshakeChannel } from "./handshake_channel.ts";
 import type { HandshakeIO } from "./handshake_io.ts";
-import { hashMessages, nextTrafficSecret, type Tls13Hash, trafficKeys } from "./key_schedule.ts";
+import { nextTrafficSecret, trafficKeys } from "./key_schedule.ts";
 import { encodeDigitallySigned } from "./messages.ts";
 import { certificateVerifyContent, decodeKeyUpdate, encodeCertificate13 } from "./messages13.ts";
 import { AeadProtection, type RecordProtection } from "./protection.ts";
@@ -21,33 +21,25 @@ export function protection13(suite: CipherSuite, secret: Buffer): RecordProtecti
   return new AeadProtection(suite.cipher as "aes-128-gcm", key, iv, true);
 }
 
-/** The synthetic message_hash that replaces ClientHello1 after a HelloRetryRequest (RFC 8446 §4.4.1). */
-export function messageHash(hash: Tls13Hash, clientHello1: Buffer): Buffer {
-  const digest = hashMessages(hash, [clientHello1]);
-  return Buffer.concat([Buffer.from([HandshakeType.message_hash, 0, 0, digest.length]), digest]);
-}
-
 /**
  * Writes Certificate and, when there is a key to prove it with, CertificateVerify signed
- * by the key handle over the transcript (RFC 8446 §4.4.2-3); both go into `transcript`.
+ * by the key handle over the transcript (RFC 8446 §4.4.2-3); both go into the transcript.
  */
 export async function writeCertificateAndVerify(
-  io: HandshakeIO,
-  transcript: Buffer[],
-  hash: Tls13Hash,
+  channel: HandshakeChannel,
   side: "client" | "server",
   context: Buffer,
   chain: readonly Buffer[],
   signer: { key: PrivateKeyHandle; scheme: SchemeInfo } | undefined,
 ): Promise<void> {
-  transcript.push(
-    io.writeMessage(HandshakeType.certificate, encodeCertificate13({ context, chain: [...chain] })),
-  );
+  channel.write(HandshakeType.certificate, encodeCertificate13({ context, chain: [...chain] }));
   if (!signer) return;
-  const content = certificateVerifyContent(side, hashMessages(hash, transcript));
+  const content = certificateVerifyContent(side, channel.transcript.hash());
   const signature = await signWith(signer.key, signer.scheme, content);
-  const body = encodeDigitallySigned({ scheme: signer.scheme.code, signature });
-  transcript.push(io.writeMessage(HandshakeType.certificate_verify, body));
+  channel.write(
+    HandshakeType.certificate_verify,
+    encodeDigitallySigned({ scheme: signer.scheme.code, signature }),
+  );
 }
 
 /**

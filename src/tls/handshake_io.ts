@@ -4,9 +4,25 @@
  * (handshake_client.ts, handshake_server.ts) is written against this, not against sockets.
  */
 import { timingSafeEqual } from "node:crypto";
-import { AlertDescription, TlsError } from "./alert.ts";
-import { HandshakeType, MAX_HANDSHAKE_MESSAGE } from "./constants.ts";
+import { AlertDescription, fail, TlsError } from "./alert.ts";
+import type { CipherSuite } from "./cipher_suites.ts";
+import { HandshakeType, MAX_HANDSHAKE_MESSAGE, type ProtocolVersion } from "./constants.ts";
 import type { RecordProtection } from "./protection.ts";
+
+/** What a completed handshake tells the connection. */
+export interface HandshakeResult {
+  version: ProtocolVersion;
+  suite: CipherSuite;
+  /** The peer's chain as sent, leaf first (DER). */
+  peerCertificates: Buffer[];
+  /** True when the peer's chain was validated (or, on a server, a valid client chain was presented). */
+  authorized: boolean;
+  /** Why the peer is not authorized, when it is not. */
+  authorizationError: string | undefined;
+  alpnProtocol: string | false;
+  /** Handles post-handshake messages (TLS 1.3 tickets, KeyUpdate); undefined refuses them all. */
+  postHandshake?: (msg: HandshakeMessage) => void;
+}
 
 /** One handshake message: its type, its body, and the exact bytes for the transcript. */
 export interface HandshakeMessage {
@@ -169,25 +185,18 @@ export function expectType(msg: HandshakeMessage, ...types: HandshakeType[]): vo
 }
 
 /**
- * Checks the peer's Finished against the verify_data we expect, in constant time, and adds
- * it to the transcript. A Finished of the wrong length cannot be decoded (decode_error, RFC
- * 8446 §6.2); a mismatch is decrypt_error (RFC 8446 §4.4.4, RFC 5246 §7.4.9).
+ * Checks the peer's Finished against the verify_data we expect, in constant time. A Finished
+ * of the wrong length cannot be decoded (decode_error, RFC 8446 §6.2); a mismatch is
+ * decrypt_error (RFC 8446 §4.4.4, RFC 5246 §7.4.9).
  */
-export function expectFinished(
-  msg: HandshakeMessage,
-  expected: Buffer,
-  peer: "client" | "server",
-  transcript: Buffer[],
-): void {
+export function checkFinished(msg: HandshakeMessage, expected: Buffer, peer: "client" | "server"): void {
   expectType(msg, HandshakeType.finished);
   if (msg.body.length !== expected.length) {
-    throw new TlsError(
+    fail(
       AlertDescription.decode_error,
       `${peer} Finished is ${msg.body.length} bytes, not ${expected.length}`,
     );
   }
-  if (!timingSafeEqual(msg.body, expected)) {
-    throw new TlsError(AlertDescription.decrypt_error, `${peer} Finished did not verify`);
-  }
-  transcript.push(msg.raw);
+  if (!timingSafeEqual(msg.body, expected))
+    fail(AlertDescription.decrypt_error, `${peer} Finished did not verify`);
 }

@@ -3,6 +3,7 @@
  * traffic keys and Finished keys. HKDF is built from node:crypto HMAC as RFC 5869 defines it.
  */
 import { createHash, createHmac } from "node:crypto";
+import { AlertDescription, fail } from "./alert.ts";
 import { Writer } from "./codec.ts";
 
 /** The hash of a TLS 1.3 suite. */
@@ -113,7 +114,7 @@ export class KeySchedule {
 
   /** After the server Finished: [client, server] application traffic secrets. */
   application(serverFinishedHash: Buffer): [Buffer, Buffer] {
-    if (!this.handshakeSecret) throw new Error("key schedule used out of order");
+    if (!this.handshakeSecret) fail(AlertDescription.internal_error, "key schedule used out of order");
     const derived = deriveSecret(this.hash, this.handshakeSecret, "derived", hashMessages(this.hash, []));
     this.masterSecret = hkdfExtract(this.hash, derived, Buffer.alloc(hashLength(this.hash)));
     this.handshakeSecret.fill(0);
@@ -125,7 +126,7 @@ export class KeySchedule {
 
   /** After the client Finished: the resumption master secret. */
   resumption(clientFinishedHash: Buffer): Buffer {
-    if (!this.masterSecret) throw new Error("key schedule used out of order");
+    if (!this.masterSecret) fail(AlertDescription.internal_error, "key schedule used out of order");
     const out = deriveSecret(this.hash, this.masterSecret, "res master", clientFinishedHash);
     this.masterSecret.fill(0);
     return out;

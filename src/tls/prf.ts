@@ -2,7 +2,8 @@
  * The TLS 1.0-1.2 pseudo-random function and what is derived from it (RFC 5246 §5,
  * RFC 2246 §5, RFC 7627). All primitives are node:crypto HMACs and hashes.
  */
-import { createHash, createHmac } from "node:crypto";
+import { createHmac } from "node:crypto";
+import { Transcript } from "./transcript.ts";
 
 /** The hash used by the TLS 1.2 PRF; "md5-sha1" selects the TLS 1.0/1.1 split PRF. */
 export type PrfHash = "sha256" | "sha384" | "md5-sha1";
@@ -35,18 +36,10 @@ export function prf(hash: PrfHash, secret: Buffer, label: string, seed: Buffer, 
 
 /** Hashes handshake messages the way Finished and EMS need: the PRF hash, or MD5||SHA-1 for TLS 1.0/1.1. */
 export function transcriptHash(hash: PrfHash, messages: readonly Buffer[]): Buffer {
-  if (hash !== "md5-sha1") {
-    const h = createHash(hash);
-    for (const m of messages) h.update(m);
-    return h.digest();
-  }
-  const md5 = createHash("md5");
-  const sha1 = createHash("sha1");
-  for (const m of messages) {
-    md5.update(m);
-    sha1.update(m);
-  }
-  return Buffer.concat([md5.digest(), sha1.digest()]);
+  const transcript = new Transcript();
+  for (const m of messages) transcript.add(m);
+  transcript.useHash(hash);
+  return transcript.hash();
 }
 
 /** The 48-byte master secret: classic (randoms) or extended (session hash, RFC 7627). */

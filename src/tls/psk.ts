@@ -6,9 +6,10 @@
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { ExtensionType, HandshakeType } from "./constants.ts";
-import { expandLabel, hashLength, hashMessages, KeySchedule, type Tls13Hash } from "./key_schedule.ts";
-import type { Extension } from "./messages.ts";
+import { expandLabel, hashLength, KeySchedule, type Tls13Hash } from "./key_schedule.ts";
+import { type Extension, frameHandshake } from "./messages.ts";
 import { encodeBinders, encodeIdentities } from "./messages13.ts";
+import type { Transcript } from "./transcript.ts";
 
 /** A ticket a client holds for resuming with one server. */
 export interface ClientTicket {
@@ -67,18 +68,14 @@ export class ClientSessionCache {
   }
 }
 
-/** The binder for a PSK over the transcript so far plus the truncated ClientHello. */
-export function pskBinder(
-  hash: Tls13Hash,
-  psk: Buffer,
-  prefix: readonly Buffer[],
-  truncatedHello: Buffer,
-): Buffer {
+/**
+ * The binder for a PSK: an HMAC over Hash(transcript before this ClientHello + the ClientHello
+ * up to its binders list), RFC 8446 §4.2.11.2.
+ */
+export function pskBinder(hash: Tls13Hash, psk: Buffer, prefix: Transcript, truncatedHello: Buffer): Buffer {
   const binderKey = new KeySchedule(hash, psk).binderKey();
   const finishedKey = expandLabel(hash, binderKey, "finished", Buffer.alloc(0), hashLength(hash));
-  return createHmac(hash, finishedKey)
-    .update(hashMessages(hash, [...prefix, truncatedHello]))
-    .digest();
+  return createHmac(hash, finishedKey).update(prefix.hashWith(truncatedHello, hash)).digest();
 }
 
 /** The pre_shared_key extension for one ticket, with a zero binder to be filled in by {@link bindClientHello}. */
@@ -100,8 +97,8 @@ export function bindersLength(hash: Tls13Hash): number {
  * Writes the real binder into a ClientHello body whose last extension is the offered PSK.
  * `prefix` is the transcript before this ClientHello (empty, or message_hash + HRR).
  */
-export function bindClientHello(body: Buffer, t: ClientTicket, prefix: readonly Buffer[]): Buffer {
-  const framed = frameClientHello(body);
+export function bindClientHello(body: Buffer, t: ClientTicket, prefix: Transcript): Buffer {
+  const framed = frameHandshake(HandshakeType.client_hello, body);
   const cut = framed.length - bindersLength(t.hash);
   const binder = pskBinder(t.hash, t.psk, prefix, framed.subarray(0, cut));
   const out = Buffer.from(body);
@@ -113,7 +110,7 @@ export function bindClientHello(body: Buffer, t: ClientTicket, prefix: readonly 
 export function binderMatches(
   hash: Tls13Hash,
   psk: Buffer,
-  prefix: readonly Buffer[],
+  prefix: Transcript,
   raw: Buffer,
   binders: readonly Buffer[],
   index: number,
@@ -122,14 +119,4 @@ export function binderMatches(
   const expected = pskBinder(hash, psk, prefix, raw.subarray(0, raw.length - listLength));
   const got = binders[index]!;
   return got.length === expected.length && timingSafeEqual(got, expected);
-}
-
-function frameClientHello(body: Buffer): Buffer {
-  const head = Buffer.from([
-    HandshakeType.client_hello,
-    body.length >> 16,
-    (body.length >> 8) & 0xff,
-    body.length & 0xff,
-  ]);
-  return Buffer.concat([head, body]);
 }

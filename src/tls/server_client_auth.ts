@@ -64,13 +64,16 @@ export function readClientCertificate(msg: HandshakeMessage, auth: ClientAuthCon
   return { chain, authorized: false, authorizationError: verdict.reason, publicKey };
 }
 
-/** Checks CertificateVerify over every handshake message before it; decrypt_error when forged. */
+/**
+ * Checks CertificateVerify over `messages`, every handshake message before it joined (TLS
+ * 1.1/1.2 sign the messages, not a digest); decrypt_error when forged.
+ */
 export function checkCertificateVerify(
   msg: HandshakeMessage,
   publicKey: KeyObject,
-  transcript: readonly Buffer[],
+  messages: Buffer,
   version: ProtocolVersion,
 ): void {
   const signed = decodeDigitallySigned(msg.body, version >= ProtocolVersion.TLS12);
-  verifyHandshakeSignature(publicKey, signed.scheme, Buffer.concat(transcript), signed.signature, version);
+  verifyHandshakeSignature(publicKey, signed.scheme, messages, signed.signature, version);
 }

@@ -6,9 +6,9 @@ import type { PrivateKeyHandle } from "../keys/types.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import type { ClientHelloInfo } from "./client_hello.ts";
 import type { ChainVerdict } from "./config.ts";
-import type { HandshakeResult } from "./conn.ts";
 import type { ProtocolVersion } from "./constants.ts";
-import type { HandshakeIO } from "./handshake_io.ts";
+import type { HandshakeChannel } from "./handshake_channel.ts";
+import type { HandshakeResult } from "./handshake_io.ts";
 import type { NamedGroup } from "./key_share.ts";
 import type { SessionStore } from "./session.ts";
 
@@ -24,10 +24,10 @@ export interface ClientAuthConfig {
 
 /**
  * Runs a TLS 1.3 server handshake once the ClientHello has chosen TLS 1.3. Everything read
- * so far is in `hello` (its `message.raw` starts the transcript).
+ * so far is in `hello`, and the ClientHello is already in the channel's transcript.
  */
 export type ServerHandshake13 = (
-  io: HandshakeIO,
+  channel: HandshakeChannel,
   cfg: ServerConfig,
   hello: ClientHelloInfo,
 ) => Promise<HandshakeResult>;

@@ -16,6 +16,7 @@ import { decodeOfferedPsks, decodePskModes, encodeNewSessionTicket13 } from "./m
 import { binderMatches } from "./psk.ts";
 import type { ServerConfig } from "./server_config.ts";
 import type { SessionState } from "./session.ts";
+import type { Transcript } from "./transcript.ts";
 
 /** psk_dhe_ke: resumption with a fresh (EC)DHE exchange, the only mode hsmkit accepts. */
 const PSK_DHE_KE = 1;
@@ -39,7 +40,7 @@ export function acceptPsk(
   cfg: ServerConfig,
   hello: ClientHelloInfo,
   hash: Tls13Hash,
-  prefix: readonly Buffer[],
+  prefix: Transcript,
 ): AcceptedPsk | undefined {
   const ext = findExtension(hello.extensions, ExtensionType.pre_shared_key);
   if (!ext) return undefined;

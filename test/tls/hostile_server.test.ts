@@ -20,6 +20,7 @@ import {
   encodeServerHello,
 } from "../../src/tls/messages.ts";
 import { decodeClientKeyShare, serverKeyShare, serverSupportedVersion } from "../../src/tls/messages13.ts";
+import type { RecordProtection } from "../../src/tls/protection.ts";
 import {
   alertBytes,
   ContentType,
@@ -93,13 +94,14 @@ function serverHello13(clientHello: Buffer) {
   );
   const suite = suiteById(0x1301);
   assert.ok(suite);
-  const [, serverSecret] = new KeySchedule("sha256", undefined).handshake(
+  const [clientSecret, serverSecret] = new KeySchedule("sha256", undefined).handshake(
     share.agree(peerShare.keyExchange),
     hashMessages("sha256", [clientHello, hello]),
   );
   return {
     record: recordBytes(ContentType.handshake, Version.tls12, hello),
     protection: protection13(suite, serverSecret),
+    clientProtection: protection13(suite, clientSecret),
   };
 }
 
@@ -134,6 +136,29 @@ function expectAlert(
     [[2, alert]],
     `the client sent a fatal ${AlertDescription[alert]}`,
   );
+  assert.ok(outcome.result.clientClosed !== null, "the client closed the connection");
+}
+
+/**
+ * Like expectAlert, for a TLS 1.3 client that has processed the ServerHello: its alert is
+ * protected under its handshake traffic key (RFC 8446 §5, §6), so nothing goes in clear and the
+ * one protected record opens to the fatal alert.
+ */
+function expectProtectedAlert(
+  outcome: Awaited<ReturnType<typeof run>>,
+  clientProtection: RecordProtection | undefined,
+  alert: AlertDescription,
+  message: RegExp,
+): void {
+  assert.ok(outcome.error instanceof TlsError, `TlsError, got ${outcome.error}`);
+  assert.match(outcome.error.message, message);
+  assert.deepEqual(outcome.result.alerts, [], "no alert in clear after the ServerHello");
+  const sealed = outcome.result.records.filter((r) => r.type === ContentType.applicationData);
+  assert.equal(sealed.length, 1, "one protected record");
+  assert.ok(clientProtection, "the script derived the client's handshake keys");
+  const opened = clientProtection.open(ContentType.applicationData, sealed[0]!.version, sealed[0]!.payload);
+  assert.equal(opened.type, ContentType.alert);
+  assert.deepEqual([...opened.plaintext], [2, alert], `the client sent a fatal ${AlertDescription[alert]}`);
   assert.ok(outcome.result.clientClosed !== null, "the client closed the connection");
 }
 
@@ -307,16 +332,17 @@ test("a warning alert inside a TLS 1.3 handshake is fatal (RFC 8446 §6)", async
 });
 
 test("a flood of compatibility ChangeCipherSpecs in a TLS 1.3 handshake: unexpected_message", async () => {
+  let keys: RecordProtection | undefined;
   const o = await run(
     async (conn, hello) => {
       const ccs = recordBytes(ContentType.changeCipherSpec, Version.tls12, Buffer.from([1]));
-      await conn.write(
-        Buffer.concat([serverHello13(hello).record, ...Array.from({ length: 40 }, () => ccs)]),
-      );
+      const sh = serverHello13(hello);
+      keys = sh.clientProtection;
+      await conn.write(Buffer.concat([sh.record, ...Array.from({ length: 40 }, () => ccs)]));
     },
     { maxVersion: "1.3" },
   );
-  expectAlert(o, AlertDescription.unexpected_message, /too many ChangeCipherSpec records/);
+  expectProtectedAlert(o, keys, AlertDescription.unexpected_message, /too many ChangeCipherSpec records/);
 });
 
 /** ServerHello (ECDHE-RSA-AES128-GCM), a real RSA certificate, and a ServerKeyExchange signed with `signature`. */
@@ -364,20 +390,25 @@ for (const c of [
 }
 
 test("a TLS 1.3 compatibility ChangeCipherSpec of two bytes: unexpected_message (RFC 8446 §5)", async () => {
+  let keys: RecordProtection | undefined;
   const o = await run(
     async (conn, hello) => {
       const ccs = recordBytes(ContentType.changeCipherSpec, Version.tls12, Buffer.from([1, 1]));
-      await conn.write(Buffer.concat([serverHello13(hello).record, ccs]));
+      const sh = serverHello13(hello);
+      keys = sh.clientProtection;
+      await conn.write(Buffer.concat([sh.record, ccs]));
     },
     { maxVersion: "1.3" },
   );
-  expectAlert(o, AlertDescription.unexpected_message, /malformed ChangeCipherSpec/);
+  expectProtectedAlert(o, keys, AlertDescription.unexpected_message, /malformed ChangeCipherSpec/);
 });
 
 test("TLS 1.3: an alert between the fragments of an encrypted handshake message is unexpected_message (RFC 8446 §5.1)", async () => {
+  let keys: RecordProtection | undefined;
   const o = await run(
     async (conn, hello) => {
-      const { record, protection } = serverHello13(hello);
+      const { record, protection, clientProtection } = serverHello13(hello);
+      keys = clientProtection;
       const ee = handshakeBytes(HandshakeType.encrypted_extensions, Buffer.from([0, 0]));
       const seal = (type: number, data: Buffer) => protection.seal(type, Version.tls12, data);
       await conn.write(
@@ -391,6 +422,10 @@ test("TLS 1.3: an alert between the fragments of an encrypted handshake message 
     },
     { maxVersion: "1.3" },
   );
-  // The client has not switched its write keys yet, so its alert goes in clear.
-  expectAlert(o, AlertDescription.unexpected_message, /between the fragments of a handshake message/);
+  expectProtectedAlert(
+    o,
+    keys,
+    AlertDescription.unexpected_message,
+    /between the fragments of a handshake message/,
+  );
 });

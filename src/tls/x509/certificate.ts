@@ -111,16 +111,9 @@ export class Certificate {
       throw new X509ParseError(`certificate too large (${der.length} bytes > ${MAX_CERTIFICATE_BYTES})`);
     }
     this.der = der;
-    const outer = new DerReader(readSingle(der, Tag.SEQUENCE, "certificate").content, "certificate");
-    const tbsElement = outer.read(Tag.SEQUENCE);
-    const outerAlg = outer.read(Tag.SEQUENCE);
-    const signature = outer.read(Tag.BIT_STRING);
-    outer.end();
+    const { tbsElement, outerAlg, signatureValue } = splitCertificate(der);
     this.tbs = tbsElement.bytes;
-    if (signature.content.length < 2 || signature.content[0] !== 0) {
-      throw new X509ParseError("certificate: malformed signature BIT STRING");
-    }
-    this.signatureValue = signature.content.subarray(1);
+    this.signatureValue = signatureValue;
     this.signatureAlgorithm = parseSignatureAlgorithm(outerAlg.bytes);
 
     const tbs = new DerReader(tbsElement.content, "TBSCertificate");
@@ -156,30 +149,17 @@ export class Certificate {
     this.keyInfo = describeKey(this.publicKey);
     this.fingerprintSha256 = createHash("sha256").update(der).digest("hex");
 
-    const value = (oid: string) => this.extensions.find((e) => e.oid === oid)?.value;
-    const bc = value(ExtensionOid.basicConstraints);
-    if (bc) this.basicConstraints = decodeBasicConstraints(bc);
-    const ku = value(ExtensionOid.keyUsage);
-    if (ku) this.keyUsage = decodeKeyUsage(ku);
-    const eku = value(ExtensionOid.extKeyUsage);
-    if (eku) this.extKeyUsage = decodeExtKeyUsage(eku);
-    const ski = value(ExtensionOid.subjectKeyIdentifier);
-    if (ski) this.subjectKeyId = decodeSubjectKeyId(ski);
-    const aki = value(ExtensionOid.authorityKeyIdentifier);
-    const akiFields = aki ? decodeAuthorityKeyId(aki) : undefined;
-    if (akiFields?.keyId) this.authorityKeyId = akiFields.keyId;
-    if (akiFields?.issuerAndSerial) this.authorityKeyIdHasIssuerSerial = true;
-    const san = value(ExtensionOid.subjectAltName);
-    this.subjectAltNames = san ? parseGeneralNames(san, "subjectAltName") : [];
-    this.sanDns = this.subjectAltNames.flatMap((n) => (n.type === "dns" ? [n.value] : []));
-    this.sanIps = this.subjectAltNames.flatMap((n) => (n.type === "ip" ? [n.bytes] : []));
-    for (const ip of this.sanIps) {
-      if (ip.length !== 4 && ip.length !== 16) {
-        throw new X509ParseError(`subjectAltName: IP address of ${ip.length} bytes`);
-      }
-    }
-    const nc = value(ExtensionOid.nameConstraints);
-    if (nc) this.nameConstraints = decodeNameConstraints(nc);
+    const fields = extensionFields(this.extensions);
+    this.basicConstraints = fields.basicConstraints;
+    this.keyUsage = fields.keyUsage;
+    this.extKeyUsage = fields.extKeyUsage;
+    this.subjectKeyId = fields.subjectKeyId;
+    this.authorityKeyId = fields.authorityKeyId;
+    this.authorityKeyIdHasIssuerSerial = fields.authorityKeyIdHasIssuerSerial;
+    this.subjectAltNames = fields.subjectAltNames;
+    this.sanDns = fields.sanDns;
+    this.sanIps = fields.sanIps;
+    this.nameConstraints = fields.nameConstraints;
   }
 
   /** Issuer as an RFC 4514-style string, e.g. "CN=Root, O=Example" (formatted on first use). */
@@ -286,4 +266,71 @@ function importSpki(spki: Buffer): KeyObject {
 export function firstLine(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
   return message.split("\n")[0] ?? message;
+}
+
+/** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING } (RFC 5280 §4.1). */
+function splitCertificate(der: Buffer): {
+  tbsElement: DerElement;
+  outerAlg: DerElement;
+  signatureValue: Buffer;
+} {
+  const outer = new DerReader(readSingle(der, Tag.SEQUENCE, "certificate").content, "certificate");
+  const tbsElement = outer.read(Tag.SEQUENCE);
+  const outerAlg = outer.read(Tag.SEQUENCE);
+  const signature = outer.read(Tag.BIT_STRING);
+  outer.end();
+  if (signature.content.length < 2 || signature.content[0] !== 0) {
+    throw new X509ParseError("certificate: malformed signature BIT STRING");
+  }
+  return { tbsElement, outerAlg, signatureValue: signature.content.subarray(1) };
+}
+
+/** The extensions a Certificate reads, decoded (each absent one undefined, or empty for the SANs). */
+interface ExtensionFields {
+  basicConstraints?: BasicConstraints;
+  keyUsage?: ReadonlySet<KeyUsageName>;
+  extKeyUsage?: readonly string[];
+  subjectKeyId?: Buffer;
+  authorityKeyId?: Buffer;
+  authorityKeyIdHasIssuerSerial: boolean;
+  subjectAltNames: readonly GeneralName[];
+  sanDns: readonly string[];
+  sanIps: readonly Buffer[];
+  nameConstraints?: NameConstraints;
+}
+
+/** Decodes the extensions a Certificate exposes as fields, in order; malformed ones are X509ParseErrors. */
+function extensionFields(extensions: readonly CertificateExtension[]): ExtensionFields {
+  const value = (oid: string) => extensions.find((e) => e.oid === oid)?.value;
+  const bc = value(ExtensionOid.basicConstraints);
+  const basicConstraints = bc ? decodeBasicConstraints(bc) : undefined;
+  const ku = value(ExtensionOid.keyUsage);
+  const keyUsage = ku ? decodeKeyUsage(ku) : undefined;
+  const eku = value(ExtensionOid.extKeyUsage);
+  const extKeyUsage = eku ? decodeExtKeyUsage(eku) : undefined;
+  const ski = value(ExtensionOid.subjectKeyIdentifier);
+  const subjectKeyId = ski ? decodeSubjectKeyId(ski) : undefined;
+  const aki = value(ExtensionOid.authorityKeyIdentifier);
+  const akiFields = aki ? decodeAuthorityKeyId(aki) : undefined;
+  const san = value(ExtensionOid.subjectAltName);
+  const subjectAltNames = san ? parseGeneralNames(san, "subjectAltName") : [];
+  const sanIps = subjectAltNames.flatMap((n) => (n.type === "ip" ? [n.bytes] : []));
+  for (const ip of sanIps) {
+    if (ip.length !== 4 && ip.length !== 16) {
+      throw new X509ParseError(`subjectAltName: IP address of ${ip.length} bytes`);
+    }
+  }
+  const nc = value(ExtensionOid.nameConstraints);
+  return {
+    basicConstraints,
+    keyUsage,
+    extKeyUsage,
+    subjectKeyId,
+    authorityKeyId: akiFields?.keyId ?? undefined,
+    authorityKeyIdHasIssuerSerial: akiFields?.issuerAndSerial ?? false,
+    subjectAltNames,
+    sanDns: subjectAltNames.flatMap((n) => (n.type === "dns" ? [n.value] : [])),
+    sanIps,
+    nameConstraints: nc ? decodeNameConstraints(nc) : undefined,
+  };
 }

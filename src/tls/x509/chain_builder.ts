@@ -85,75 +85,72 @@ export class PathBuilder {
     }
     for (const issuer of candidates) {
       if (this.pathsFound >= MAX_PATHS) return;
-      if (++this.candidatesConsidered > MAX_CANDIDATES_CONSIDERED) {
-        this.fail(
-          "depth",
-          `gave up after considering ${MAX_CANDIDATES_CONSIDERED} candidate issuers while building the chain`,
-          current,
-          path.length,
-          2,
-        );
-        return;
-      }
-      if (
-        path.some(
-          (c) => c.equals(issuer) || (c.subjectDer.equals(issuer.subjectDer) && c.spki.equals(issuer.spki)),
-        )
-      ) {
-        this.fail(
-          "untrusted-root",
-          `certificate chain loops back to ${issuer.label} without reaching a trusted root`,
-          current,
-          path.length,
-          0,
-        );
-        continue;
-      }
-      if (this.tooDeep(path, issuer)) {
-        this.fail(
-          "depth",
-          `chain from ${path[0]!.label} needs more than ${this.maxDepth} intermediate certificates`,
-          current,
-          path.length,
-          2,
-        );
-        continue;
-      }
-      // A refused issuer key costs no signature check: RSA with a huge modulus or exponent
-      // is exactly what would make the check expensive (Go's CVE-2023-29409).
-      if (issuer.keyInfo.weakness) {
-        this.fail(
-          "weak-key",
-          `certificate ${issuer.label} has a weak key: ${issuer.keyInfo.weakness}`,
-          issuer,
-          path.length,
-          3,
-        );
-        continue;
-      }
-      const signature = this.checkLink(current, issuer);
-      if (signature === undefined) {
-        this.fail(
-          "depth",
-          `gave up after ${MAX_SIGNATURE_CHECKS} signature checks while building the chain`,
-          current,
-          path.length,
-          2,
-        );
-        return;
-      }
-      if (!signature.ok) {
-        this.fail(
-          signature.code,
-          `certificate ${current.label}: ${signature.detail} with the key of ${issuer.label}`,
-          current,
-          path.length,
-          3,
-        );
-        continue;
-      }
-      yield* this.extend([...path, issuer]);
+      const link = this.link(path, issuer);
+      if (link === "stop") return;
+      if (link === "ok") yield* this.extend([...path, issuer]);
     }
+  }
+
+  /**
+   * Whether `issuer` extends `path`: "ok", a dead branch ("skip", its failure recorded), or
+   * "stop" when the work budget is spent.
+   */
+  private link(path: readonly Certificate[], issuer: Certificate): "ok" | "skip" | "stop" {
+    const current = path[path.length - 1]!;
+    if (++this.candidatesConsidered > MAX_CANDIDATES_CONSIDERED) {
+      this.fail(
+        "depth",
+        `gave up after considering ${MAX_CANDIDATES_CONSIDERED} candidate issuers while building the chain`,
+        current,
+        path.length,
+        2,
+      );
+      return "stop";
+    }
+    const refusal = this.refusal(path, issuer);
+    if (refusal) {
+      this.fail(refusal.code, refusal.reason, refusal.certificate, path.length, refusal.rank);
+      return "skip";
+    }
+    const signature = this.checkLink(current, issuer);
+    if (signature === undefined) {
+      const reason = `gave up after ${MAX_SIGNATURE_CHECKS} signature checks while building the chain`;
+      this.fail("depth", reason, current, path.length, 2);
+      return "stop";
+    }
+    if (!signature.ok) {
+      const reason = `certificate ${current.label}: ${signature.detail} with the key of ${issuer.label}`;
+      this.fail(signature.code, reason, current, path.length, 3);
+      return "skip";
+    }
+    return "ok";
+  }
+
+  /** Why `issuer` cannot extend `path` before any signature is checked: a loop, the depth, a weak key. */
+  private refusal(
+    path: readonly Certificate[],
+    issuer: Certificate,
+  ): { code: VerifyErrorCode; reason: string; certificate: Certificate; rank: number } | undefined {
+    const current = path[path.length - 1]!;
+    if (
+      path.some(
+        (c) => c.equals(issuer) || (c.subjectDer.equals(issuer.subjectDer) && c.spki.equals(issuer.spki)),
+      )
+    ) {
+      const reason = `certificate chain loops back to ${issuer.label} without reaching a trusted root`;
+      return { code: "untrusted-root", reason, certificate: current, rank: 0 };
+    }
+    if (this.tooDeep(path, issuer)) {
+      const reason = `chain from ${path[0]!.label} needs more than ${this.maxDepth} intermediate certificates`;
+      return { code: "depth", reason, certificate: current, rank: 2 };
+    }
+    // A refused issuer key costs no signature check: RSA with a huge modulus or exponent
+    // is exactly what would make the check expensive (Go's CVE-2023-29409).
+    if (issuer.keyInfo.weakness) {
+      const reason = `certificate ${issuer.label} has a weak key: ${issuer.keyInfo.weakness}`;
+      return { code: "weak-key", reason, certificate: issuer, rank: 3 };
+    }
+    return undefined;
   }
 
   /**

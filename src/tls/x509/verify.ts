@@ -148,30 +148,8 @@ function validatePath(path: readonly Certificate[], options: VerifyOptions): Pat
   });
 
   for (const cert of path) {
-    const unknown = firstUnknownCritical(cert.extensions, UNDERSTOOD);
-    if (unknown) {
-      return fail(
-        "unsupported-critical-extension",
-        `certificate ${cert.label} has unsupported critical extension ${unknown.oid}`,
-        cert,
-      );
-    }
-    if (cert.keyInfo.weakness)
-      return fail("weak-key", `certificate ${cert.label} has a weak key: ${cert.keyInfo.weakness}`, cert);
-    if (at.getTime() > cert.notAfter.getTime()) {
-      return fail(
-        "expired",
-        `certificate ${cert.label} expired at ${cert.notAfter.toISOString()} (checked at ${at.toISOString()})`,
-        cert,
-      );
-    }
-    if (at.getTime() < cert.notBefore.getTime()) {
-      return fail(
-        "not-yet-valid",
-        `certificate ${cert.label} is not valid before ${cert.notBefore.toISOString()} (checked at ${at.toISOString()})`,
-        cert,
-      );
-    }
+    const problem = validityProblem(cert, at);
+    if (problem) return fail(problem.code, problem.reason, cert);
   }
 
   for (let i = 1; i < path.length; i++) {
@@ -179,22 +157,8 @@ function validatePath(path: readonly Certificate[], options: VerifyOptions): Pat
     if (problem) return fail(problem.code, problem.reason, path[i]!);
   }
 
-  for (let i = 1; i < path.length; i++) {
-    const constraints = path[i]!.nameConstraints;
-    if (!constraints) continue;
-    for (let j = 0; j < i; j++) {
-      // RFC 5280 §6.1.3(b): constraints do not apply to self-issued intermediates.
-      if (j > 0 && path[j]!.isSelfIssued) continue;
-      const check = checkNameConstraints(constraints, path[j]!);
-      if (!check.ok) {
-        return fail(
-          "name-constraints",
-          `certificate ${path[j]!.label} violates the name constraints of ${path[i]!.label}: ${check.detail}`,
-          path[j]!,
-        );
-      }
-    }
-  }
+  const constrained = nameConstraintsProblem(path);
+  if (constrained) return fail("name-constraints", constrained.reason, constrained.certificate);
 
   // After the path checks, so that a v1 or non-CA issuer is reported as such first.
   const nonConforming = profileProblem(path, profile);
@@ -219,6 +183,46 @@ function validatePath(path: readonly Certificate[], options: VerifyOptions): Pat
     }
   }
   return { ok: true, chain: [...path] };
+}
+
+/** Per-certificate checks: critical extensions understood, a strong key, inside its validity. */
+function validityProblem(cert: Certificate, at: Date): { code: VerifyErrorCode; reason: string } | undefined {
+  const unknown = firstUnknownCritical(cert.extensions, UNDERSTOOD);
+  if (unknown) {
+    const reason = `certificate ${cert.label} has unsupported critical extension ${unknown.oid}`;
+    return { code: "unsupported-critical-extension", reason };
+  }
+  if (cert.keyInfo.weakness)
+    return { code: "weak-key", reason: `certificate ${cert.label} has a weak key: ${cert.keyInfo.weakness}` };
+  if (at.getTime() > cert.notAfter.getTime()) {
+    const reason = `certificate ${cert.label} expired at ${cert.notAfter.toISOString()} (checked at ${at.toISOString()})`;
+    return { code: "expired", reason };
+  }
+  if (at.getTime() < cert.notBefore.getTime()) {
+    const reason = `certificate ${cert.label} is not valid before ${cert.notBefore.toISOString()} (checked at ${at.toISOString()})`;
+    return { code: "not-yet-valid", reason };
+  }
+  return undefined;
+}
+
+/** The first certificate below a name-constrained CA that violates its constraints. */
+function nameConstraintsProblem(
+  path: readonly Certificate[],
+): { reason: string; certificate: Certificate } | undefined {
+  for (let i = 1; i < path.length; i++) {
+    const constraints = path[i]!.nameConstraints;
+    if (!constraints) continue;
+    for (let j = 0; j < i; j++) {
+      // RFC 5280 §6.1.3(b): constraints do not apply to self-issued intermediates.
+      if (j > 0 && path[j]!.isSelfIssued) continue;
+      const check = checkNameConstraints(constraints, path[j]!);
+      if (!check.ok) {
+        const reason = `certificate ${path[j]!.label} violates the name constraints of ${path[i]!.label}: ${check.detail}`;
+        return { reason, certificate: path[j]! };
+      }
+    }
+  }
+  return undefined;
 }
 
 /** Issuer-position checks for path[i] (i >= 1). */
