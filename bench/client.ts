@@ -37,12 +37,14 @@ import {
   fmtRatio,
   fmtTarget,
   formatTable,
+  formatTargetSummary,
   measureInterleaved,
   measureOnce,
   megabytesPerSecond,
   type RatioTarget,
   type SequentialResult,
   startPeer,
+  type TargetLine,
   targetMet,
 } from "./lib.ts";
 import type { ListenerConfig, NativeServerReady, NativeServerStats } from "./peers/native_tls_server.ts";
@@ -71,9 +73,9 @@ const BULK_ROUNDS = 3;
 /** The whole run is killed after this long, whatever happens. */
 const WATCHDOG_MS = 10 * 60_000;
 
-/** The issue's targets, as ratios to native. */
+/** The issues' targets, as ratios to native: handshake CPU (issue 2), bulk MB/s (issue 12; issue 2 asked 0.5x). */
 const HANDSHAKE_TARGET: RatioTarget = { kind: "at-most", limit: 1.5 };
-const BULK_TARGET: RatioTarget = { kind: "at-least", limit: 0.5 };
+const BULK_TARGET: RatioTarget = { kind: "at-least", limit: 0.8 };
 
 type Version = "1.1" | "1.2" | "1.3";
 type ClientId = "native" | "hsmkit-file" | "hsmkit-softhsm" | "forge";
@@ -412,14 +414,23 @@ function report(stats: NativeServerStats): void {
   const hsVerdicts = handshakes
     .filter((h) => h.client === "hsmkit-file")
     .map((h) => targetMet(h.result.cpuMsPerOp / nativeHs(h.suite), HANDSHAKE_TARGET));
-  const bulkVerdicts = bulk
-    .filter((b) => b.client === "hsmkit-file")
-    .map((b) => targetMet(megabytesPerSecond(b.bytes, b.wallMs) / nativeMbpsOf(b), BULK_TARGET));
   console.log(
-    `\nIssue 2 targets: handshake CPU <= ${HANDSHAKE_TARGET.limit}x native (file key): met in ` +
-      `${hsVerdicts.filter(Boolean).length} of ${hsVerdicts.length}; bulk >= ${BULK_TARGET.limit}x native: ` +
-      `met in ${bulkVerdicts.filter(Boolean).length} of ${bulkVerdicts.length}.`,
+    `\nIssue 2 target: handshake CPU <= ${HANDSHAKE_TARGET.limit}x native (file key): met in ` +
+      `${hsVerdicts.filter(Boolean).length} of ${hsVerdicts.length}.`,
   );
+  const bulkLines: TargetLine[] = bulk
+    .filter((b) => b.client === "hsmkit-file")
+    .map((b) => {
+      const mbps = megabytesPerSecond(b.bytes, b.wallMs);
+      return {
+        figure: `${b.suite.label}: hsmkit client ${b.direction} vs native`,
+        detail: `${fmt(mbps, 0)} vs ${fmt(nativeMbpsOf(b), 0)} MB/s`,
+        ratio: mbps / nativeMbpsOf(b),
+        target: BULK_TARGET,
+      };
+    });
+  if (bulkLines.length > 0)
+    console.log(formatTargetSummary("Issue 12 targets, hsmkit client bulk", bulkLines).text);
   const verifiedTotal = Object.values(stats.verified).reduce((a, b) => a + b, 0);
   console.log(
     `Server: ${verifiedTotal} client certificates verified, ${stats.clientErrors} failed handshakes` +

@@ -181,6 +181,46 @@ export function fmtTarget(ratio: number, target: RatioTarget): string {
   return `${sign} ${target.limit}x: ${targetMet(ratio, target) ? "met" : "NOT met"}`;
 }
 
+/** One line of a target summary: a measured ratio (undefined when not measured) and its target. */
+export interface TargetLine {
+  /** What is compared, e.g. "TLS 1.3 bulk, hsmkit serve vs node". */
+  figure: string;
+  /** The two measured values behind the ratio, e.g. "512 vs 498 MB/s". */
+  detail: string;
+  ratio: number | undefined;
+  target: RatioTarget;
+}
+
+/**
+ * The targets of an issue as one table, a line per target with met / NOT met (a figure that
+ * could not be measured is not met), and whether all were met.
+ */
+export function formatTargetSummary(
+  title: string,
+  lines: readonly TargetLine[],
+): { text: string; allMet: boolean } {
+  const measured = (l: TargetLine): l is TargetLine & { ratio: number } =>
+    l.ratio !== undefined && Number.isFinite(l.ratio);
+  const allMet = lines.every((l) => measured(l) && targetMet(l.ratio, l.target));
+  const rows = lines.map((l) => [
+    l.figure,
+    l.detail,
+    measured(l) ? `${l.ratio.toFixed(2)}x` : "n/a",
+    measured(l) ? fmtTarget(l.ratio, l.target) : "not measured",
+  ]);
+  const columns: Column[] = [
+    { title: "target" },
+    { title: "measured" },
+    { title: "ratio", align: "right" },
+    { title: "verdict" },
+  ];
+  const met = lines.filter((l) => measured(l) && targetMet(l.ratio, l.target)).length;
+  return {
+    text: `\n${title}: met ${met} of ${lines.length}\n${formatTable(columns, rows)}`,
+    allMet,
+  };
+}
+
 // ---- peers in child processes ------------------------------------------------------------
 
 /** A message a peer sends back: the answer to request `id`, or its failure. */

@@ -28,6 +28,15 @@ const TYPES: Readonly<Record<string, string>> = {
   ".pdf": "application/pdf",
 };
 
+/**
+ * Bytes read from a file at a time. Each read is one trip through libuv's thread pool and each
+ * chunk one pass through http and the TLS record layer (then one writev of its records), so
+ * larger reads cost less CPU per byte: 256 KiB took `hsmkit serve` from about 4 to under 3 ms of
+ * CPU per MiB sent (bench/serve.ts). A client that stops reading holds about three chunks in
+ * the server (the file stream's, the TLS socket's, the TCP socket's), not the file.
+ */
+const READ_CHUNK = 256 * 1024;
+
 /** The content type for a file name. */
 export function contentType(file: string): string {
   return TYPES[path.extname(file).toLowerCase()] ?? "application/octet-stream";
@@ -124,7 +133,7 @@ async function serveFile(realRoot: string, req: IncomingMessage, res: ServerResp
     res.end();
     return;
   }
-  const stream = createReadStream(file);
+  const stream = createReadStream(file, { highWaterMark: READ_CHUNK });
   stream.on("error", () => res.destroy());
   res.on("close", () => stream.destroy());
   stream.pipe(res);

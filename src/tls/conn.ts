@@ -386,13 +386,16 @@ export class TlsSocket extends HandshakeSocket {
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     const send = () => {
       if (this.failure) return callback(this.failure);
-      // One write per record, corked so they leave together, instead of joining them into a copy.
-      const records = [...fragments(chunk)].map((f) => this.seal(ContentType.application_data, f));
+      // The records' pieces are written as they are, corked so they leave in one writev, instead
+      // of being joined into a copy.
+      const pieces: Buffer[] = [];
+      for (const f of fragments(chunk))
+        pieces.push(...this.writeProtection.sealPieces(ContentType.application_data, this.recordVersion, f));
       this.transport.cork();
-      records.forEach((r, i) => {
-        this.transport.write(r, i === records.length - 1 ? callback : undefined);
+      pieces.forEach((piece, i) => {
+        this.transport.write(piece, i === pieces.length - 1 ? callback : undefined);
       });
-      if (records.length === 0) callback();
+      if (pieces.length === 0) callback();
       this.transport.uncork();
     };
     if (this.handshaking) this.pendingWrites.push(send);

@@ -26,21 +26,41 @@ export interface RecordProtection {
   readonly tls13: boolean;
   /** Protects one fragment; returns the whole record, header included, ready for the wire. */
   seal(type: ContentType, version: number, plaintext: Buffer): Buffer;
+  /**
+   * The same record as {@link seal}, as the pieces that go on the wire one after another, header
+   * first. The bulk path writes them as they are: joining them would allocate and copy every
+   * record once more (a third of the CPU of sending, by --cpu-prof).
+   */
+  sealPieces(type: ContentType, version: number, plaintext: Buffer): Buffer[];
   /** Opens one record body; returns the plaintext and, for TLS 1.3, the inner content type. */
   open(type: ContentType, version: number, body: Buffer): { type: ContentType; plaintext: Buffer };
 }
 
+/** `seal` for every protection, made once from its `sealPieces`. */
+abstract class PieceSealer {
+  abstract sealPieces(type: ContentType, version: number, plaintext: Buffer): Buffer[];
+
+  seal(type: ContentType, version: number, plaintext: Buffer): Buffer {
+    const pieces = this.sealPieces(type, version, plaintext);
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+  }
+}
+
+class NullProtection extends PieceSealer implements RecordProtection {
+  readonly isNull = true;
+  readonly tls13 = false;
+
+  sealPieces(type: ContentType, version: number, plaintext: Buffer): Buffer[] {
+    return [recordHeader(type, version, plaintext.length), plaintext];
+  }
+
+  open(type: ContentType, _version: number, body: Buffer): { type: ContentType; plaintext: Buffer } {
+    return { type, plaintext: body };
+  }
+}
+
 /** The state before ChangeCipherSpec: records travel in the clear. */
-export const NULL_PROTECTION: RecordProtection = {
-  isNull: true,
-  tls13: false,
-  seal: (type, version, plaintext) => {
-    const out = allocRecord(type, version, plaintext.length);
-    plaintext.copy(out, 5);
-    return out;
-  },
-  open: (type, _version, body) => ({ type, plaintext: body }),
-};
+export const NULL_PROTECTION: RecordProtection = new NullProtection();
 
 const badMac = () =>
   new TlsError(AlertDescription.bad_record_mac, "record authentication failed (bad_record_mac)");
@@ -61,11 +81,12 @@ class Sequence {
 }
 
 /**
- * A record buffer with its 5-byte header written; the body is filled in place so a record
- * is copied once on its way out, not once per layer.
+ * A record's 5-byte header (RFC 5246 §6.2, RFC 8446 §5.1) for a body of `bodyLength` bytes, with
+ * `room` more bytes after it for the start of the body to be filled in place (the explicit
+ * nonce of TLS 1.2 GCM, or the whole CBC body).
  */
-function allocRecord(type: number, version: number, bodyLength: number): Buffer {
-  const out = Buffer.allocUnsafe(5 + bodyLength);
+function recordHeader(type: number, version: number, bodyLength: number, room = 0): Buffer {
+  const out = Buffer.allocUnsafe(5 + room);
   out[0] = type;
   out.writeUInt16BE(version, 1);
   out.writeUInt16BE(bodyLength, 3);
@@ -82,7 +103,7 @@ function header(seq: Buffer, type: number, version: number, length: number): Buf
 }
 
 /** CBC with HMAC, explicit per-record IV (TLS 1.1 and 1.2). */
-export class CbcProtection implements RecordProtection {
+export class CbcProtection extends PieceSealer implements RecordProtection {
   readonly isNull = false;
   readonly tls13 = false;
   private readonly seq = new Sequence();
@@ -94,6 +115,7 @@ export class CbcProtection implements RecordProtection {
     private readonly macKey: Buffer,
     private readonly encryptThenMac: boolean,
   ) {
+    super();
     this.algorithm = suite.cipher;
     this.macHash = suite.mac!;
     this.macLength = suite.macLength;
@@ -113,13 +135,14 @@ export class CbcProtection implements RecordProtection {
     return h.digest();
   }
 
-  seal(type: ContentType, version: number, plaintext: Buffer): Buffer {
+  sealPieces(type: ContentType, version: number, plaintext: Buffer): Buffer[] {
     const seq = this.seq.next();
     const mac = this.encryptThenMac ? undefined : this.mac(seq, type, version, plaintext);
     const dataLength = plaintext.length + (mac?.length ?? 0);
     const padLength = 15 - (dataLength % 16);
     const ivAndCipher = 16 + dataLength + padLength + 1;
-    const out = allocRecord(type, version, ivAndCipher + (this.encryptThenMac ? this.macLength : 0));
+    const bodyLength = ivAndCipher + (this.encryptThenMac ? this.macLength : 0);
+    const out = recordHeader(type, version, bodyLength, bodyLength);
     randomFillSync(out, 5, 16);
     const c = createCipheriv(this.algorithm, this.key, out.subarray(5, 21)).setAutoPadding(false);
     let o = 21;
@@ -128,7 +151,7 @@ export class CbcProtection implements RecordProtection {
     o += c.update(Buffer.alloc(padLength + 1, padLength)).copy(out, o);
     o += c.final().copy(out, o);
     if (this.encryptThenMac) this.mac(seq, type, version, out.subarray(5, o)).copy(out, o);
-    return out;
+    return [out];
   }
 
   open(type: ContentType, version: number, body: Buffer): { type: ContentType; plaintext: Buffer } {
@@ -195,7 +218,7 @@ type AeadAlgorithm = "aes-128-gcm" | "aes-256-gcm" | "chacha20-poly1305";
 // ChaCha20-Poly1305 has the same AEAD call shape as GCM; the cast only picks an overload.
 
 /** AEAD protection for TLS 1.2 (RFC 5288 / RFC 7905 nonces) and TLS 1.3 (RFC 8446 §5.2). */
-export class AeadProtection implements RecordProtection {
+export class AeadProtection extends PieceSealer implements RecordProtection {
   readonly isNull = false;
   private readonly seq = new Sequence();
   private readonly explicitNonce: boolean;
@@ -207,6 +230,7 @@ export class AeadProtection implements RecordProtection {
     private readonly iv: Buffer,
     readonly tls13: boolean,
   ) {
+    super();
     this.explicitNonce = !tls13 && algorithm !== "chacha20-poly1305";
   }
 
@@ -217,27 +241,23 @@ export class AeadProtection implements RecordProtection {
     return n;
   }
 
-  seal(type: ContentType, version: number, plaintext: Buffer): Buffer {
+  sealPieces(type: ContentType, version: number, plaintext: Buffer): Buffer[] {
     const seq = this.seq.next();
     const nonce = this.nonce(seq);
     // TLS 1.3 hides the real type inside (RFC 8446 §5.2); the outer type is always application_data.
     const innerLength = plaintext.length + (this.tls13 ? 1 : 0);
     const prefix = this.explicitNonce ? 8 : 0;
-    const out = allocRecord(
-      this.tls13 ? ContentType.application_data : type,
-      version,
-      prefix + innerLength + 16,
-    );
-    const aad = this.tls13 ? out.subarray(0, 5) : header(seq, type, version, plaintext.length);
+    const outerType = this.tls13 ? ContentType.application_data : type;
+    const head = recordHeader(outerType, version, prefix + innerLength + 16, prefix);
+    if (prefix) seq.copy(head, 5);
+    const aad = this.tls13 ? head : header(seq, type, version, plaintext.length);
     const c = createCipheriv(this.algorithm as CipherGCMTypes, this.key, nonce, { authTagLength: 16 });
     c.setAAD(aad, { plaintextLength: innerLength });
-    let o = 5;
-    if (prefix) o += seq.copy(out, o);
-    o += c.update(plaintext).copy(out, o);
-    if (this.tls13) o += c.update(Buffer.from([type])).copy(out, o);
-    o += c.final().copy(out, o);
-    c.getAuthTag().copy(out, o);
-    return out;
+    const body = c.update(plaintext);
+    // The sealed inner type byte (TLS 1.3), anything final() returns and the tag: one small piece.
+    const innerType = this.tls13 ? c.update(Buffer.of(type)) : Buffer.alloc(0);
+    const final = c.final();
+    return [head, body, Buffer.concat([innerType, final, c.getAuthTag()])];
   }
 
   open(type: ContentType, version: number, body: Buffer): { type: ContentType; plaintext: Buffer } {
@@ -268,15 +288,6 @@ export class AeadProtection implements RecordProtection {
       throw new TlsError(AlertDescription.record_overflow, "record plaintext too long");
     return { type: innerType, plaintext: plain.subarray(0, end - 1) };
   }
-}
-
-/** The header of a received record, as TLS 1.3 authenticates it. */
-function recordHeader(type: number, version: number, length: number): Buffer {
-  const h = Buffer.alloc(5);
-  h[0] = type;
-  h.writeUInt16BE(version, 1);
-  h.writeUInt16BE(length, 3);
-  return h;
 }
 
 /** Key material for one direction, as cut from the TLS 1.2 key block. */
