@@ -115,8 +115,8 @@ export class PostgresDriver implements SqlDriver {
     };
     let broken: Error | undefined;
     try {
-      await client.query("BEGIN");
-      await client.query("SELECT pg_advisory_xact_lock($1)", [lockKey(lock)]);
+      // One round trip: the key is our own decimal number, never caller input.
+      await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${lockKey(lock)})`);
       const result = await work(tx);
       await client.query("COMMIT");
       return result;
