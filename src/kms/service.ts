@@ -91,13 +91,17 @@ export class KmsService {
   }
 
   /** Resolves a key the access point may use, in a state and usage that allow the operation. */
-  private usableKey(name: string, usage: KeyUsage | undefined, ctx: RequestContext): KeyRecord {
+  private async usableKey(
+    name: string,
+    usage: KeyUsage | undefined,
+    ctx: RequestContext,
+  ): Promise<KeyRecord> {
     if (name === "") throw new KmsServiceError("MissingParameter", "The parameter KeyId is missing.");
     // Key ids and aliases are short; a long one is refused before it reaches lookups or the audit log.
     if (name.length > MAX_KEY_NAME)
       throw new KmsServiceError("InvalidParam", "The parameter KeyId is too long.");
     ctx.keyId = name;
-    const key = this.instance.keys.resolve(name);
+    const key = await this.instance.keys.resolve(name);
     const policy = ctx.accessPoint.policy;
     if (!key) {
       // Only say "not found" to an access point that could have used such a key.
@@ -107,7 +111,7 @@ export class KmsService {
       throw new KmsServiceError("Forbidden.NoPermission", `This access point may not use "${name}".`);
     }
     ctx.keyId = key.id;
-    const aliases = this.instance.store.aliasesOf(key.id);
+    const aliases = await this.instance.store.aliasesOf(key.id);
     if (!allowsKey(policy, key.id, name === key.id ? aliases : [...aliases, name])) {
       throw new KmsServiceError("Forbidden.NoPermission", `This access point may not use "${name}".`);
     }
@@ -146,10 +150,10 @@ export class KmsService {
   }
 
   private async sign(req: KmsMessages["SignRequest"], ctx: RequestContext): Promise<Buffer> {
-    const key = this.usableKey(req.KeyId, "SIGN/VERIFY", ctx);
+    const key = await this.usableKey(req.KeyId, "SIGN/VERIFY", ctx);
     const [algName, alg] = this.signingAlgorithm(key, req.Algorithm, ctx);
     const input = this.messageInput(req.MessageType, req.Message, req.Digest, ctx);
-    const version = this.instance.keys.primaryVersion(key.id);
+    const version = await this.instance.keys.primaryVersion(key.id);
     ctx.detail += ` v${version.seq}`;
     const loaded = await this.instance.keys.load(key, version);
     const signature =
@@ -166,14 +170,14 @@ export class KmsService {
   }
 
   private async verify(req: KmsMessages["VerifyRequest"], ctx: RequestContext): Promise<Buffer> {
-    const key = this.usableKey(req.KeyId, "SIGN/VERIFY", ctx);
+    const key = await this.usableKey(req.KeyId, "SIGN/VERIFY", ctx);
     const [algName, alg] = this.signingAlgorithm(key, req.Algorithm, ctx);
     const input = this.messageInput(req.MessageType, req.Message, req.Digest, ctx);
     if (req.Signature.length === 0)
       throw new KmsServiceError("MissingParameter", "The parameter Signature is missing.");
     let value = false;
     // The signature does not say which version made it: try newest first.
-    for (const version of this.instance.keys.versions(key.id)) {
+    for (const version of await this.instance.keys.versions(key.id)) {
       const loaded = await this.instance.keys.load(key, version);
       value =
         input.type === "RAW"
@@ -195,11 +199,11 @@ export class KmsService {
   }
 
   private async getPublicKey(req: KmsMessages["GetPublicKeyRequest"], ctx: RequestContext): Promise<Buffer> {
-    const key = this.usableKey(req.KeyId, undefined, ctx);
+    const key = await this.usableKey(req.KeyId, undefined, ctx);
     if (KEY_SPECS[key.spec].kind === "aes") {
       throw new KmsServiceError("UnsupportedOperation", "A symmetric key has no public key.");
     }
-    const version = this.instance.keys.primaryVersion(key.id);
+    const version = await this.instance.keys.primaryVersion(key.id);
     ctx.detail = `v${version.seq}`;
     return encodeMessage("GetPublicKeyResponse", {
       KeyId: key.id,
@@ -214,7 +218,7 @@ export class KmsService {
    */
   private async seal(key: KeyRecord, plaintext: Buffer, aad: Buffer, ctx: RequestContext) {
     const iv = randomBytes(12);
-    const version = this.instance.keys.primaryVersion(key.id);
+    const version = await this.instance.keys.primaryVersion(key.id);
     ctx.detail += ` v${version.seq}`;
     const loaded = await this.instance.keys.load(key, version);
     const header = Buffer.concat([Buffer.from([BLOB_FORMAT]), Buffer.from(version.id, "hex")]);
@@ -223,7 +227,7 @@ export class KmsService {
   }
 
   private async encrypt(req: KmsMessages["EncryptRequest"], ctx: RequestContext): Promise<Buffer> {
-    const key = this.usableKey(req.KeyId, "ENCRYPT/DECRYPT", ctx);
+    const key = await this.usableKey(req.KeyId, "ENCRYPT/DECRYPT", ctx);
     if (req.Plaintext.length === 0)
       throw new KmsServiceError("MissingParameter", "The parameter Plaintext is missing.");
     const kind = KEY_SPECS[key.spec].kind;
@@ -251,7 +255,7 @@ export class KmsService {
       });
     }
     const oaepHash = rsaOaepHash(algName);
-    const version = this.instance.keys.primaryVersion(key.id);
+    const version = await this.instance.keys.primaryVersion(key.id);
     ctx.detail += ` v${version.seq}`;
     const blob = rsaOaepEncrypt(await this.instance.keys.load(key, version), oaepHash, req.Plaintext);
     return encodeMessage("EncryptResponse", {
@@ -269,9 +273,10 @@ export class KmsService {
     let keyName = req.KeyId;
     if (keyName === "" && blob.length > BLOB_HEADER && blob[0] === BLOB_FORMAT) {
       // A symmetric blob names its key version, so KeyId may be left out.
-      keyName = this.instance.store.version(blob.subarray(1, BLOB_HEADER).toString("hex"))?.keyId ?? "";
+      keyName =
+        (await this.instance.store.version(blob.subarray(1, BLOB_HEADER).toString("hex")))?.keyId ?? "";
     }
-    const key = this.usableKey(keyName, "ENCRYPT/DECRYPT", ctx);
+    const key = await this.usableKey(keyName, "ENCRYPT/DECRYPT", ctx);
     const kind = KEY_SPECS[key.spec].kind;
     const algName = req.Algorithm === "" ? defaultAlgorithm(kind, "encrypt") : req.Algorithm;
     ctx.detail = algName;
@@ -283,7 +288,7 @@ export class KmsService {
         throw new KmsServiceError("InvalidParameter", "Iv must be the 12 bytes Encrypt returned.");
       const version =
         blob[0] === BLOB_FORMAT
-          ? this.instance.store.version(blob.subarray(1, BLOB_HEADER).toString("hex"))
+          ? await this.instance.store.version(blob.subarray(1, BLOB_HEADER).toString("hex"))
           : undefined;
       if (version && version.keyId === key.id && blob.length >= BLOB_HEADER + 16) {
         ctx.detail += ` v${version.seq}`;
@@ -298,7 +303,7 @@ export class KmsService {
       }
     } else {
       const oaepHash = rsaOaepHash(algName);
-      for (const version of this.instance.keys.versions(key.id)) {
+      for (const version of await this.instance.keys.versions(key.id)) {
         plaintext = rsaOaepDecrypt(await this.instance.keys.load(key, version), oaepHash, blob);
         if (plaintext) {
           ctx.detail += ` v${version.seq}`;
@@ -320,7 +325,7 @@ export class KmsService {
     req: KmsMessages["GenerateDataKeyRequest"],
     ctx: RequestContext,
   ): Promise<Buffer> {
-    const key = this.usableKey(req.KeyId, "ENCRYPT/DECRYPT", ctx);
+    const key = await this.usableKey(req.KeyId, "ENCRYPT/DECRYPT", ctx);
     if (KEY_SPECS[key.spec].kind !== "aes") {
       throw new KmsServiceError("UnsupportedOperation", "GenerateDataKey needs a symmetric key.");
     }
