@@ -241,7 +241,11 @@ function registerAccessPoints(kms: Command): void {
     ap.command("create").description("create an access point; writes its client key and password files"),
   )
     .requiredOption("--name <name>", "access point name")
-    .requiredOption("--keys <patterns>", "comma-separated key ids / aliases / patterns, e.g. 'key-*'")
+    .option("--keys <patterns>", "comma-separated key ids / aliases / patterns, e.g. 'key-*'")
+    .option(
+      "--secrets <patterns>",
+      "comma-separated secret names / patterns GetSecretValue may read, e.g. 'db-*' (--keys grants none)",
+    )
     .option("--operations <ops>", "comma-separated API names, or *", "*")
     .option("--source-ip <cidrs>", "comma-separated source addresses / CIDR blocks (default any)", "")
     .option("--cert-bag <cipher>", "PKCS#12 certificate safe cipher: 3des | rc2-40", "3des")
@@ -250,7 +254,8 @@ function registerAccessPoints(kms: Command): void {
       (
         o: MasterOptions & {
           name: string;
-          keys: string;
+          keys?: string;
+          secrets?: string;
           operations: string;
           sourceIp: string;
           certBag: string;
@@ -260,9 +265,12 @@ function registerAccessPoints(kms: Command): void {
         withInstance(o, async (i) => {
           if (o.certBag !== "3des" && o.certBag !== "rc2-40")
             throw new CliError("kms: --cert-bag is 3des or rc2-40");
+          if (o.keys === undefined && o.secrets === undefined)
+            throw new CliError("kms: ap create needs --keys PATTERNS, --secrets PATTERNS or both");
           const created = await adminCreateAccessPoint(i, {
             name: o.name,
-            keys: o.keys,
+            keys: o.keys ?? "",
+            secrets: o.secrets ?? "",
             operations: o.operations,
             sourceIps: o.sourceIp,
             outDir: o.out,
@@ -276,7 +284,10 @@ function registerAccessPoints(kms: Command): void {
   masterOptions(ap.command("list").description("list access points")).action((o: MasterOptions) =>
     withInstance(o, (i) =>
       out(
-        formatTable(["ACCESS POINT", "NAME", "STATE", "KEYS", "OPERATIONS", "SOURCES"], accessPointTable(i)),
+        formatTable(
+          ["ACCESS POINT", "NAME", "STATE", "KEYS", "SECRETS", "OPERATIONS", "SOURCES"],
+          accessPointTable(i),
+        ),
       ),
     ),
   );

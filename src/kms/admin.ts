@@ -101,7 +101,10 @@ export function adminDeleteAlias(instance: KmsInstance, alias: string): void {
 /** Options of {@link adminCreateAccessPoint}. */
 export interface AccessPointOptions {
   readonly name: string;
-  readonly keys: string;
+  /** Key id / alias patterns (comma list); may be empty when `secrets` names some. */
+  readonly keys?: string;
+  /** Secret name patterns (comma list); keys patterns never grant secrets. */
+  readonly secrets?: string;
   readonly operations?: string;
   readonly sourceIps?: string;
   readonly outDir: string;
@@ -113,14 +116,20 @@ export async function adminCreateAccessPoint(
   instance: KmsInstance,
   o: AccessPointOptions,
 ): Promise<CreatedAccessPoint> {
-  const policy = parsePolicy(o.keys, o.operations ?? "*", o.sourceIps ?? "");
+  const policy = parsePolicy(o.keys ?? "", o.operations ?? "*", o.sourceIps ?? "", o.secrets ?? "");
   const created = await createAccessPoint(instance, {
     name: o.name,
     policy,
     outDir: o.outDir,
     ...(o.certBagCipher ? { certBagCipher: o.certBagCipher } : {}),
   });
-  audit(instance, "CreateAccessPoint", "", `${created.record.id} ${o.name} keys=${policy.keys.join(",")}`);
+  const secrets = policy.secrets ? ` secrets=${policy.secrets.join(",")}` : "";
+  audit(
+    instance,
+    "CreateAccessPoint",
+    "",
+    `${created.record.id} ${o.name} keys=${policy.keys.join(",")}${secrets}`,
+  );
   return created;
 }
 
@@ -154,7 +163,7 @@ export function keyTable(instance: KmsInstance): string[][] {
     ]);
 }
 
-/** Rows for `kms ap list`: id, name, state, keys, operations, source addresses. */
+/** Rows for `kms ap list`: id, name, state, keys, secrets, operations, source addresses. */
 export function accessPointTable(instance: KmsInstance): string[][] {
   return instance.store
     .listAccessPoints()
@@ -162,7 +171,8 @@ export function accessPointTable(instance: KmsInstance): string[][] {
       ap.id,
       ap.name,
       ap.state,
-      ap.policy.keys.join(","),
+      ap.policy.keys.join(",") || "-",
+      ap.policy.secrets?.join(",") || "-",
       ap.policy.operations.join(","),
       ap.policy.sourceIps.join(",") || "any",
     ]);

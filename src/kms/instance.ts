@@ -22,6 +22,7 @@ import {
   type ScryptParams,
 } from "./master_key.ts";
 import { openPkcs11MasterKey } from "./master_pkcs11.ts";
+import { SecretVault } from "./secrets.ts";
 import { Store } from "./store.ts";
 
 /** Where the master key comes from (at most one of passphrase / passphraseFile / pkcs11). */
@@ -74,6 +75,8 @@ export class InstanceError extends Error {
 
 /** An open KMS data directory. */
 export class KmsInstance {
+  private vault: SecretVault | undefined;
+
   private constructor(
     readonly dataDir: string,
     readonly id: string,
@@ -82,6 +85,12 @@ export class KmsInstance {
     readonly audit: AuditLog,
     readonly keys: KeyRegistry,
   ) {}
+
+  /** The instance's secrets (their tables are made on first use). */
+  get secrets(): SecretVault {
+    this.vault ??= new SecretVault(this);
+    return this.vault;
+  }
 
   /** Path of the instance CA certificate. */
   get caPath(): string {

@@ -42,6 +42,8 @@ export interface AccessPolicy {
   readonly operations: readonly string[];
   /** Source addresses or CIDR blocks allowed; empty means any. */
   readonly sourceIps: readonly string[];
+  /** Secret name patterns GetSecretValue may read; absent or empty means none. */
+  readonly secrets?: readonly string[];
 }
 
 /** An application access point: the server keeps only its public key and policy. */

@@ -3,13 +3,14 @@
  * 127.0.0.1, access points with client key files on disk, and raw protocol requests for tests
  * that must craft what the SDK would never send.
  */
+import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { adminCreateAccessPoint } from "../../src/kms/admin.ts";
-import { KmsClient, type KmsClientConfig } from "../../src/kms/client.ts";
+import { KmsClient, type KmsClientConfig, KmsRequestError } from "../../src/kms/client.ts";
 import { KmsInstance } from "../../src/kms/instance.ts";
 import { decodeMessage } from "../../src/kms/proto.ts";
 import { KmsServer, type KmsServerOptions } from "../../src/kms/server.ts";
@@ -22,7 +23,7 @@ export interface KmsFixture {
   /** Creates an access point and returns a client for it (closed with the fixture). */
   client(
     keys?: string,
-    extra?: { operations?: string; sourceIps?: string },
+    extra?: { operations?: string; sourceIps?: string; secrets?: string },
     config?: Partial<KmsClientConfig>,
   ): Promise<ApClient>;
   /** Stops everything and removes the directory. */
@@ -68,6 +69,7 @@ export async function startKms(
         outDir: join(dir, "aps"),
         ...(extra.operations !== undefined ? { operations: extra.operations } : {}),
         ...(extra.sourceIps !== undefined ? { sourceIps: extra.sourceIps } : {}),
+        ...(extra.secrets !== undefined ? { secrets: extra.secrets } : {}),
       });
       const cfg: KmsClientConfig = {
         endpoint: server.endpoint,
@@ -133,5 +135,15 @@ export function rawRequest(
     req.on("error", reject);
     req.setTimeout(20_000, () => req.destroy(new Error("raw request timed out")));
     req.end(body);
+  });
+}
+
+/** Asserts that a client call is refused by the server with `code` (and a request id). */
+export async function refused(promise: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(err instanceof KmsRequestError, String(err));
+    assert.equal(err.code, code, err.message);
+    assert.match(err.requestId, /^[0-9a-f-]{36}$/);
+    return true;
   });
 }

@@ -21,11 +21,11 @@ import {
   SIGNATURE_METHOD,
   stringToSign,
 } from "../../src/kms/auth.ts";
-import { KmsClient, KmsRequestError, loadClientKey } from "../../src/kms/client.ts";
+import { KmsClient, type KmsRequestError, loadClientKey } from "../../src/kms/client.ts";
 import { encodeMessage } from "../../src/kms/proto.ts";
 import { KmsServer } from "../../src/kms/server.ts";
 import { runCommand } from "../helpers/process.ts";
-import { type ApClient, type KmsFixture, rawRequest, startKms } from "./kms_fixture.ts";
+import { type ApClient, type KmsFixture, rawRequest, refused, startKms } from "./kms_fixture.ts";
 
 let kms: KmsFixture;
 let rsaKey: string;
@@ -45,15 +45,6 @@ after(() => kms.close());
 async function openssl(args: string[]): Promise<string> {
   const r = await runCommand("openssl", args);
   return r.output.trim();
-}
-
-async function refused(promise: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(err instanceof KmsRequestError, String(err));
-    assert.equal(err.code, code, err.message);
-    assert.match(err.requestId, /^[0-9a-f-]{36}$/);
-    return true;
-  });
 }
 
 describe("seed 000 through the SDK", () => {
