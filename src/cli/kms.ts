@@ -17,62 +17,11 @@ import {
   formatTable,
   keyTable,
 } from "../kms/admin.ts";
-import { KmsInstance, type OpenOptions } from "../kms/instance.ts";
+import { KmsInstance } from "../kms/instance.ts";
 import { KmsServer } from "../kms/server.ts";
 import { CliError } from "./errors.ts";
-
-interface MasterOptions {
-  data: string;
-  passphraseFile?: string;
-  masterKey?: string;
-  auditAnchor?: string;
-}
-
-function masterOptions(cmd: Command): Command {
-  return cmd
-    .requiredOption("--data <dir>", "KMS data directory")
-    .option(
-      "--passphrase-file <file>",
-      "file holding the master key passphrase (else $HSMKIT_KMS_PASSPHRASE)",
-    )
-    .option("--master-key <pkcs11-uri>", "master key in a PKCS#11 token: pkcs11:token=T;object=O?pin-value=P")
-    .option(
-      "--audit-anchor <file>",
-      "keep the audit log's newest head (count + MAC) in FILE and check it on 'audit verify' (catches a rolled-back database); give every command the same FILE, off the data disk",
-    );
-}
-
-function openOptions(o: MasterOptions, create: boolean): OpenOptions {
-  return {
-    dataDir: o.data,
-    create,
-    ...(o.passphraseFile !== undefined ? { passphraseFile: o.passphraseFile } : {}),
-    ...(o.masterKey !== undefined ? { pkcs11: o.masterKey } : {}),
-    ...(o.auditAnchor !== undefined ? { auditAnchor: o.auditAnchor } : {}),
-  };
-}
-
-/** Opens the data directory, runs `work`, closes it; every failure becomes a one-line CliError. */
-async function withInstance<T>(
-  o: MasterOptions,
-  work: (i: KmsInstance) => Promise<T> | T,
-  create = false,
-): Promise<T> {
-  let instance: KmsInstance;
-  try {
-    instance = await KmsInstance.open(openOptions(o, create));
-  } catch (err) {
-    throw new CliError(`kms: ${(err as Error).message}`);
-  }
-  try {
-    return await work(instance);
-  } catch (err) {
-    if (err instanceof CliError) throw err;
-    throw new CliError(`kms: ${(err as Error).message}`);
-  } finally {
-    await instance.close();
-  }
-}
+import { type MasterOptions, masterOptions, openOptions, out, withInstance } from "./kms_common.ts";
+import { registerSecrets } from "./kms_secret.ts";
 
 function parseListen(text: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text);
@@ -88,10 +37,6 @@ function positiveNumber(text: string, flag: string, integer = false): number {
     throw new CliError(`kms: ${flag} wants a positive ${integer ? "integer" : "number"}, got "${text}"`);
   return n;
 }
-
-const out = (line: string): void => {
-  process.stdout.write(`${line}\n`);
-};
 
 function registerServe(kms: Command): void {
   masterOptions(
@@ -356,5 +301,6 @@ export function registerKmsCommands(program: Command): void {
   registerServe(kms);
   registerKeys(kms);
   registerAccessPoints(kms);
+  registerSecrets(kms);
   registerCaAndAudit(kms);
 }

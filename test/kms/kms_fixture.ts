@@ -4,13 +4,22 @@
  * that must craft what the SDK would never send.
  */
 import assert from "node:assert/strict";
+import { sign } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { adminCreateAccessPoint } from "../../src/kms/admin.ts";
-import { KmsClient, type KmsClientConfig, KmsRequestError } from "../../src/kms/client.ts";
+import {
+  ACCESS_KEY_HEADER,
+  API_VERSION,
+  contentSha256,
+  formatHttpDate,
+  SIGNATURE_METHOD,
+  stringToSign,
+} from "../../src/kms/auth.ts";
+import { KmsClient, type KmsClientConfig, KmsRequestError, loadClientKey } from "../../src/kms/client.ts";
 import { KmsInstance } from "../../src/kms/instance.ts";
 import { decodeMessage } from "../../src/kms/proto.ts";
 import { KmsServer, type KmsServerOptions } from "../../src/kms/server.ts";
@@ -146,4 +155,24 @@ export async function refused(promise: Promise<unknown>, code: string): Promise<
     assert.match(err.requestId, /^[0-9a-f-]{36}$/);
     return true;
   });
+}
+
+/** Protocol headers for a hand-made body, signed with the access point's key as an SDK would. */
+export function signedHeaders(
+  config: KmsClientConfig,
+  apiName: string,
+  body: Buffer,
+): Record<string, string> {
+  const { accessKeyId, privateKey } = loadClientKey(config);
+  const headers: Record<string, string> = {
+    date: formatHttpDate(new Date()),
+    "x-kms-apiversion": API_VERSION,
+    "x-kms-apiname": apiName,
+    "x-kms-signaturemethod": SIGNATURE_METHOD,
+    [ACCESS_KEY_HEADER]: accessKeyId,
+    "content-type": "application/x-protobuf",
+    "content-sha256": contentSha256(body),
+  };
+  const signature = sign("sha256", Buffer.from(stringToSign("POST", headers)), privateKey);
+  return { ...headers, authorization: `Bearer ${signature.toString("base64")}` };
 }
