@@ -230,7 +230,7 @@ function registerAccessPoints(kms: Command): void {
     withInstance(o, (i) =>
       out(
         formatTable(
-          ["ACCESS POINT", "NAME", "STATE", "KEYS", "SECRETS", "OPERATIONS", "SOURCES"],
+          ["ACCESS POINT", "NAME", "STATE", "KEYS", "OPERATIONS", "SOURCES", "SECRETS"],
           accessPointTable(i),
         ),
       ),

@@ -257,7 +257,7 @@ export function keyTable(instance: KmsInstance): string[][] {
     ]);
 }
 
-/** Rows for `kms ap list`: id, name, state, keys, secrets, operations, source addresses. */
+/** Rows for `kms ap list`: id, name, state, keys, operations, source addresses, secrets. */
 export function accessPointTable(instance: KmsInstance): string[][] {
   return instance.store
     .listAccessPoints()
@@ -266,9 +266,9 @@ export function accessPointTable(instance: KmsInstance): string[][] {
       ap.name,
       ap.state,
       ap.policy.keys.join(",") || "-",
-      ap.policy.secrets?.join(",") || "-",
       ap.policy.operations.join(","),
       ap.policy.sourceIps.join(",") || "any",
+      ap.policy.secrets?.join(",") || "-",
     ]);
 }
 
