@@ -134,9 +134,9 @@ const request: FuzzTarget = {
       seeds: OPERATIONS.map((op) => signer.sign(op, sampleBody(op), date, {})),
       generate,
       expected: kmsExpected,
-      run(input: Buffer) {
+      async run(input: Buffer) {
         const req = parse(input);
-        const who = authenticate({ ...req, sourceAddress: "127.0.0.1" }, instance.store, now);
+        const who = await authenticate({ ...req, sourceAddress: "127.0.0.1" }, instance.store, now);
         decodeMessage(requestName(who.operation), req.body);
       },
       async close() {

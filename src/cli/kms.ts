@@ -63,9 +63,10 @@ function registerServe(kms: Command): void {
         const maxInflight = positiveNumber(o.maxInflight, "--max-inflight", true);
         const headersTimeoutMs = positiveNumber(o.headersTimeout, "--headers-timeout") * 1000;
         const bodyTimeoutMs = positiveNumber(o.bodyTimeout, "--body-timeout") * 1000;
+        const options = openOptions(o, true);
         let instance: KmsInstance;
         try {
-          instance = await KmsInstance.open(openOptions(o, true));
+          instance = await KmsInstance.open(options);
         } catch (err) {
           throw new CliError(`kms: ${(err as Error).message}`);
         }
@@ -86,7 +87,9 @@ function registerServe(kms: Command): void {
           throw new CliError(`kms: cannot listen on ${o.listen}: ${(err as Error).message}`);
         }
         out(`kms: instance ${instance.id}, master key: ${instance.master.description}`);
-        out(`kms: instance CA ${instance.caPath}`);
+        out(
+          `kms: instance CA ${instance.dataDir === undefined ? "(hsmkit kms ca --out FILE)" : instance.caPath}`,
+        );
         out(`kms: endpoint https://${server.endpoint}`);
         out(`listening on ${server.endpoint}`);
         await new Promise<void>((resolve) => {
@@ -108,7 +111,8 @@ function registerServe(kms: Command): void {
     withInstance(
       o,
       (i) => {
-        out(`kms: instance ${i.id} in ${i.dataDir}, CA ${i.caPath}`);
+        const where = i.dataDir === undefined ? i.store.driver.description : i.dataDir;
+        out(`kms: instance ${i.id} in ${where}${i.dataDir === undefined ? "" : `, CA ${i.caPath}`}`);
       },
       true,
     ),
@@ -132,8 +136,8 @@ function registerKeys(kms: Command): void {
       }),
     );
   masterOptions(key.command("list").description("list keys")).action((o: MasterOptions) =>
-    withInstance(o, (i) =>
-      out(formatTable(["KEY", "SPEC", "USAGE", "STATE", "VERSIONS", "ALIASES"], keyTable(i))),
+    withInstance(o, async (i) =>
+      out(formatTable(["KEY", "SPEC", "USAGE", "STATE", "VERSIONS", "ALIASES"], await keyTable(i))),
     ),
   );
   for (const [name, action, help] of [
@@ -146,8 +150,8 @@ function registerKeys(kms: Command): void {
       .requiredOption("--key <id|alias>", "the key")
       .option("--days <n>", "pending window for schedule-deletion", "7")
       .action((o: MasterOptions & { key: string; days: string }) =>
-        withInstance(o, (i) => {
-          const k = adminSetKeyState(i, o.key, action, Number(o.days));
+        withInstance(o, async (i) => {
+          const k = await adminSetKeyState(i, o.key, action, Number(o.days));
           out(`${k.id} ${k.state}${k.deletionDate ? ` (deletion after ${k.deletionDate})` : ""}`);
         }),
       );
@@ -163,9 +167,9 @@ function registerKeys(kms: Command): void {
   masterOptions(key.command("public").description("print a key's public key (PEM)"))
     .requiredOption("--key <id|alias>", "the key")
     .action((o: MasterOptions & { key: string }) =>
-      withInstance(o, (i) => {
-        const k = i.keys.require(o.key);
-        process.stdout.write(i.keys.publicKeyPem(i.keys.primaryVersion(k.id)));
+      withInstance(o, async (i) => {
+        const k = await i.keys.require(o.key);
+        process.stdout.write(i.keys.publicKeyPem(await i.keys.primaryVersion(k.id)));
       }),
     );
   const alias = kms.command("alias").description("manage key aliases");
@@ -227,11 +231,11 @@ function registerAccessPoints(kms: Command): void {
         }),
     );
   masterOptions(ap.command("list").description("list access points")).action((o: MasterOptions) =>
-    withInstance(o, (i) =>
+    withInstance(o, async (i) =>
       out(
         formatTable(
           ["ACCESS POINT", "NAME", "STATE", "KEYS", "OPERATIONS", "SOURCES", "SECRETS"],
-          accessPointTable(i),
+          await accessPointTable(i),
         ),
       ),
     ),
@@ -239,7 +243,7 @@ function registerAccessPoints(kms: Command): void {
   masterOptions(ap.command("revoke").description("revoke an access point for good"))
     .requiredOption("--ap <id|name>", "the access point")
     .action((o: MasterOptions & { ap: string }) =>
-      withInstance(o, (i) => out(`${adminRevokeAccessPoint(i, o.ap)} revoked`)),
+      withInstance(o, async (i) => out(`${await adminRevokeAccessPoint(i, o.ap)} revoked`)),
     );
 }
 
@@ -247,11 +251,11 @@ function registerCaAndAudit(kms: Command): void {
   masterOptions(kms.command("ca").description("write the instance CA certificate (PrivateKmsCA.pem)"))
     .requiredOption("--out <file>", "where to write it")
     .action((o: MasterOptions & { out: string }) =>
-      withInstance(o, (i) => {
+      withInstance(o, async (i) => {
         try {
           copyFileSync(i.caPath, o.out);
         } catch {
-          writeFileSync(o.out, i.caCertPem());
+          writeFileSync(o.out, await i.caCertPem());
         }
         out(o.out);
       }),
@@ -260,8 +264,8 @@ function registerCaAndAudit(kms: Command): void {
   masterOptions(
     audit.command("verify").description("check the audit hash chain; exit 1 on any tampering"),
   ).action((o: MasterOptions) =>
-    withInstance(o, (i) => {
-      const verdict = adminVerifyAudit(i);
+    withInstance(o, async (i) => {
+      const verdict = await adminVerifyAudit(i);
       if (!verdict.ok) throw new CliError(`audit FAILED at entry ${verdict.seq}: ${verdict.reason}`);
       if (verdict.anchored === undefined) {
         // Say what an unanchored check cannot vouch for, on stderr so stdout stays one line.
@@ -275,8 +279,8 @@ function registerCaAndAudit(kms: Command): void {
   masterOptions(audit.command("list").description("print audit entries"))
     .option("--last <n>", "only the last N", "50")
     .action((o: MasterOptions & { last: string }) =>
-      withInstance(o, (i) => {
-        for (const e of i.audit.entries(Number(o.last))) {
+      withInstance(o, async (i) => {
+        for (const e of await i.audit.entries(Number(o.last))) {
           out(
             [
               e.seq,

@@ -1,23 +1,30 @@
 /**
- * What every `hsmkit kms` command shares: the data directory and master key flags, opening
- * the instance around the work, and printing.
+ * What every `hsmkit kms` command shares: the data directory, store and master key flags,
+ * opening the instance around the work, and printing.
  */
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { KmsInstance, type OpenOptions } from "../kms/instance.ts";
 import { CliError } from "./errors.ts";
 
 /** The options every `kms` command takes. */
 export interface MasterOptions {
-  data: string;
+  data?: string;
+  store?: string;
   passphraseFile?: string;
   masterKey?: string;
   auditAnchor?: string;
 }
 
-/** Adds the data directory and master key options to a command. */
+/** Adds the data directory or store, and the master key options, to a command. */
 export function masterOptions(cmd: Command): Command {
   return cmd
-    .requiredOption("--data <dir>", "KMS data directory")
+    .option("--data <dir>", "KMS data directory (the SQLite store; with --store, where ca.pem goes)")
+    .addOption(
+      new Option(
+        "--store <url>",
+        "keep the state in PostgreSQL, shared by every node: postgres://USER@HOST:PORT/DATABASE",
+      ).env(STORE_ENV),
+    )
     .option(
       "--passphrase-file <file>",
       "file holding the master key passphrase (else $HSMKIT_KMS_PASSPHRASE)",
@@ -29,10 +36,18 @@ export function masterOptions(cmd: Command): Command {
     );
 }
 
+/** The environment form of --store. */
+const STORE_ENV = "HSMKIT_KMS_STORE";
+
 /** The instance options those flags ask for. */
 export function openOptions(o: MasterOptions, create: boolean): OpenOptions {
+  if (o.data === undefined && o.store === undefined)
+    throw new CliError(`kms: give --data DIR or --store postgres://... (or set ${STORE_ENV})`);
+  if (o.store !== undefined && !/^postgres(ql)?:\/\//.test(o.store))
+    throw new CliError("kms: --store wants postgres://USER@HOST:PORT/DATABASE");
   return {
-    dataDir: o.data,
+    ...(o.data !== undefined ? { dataDir: o.data } : {}),
+    ...(o.store !== undefined ? { store: o.store } : {}),
     create,
     ...(o.passphraseFile !== undefined ? { passphraseFile: o.passphraseFile } : {}),
     ...(o.masterKey !== undefined ? { pkcs11: o.masterKey } : {}),
@@ -46,9 +61,10 @@ export async function withInstance<T>(
   work: (i: KmsInstance) => Promise<T> | T,
   create = false,
 ): Promise<T> {
+  const options = openOptions(o, create);
   let instance: KmsInstance;
   try {
-    instance = await KmsInstance.open(openOptions(o, create));
+    instance = await KmsInstance.open(options);
   } catch (err) {
     throw new CliError(`kms: ${(err as Error).message}`);
   }

@@ -1,9 +1,9 @@
 /**
  * Administrative operations on a KMS data directory (what the `hsmkit kms` subcommands do),
  * each audited with the actor `admin` from `local`. They run beside a live `kms serve` on the
- * same directory: SQLite WAL serialises the writes, and the server checks on every request
- * whether the database changed (`PRAGMA data_version`) before it trusts a memoised key or
- * access point, so a change here reaches the server's next request.
+ * same store (SQLite file or PostgreSQL database): the database serialises the writes, and
+ * every server reads the store's change counter at the start of each request before it trusts
+ * a memoised key or access point, so a change here reaches every node's next request.
  */
 import { type CreatedAccessPoint, createAccessPoint } from "./access_point.ts";
 import type { AuditVerdict } from "./audit.ts";
@@ -15,14 +15,14 @@ import type { SecretVersionRecord } from "./secret_store.ts";
 import type { SecretValue } from "./secrets.ts";
 import type { KeyRecord, KeyVersionRecord } from "./store.ts";
 
-function audit(
+async function audit(
   instance: KmsInstance,
   operation: string,
   keyId: string,
   detail: string,
   outcome = "ok",
-): void {
-  instance.audit.append({
+): Promise<void> {
+  await instance.audit.append({
     actor: "admin",
     source: "local",
     operation,
@@ -42,19 +42,19 @@ export async function adminCreateKey(
   alias?: string,
 ): Promise<KeyRecord> {
   const key = await instance.keys.create(spec, usage, description);
-  if (alias !== undefined) instance.keys.setAlias(alias, key.id);
-  audit(instance, "CreateKey", key.id, `${spec} ${usage}${alias ? ` ${alias}` : ""}`);
+  if (alias !== undefined) await instance.keys.setAlias(alias, key.id);
+  await audit(instance, "CreateKey", key.id, `${spec} ${usage}${alias ? ` ${alias}` : ""}`);
   return key;
 }
 
 /** Enables or disables a key, or schedules / cancels its deletion. */
-export function adminSetKeyState(
+export async function adminSetKeyState(
   instance: KmsInstance,
   idOrAlias: string,
   action: "enable" | "disable" | "schedule-deletion" | "cancel-deletion",
   pendingDays = 7,
-): KeyRecord {
-  const key = instance.keys.require(idOrAlias);
+): Promise<KeyRecord> {
+  const key = await instance.keys.require(idOrAlias);
   if (action === "cancel-deletion" && key.state !== "PendingDeletion") {
     throw new KeyAdminError(`key ${key.id} is not pending deletion`);
   }
@@ -70,8 +70,8 @@ export function adminSetKeyState(
       : action === "schedule-deletion"
         ? (["PendingDeletion", new Date(Date.now() + pendingDays * 86_400_000).toISOString()] as const)
         : (["Disabled", null] as const);
-  instance.store.setKeyState(key.id, state, when);
-  audit(
+  await instance.store.setKeyState(key.id, state, when);
+  await audit(
     instance,
     action === "enable" ? "EnableKey" : action === "disable" ? "DisableKey" : action,
     key.id,
@@ -83,21 +83,21 @@ export function adminSetKeyState(
 /** Rotates a key: a new version becomes the one used by new operations. */
 export async function adminRotateKey(instance: KmsInstance, idOrAlias: string): Promise<KeyVersionRecord> {
   const version = await instance.keys.rotate(idOrAlias);
-  audit(instance, "RotateKey", version.keyId, `v${version.seq}`);
+  await audit(instance, "RotateKey", version.keyId, `v${version.seq}`);
   return version;
 }
 
 /** Points an alias at a key. */
-export function adminSetAlias(instance: KmsInstance, alias: string, idOrAlias: string): void {
-  instance.keys.setAlias(alias, idOrAlias);
-  audit(instance, "SetAlias", instance.keys.require(alias).id, alias);
+export async function adminSetAlias(instance: KmsInstance, alias: string, idOrAlias: string): Promise<void> {
+  await instance.keys.setAlias(alias, idOrAlias);
+  await audit(instance, "SetAlias", (await instance.keys.require(alias)).id, alias);
 }
 
 /** Removes an alias. */
-export function adminDeleteAlias(instance: KmsInstance, alias: string): void {
-  const keyId = instance.store.aliasTarget(alias);
-  if (!keyId || !instance.store.deleteAlias(alias)) throw new KeyAdminError(`no alias "${alias}"`);
-  audit(instance, "DeleteAlias", keyId, alias);
+export async function adminDeleteAlias(instance: KmsInstance, alias: string): Promise<void> {
+  const keyId = await instance.store.aliasTarget(alias);
+  if (!keyId || !(await instance.store.deleteAlias(alias))) throw new KeyAdminError(`no alias "${alias}"`);
+  await audit(instance, "DeleteAlias", keyId, alias);
 }
 
 /** Options of {@link adminCreateAccessPoint}. */
@@ -126,7 +126,7 @@ export async function adminCreateAccessPoint(
     ...(o.certBagCipher ? { certBagCipher: o.certBagCipher } : {}),
   });
   const secrets = policy.secrets ? ` secrets=${policy.secrets.join(",")}` : "";
-  audit(
+  await audit(
     instance,
     "CreateAccessPoint",
     "",
@@ -136,13 +136,13 @@ export async function adminCreateAccessPoint(
 }
 
 /** Revokes an access point by id or name. */
-export function adminRevokeAccessPoint(instance: KmsInstance, idOrName: string): string {
-  const ap = instance.store.findAccessPointByIdOrName(idOrName);
+export async function adminRevokeAccessPoint(instance: KmsInstance, idOrName: string): Promise<string> {
+  const ap = await instance.store.findAccessPointByIdOrName(idOrName);
   if (!ap) throw new KeyAdminError(`no access point "${idOrName}"`);
-  if (!instance.store.revokeAccessPoint(ap.id, new Date().toISOString())) {
+  if (!(await instance.store.revokeAccessPoint(ap.id, new Date().toISOString()))) {
     throw new KeyAdminError(`access point ${ap.id} is already revoked`);
   }
-  audit(instance, "RevokeAccessPoint", "", ap.id);
+  await audit(instance, "RevokeAccessPoint", "", ap.id);
   return ap.id;
 }
 
@@ -174,7 +174,7 @@ export async function adminCreateSecret(
     },
   );
   const secret = await instance.secrets.require(o.name);
-  audit(
+  await audit(
     instance,
     "CreateSecret",
     `secret:${o.name}`,
@@ -194,7 +194,7 @@ export async function adminPutSecretValue(
     value,
     ...(versionId !== undefined ? { versionId } : {}),
   });
-  audit(instance, "PutSecretValue", `secret:${name}`, version.versionId);
+  await audit(instance, "PutSecretValue", `secret:${name}`, version.versionId);
   return version;
 }
 
@@ -205,7 +205,7 @@ export async function adminGetSecretValue(
   by: { versionId?: string; stage?: string },
 ): Promise<SecretValue> {
   const read = await instance.secrets.read(name, by);
-  audit(
+  await audit(
     instance,
     "GetSecretValue",
     `secret:${name}`,
@@ -217,7 +217,7 @@ export async function adminGetSecretValue(
 /** Deletes a secret and every value. */
 export async function adminDeleteSecret(instance: KmsInstance, name: string): Promise<void> {
   await instance.secrets.delete(name);
-  audit(instance, "DeleteSecret", `secret:${name}`, "");
+  await audit(instance, "DeleteSecret", `secret:${name}`, "");
 }
 
 /** Rows for `kms secret list`: name, type, sealing key, versions, current version, created. */
@@ -239,37 +239,32 @@ export async function secretTable(instance: KmsInstance): Promise<string[][]> {
 }
 
 /** Checks the audit chain. */
-export function adminVerifyAudit(instance: KmsInstance): AuditVerdict {
+export function adminVerifyAudit(instance: KmsInstance): Promise<AuditVerdict> {
   return instance.audit.verify();
 }
 
 /** Rows for `kms key list`: id, spec, usage, state, versions, aliases. */
-export function keyTable(instance: KmsInstance): string[][] {
-  return instance.store
-    .listKeys()
-    .map((k) => [
-      k.id,
-      k.spec,
-      k.usage,
-      k.state,
-      `v${instance.keys.versions(k.id).length}`,
-      instance.store.aliasesOf(k.id).join(",") || "-",
-    ]);
+export async function keyTable(instance: KmsInstance): Promise<string[][]> {
+  const rows: string[][] = [];
+  for (const k of await instance.store.listKeys()) {
+    const versions = await instance.keys.versions(k.id);
+    const aliases = await instance.store.aliasesOf(k.id);
+    rows.push([k.id, k.spec, k.usage, k.state, `v${versions.length}`, aliases.join(",") || "-"]);
+  }
+  return rows;
 }
 
 /** Rows for `kms ap list`: id, name, state, keys, operations, source addresses, secrets. */
-export function accessPointTable(instance: KmsInstance): string[][] {
-  return instance.store
-    .listAccessPoints()
-    .map((ap) => [
-      ap.id,
-      ap.name,
-      ap.state,
-      ap.policy.keys.join(",") || "-",
-      ap.policy.operations.join(","),
-      ap.policy.sourceIps.join(",") || "any",
-      ap.policy.secrets?.join(",") || "-",
-    ]);
+export async function accessPointTable(instance: KmsInstance): Promise<string[][]> {
+  return (await instance.store.listAccessPoints()).map((ap) => [
+    ap.id,
+    ap.name,
+    ap.state,
+    ap.policy.keys.join(",") || "-",
+    ap.policy.operations.join(","),
+    ap.policy.sourceIps.join(",") || "any",
+    ap.policy.secrets?.join(",") || "-",
+  ]);
 }
 
 /** Formats rows as aligned columns. */

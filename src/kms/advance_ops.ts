@@ -65,7 +65,7 @@ export async function advanceEncrypt(
   req: KmsMessages["AdvanceEncryptRequest"],
   ctx: RequestContext,
 ): Promise<Buffer> {
-  const key = usableKey(instance, req.KeyId, "ENCRYPT/DECRYPT", ctx);
+  const key = await usableKey(instance, req.KeyId, "ENCRYPT/DECRYPT", ctx);
   if (req.Plaintext.length === 0)
     throw new KmsServiceError("MissingParameter", "The parameter Plaintext is missing.");
   refuseCallerIv(req.Iv);
@@ -80,7 +80,7 @@ export async function advanceEncrypt(
   } else {
     const oaepHash = rsaOaepHash(algName);
     checkAad(req.Aad);
-    const version = instance.keys.primaryVersion(key.id);
+    const version = await instance.keys.primaryVersion(key.id);
     ctx.detail += ` v${version.seq}`;
     const header = advanceHeader(algName as AdvanceAlgorithm, key.id, version.id);
     const loaded = await instance.keys.load(key, version);
@@ -114,8 +114,8 @@ export async function advanceDecrypt(
     if (err instanceof AdvanceBlobError) throw new KmsServiceError("InvalidCiphertext", err.message);
     throw err;
   }
-  const key = usableKey(instance, blob.keyId, "ENCRYPT/DECRYPT", ctx);
-  if (req.KeyId !== "" && usableKey(instance, req.KeyId, "ENCRYPT/DECRYPT", ctx).id !== key.id) {
+  const key = await usableKey(instance, blob.keyId, "ENCRYPT/DECRYPT", ctx);
+  if (req.KeyId !== "" && (await usableKey(instance, req.KeyId, "ENCRYPT/DECRYPT", ctx)).id !== key.id) {
     ctx.keyId = key.id;
     throw new KmsServiceError("InvalidCiphertext", "The ciphertext was not made under this KeyId.");
   }
@@ -125,7 +125,7 @@ export async function advanceDecrypt(
   if (req.Iv.length !== 0 && !req.Iv.equals(blob.iv))
     throw new KmsServiceError("InvalidParameter", "Iv differs from the one the ciphertext carries.");
   ctx.detail = blob.algorithm;
-  const version = instance.store.version(blob.versionId);
+  const version = await instance.store.version(blob.versionId);
   let plaintext: Buffer | undefined;
   if (version && version.keyId === key.id && (kind === "aes") === (blob.algorithm === "AES_GCM")) {
     ctx.detail += ` v${version.seq}`;
@@ -153,7 +153,7 @@ export async function advanceGenerateDataKey(
   req: KmsMessages["AdvanceGenerateDataKeyRequest"],
   ctx: RequestContext,
 ): Promise<Buffer> {
-  const key = usableKey(instance, req.KeyId, "ENCRYPT/DECRYPT", ctx);
+  const key = await usableKey(instance, req.KeyId, "ENCRYPT/DECRYPT", ctx);
   if (KEY_SPECS[key.spec].kind !== "aes")
     throw new KmsServiceError("UnsupportedOperation", "AdvanceGenerateDataKey needs a symmetric key.");
   const size = dataKeySize(req.NumberOfBytes);

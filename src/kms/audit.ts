@@ -4,65 +4,43 @@
  * previous entry by hash. Each hash is also authenticated with an HMAC under a key only the
  * master key can unwrap, and the chain head is kept (MAC'd) in the metadata from the moment
  * the log exists (an empty log has a head at entry 0), so someone who can write the database
- * file can neither edit, drop, reorder, truncate nor wipe entries without `audit verify`
+ * can neither edit, drop, reorder, truncate nor wipe entries without `audit verify`
  * noticing, even if they recompute the hashes.
+ *
+ * Appends take the audit lock in the database for their transaction (store/driver.ts), so
+ * every process and every node appends to one chain, in commit order, without gaps or forks;
+ * each process still commits all the entries queued in one turn of its event loop together.
  *
  * What the database alone cannot show is a rollback to an older copy of itself: that copy is
  * consistent. The anchor file (optional, kept where the database's attacker cannot write)
  * holds the newest head this log reached, MAC'd; verify then fails on any log that ends
  * before the anchor or differs from it at the anchored entry.
  */
+import { createSecretKey, type KeyObject, randomBytes } from "node:crypto";
+import { renameSync, writeFileSync } from "node:fs";
 import {
-  createHash,
-  createHmac,
-  createSecretKey,
-  type KeyObject,
-  randomBytes,
-  timingSafeEqual,
-} from "node:crypto";
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
-import type Database from "better-sqlite3";
+  AUDIT_COLUMNS,
+  type AuditEntry,
+  type AuditEvent,
+  type AuditRow,
+  type AuditVerdict,
+  auditMac,
+  entryHash,
+  GENESIS,
+  type Head,
+  headIsOurs,
+  makeHead,
+  parseHead,
+  readHead,
+  safeEqual,
+  toEntry,
+} from "./audit_chain.ts";
 import type { MasterKey } from "./master_key.ts";
+import { LOCKS, type SqlExecutor } from "./store/driver.ts";
 import type { Store } from "./store.ts";
 
-/** One audited event (what the caller supplies). */
-export interface AuditEvent {
-  /** Access point id, or `admin:<command>` for the CLI. */
-  readonly actor: string;
-  /** Client address, or `local`. */
-  readonly source: string;
-  readonly operation: string;
-  /** Key id (or alias as given), empty when none. */
-  readonly keyId: string;
-  /** `ok` or the error code. */
-  readonly outcome: string;
-  readonly requestId: string;
-  /** Free text, never secret (algorithm, message type, ...). */
-  readonly detail: string;
-}
+export type { AuditEntry, AuditEvent, AuditVerdict } from "./audit_chain.ts";
 
-/** An entry as stored. */
-export interface AuditEntry extends AuditEvent {
-  readonly seq: number;
-  readonly time: string;
-}
-
-interface AuditRow {
-  seq: number;
-  time: string;
-  actor: string;
-  source: string;
-  operation: string;
-  key_id: string;
-  outcome: string;
-  request_id: string;
-  detail: string;
-  prev_hash: Buffer;
-  hash: Buffer;
-  mac: Buffer;
-}
-
-const GENESIS: Buffer = Buffer.alloc(32);
 const HEAD = "audit.head";
 const KEY = "audit.key";
 /**
@@ -72,13 +50,8 @@ const KEY = "audit.key";
  */
 const KEY_AAD = "audit-mac-key v2";
 const OLD_KEY_AAD = "audit-mac-key";
-
-/** The chain head as kept in the metadata and in the anchor file. */
-interface Head {
-  readonly seq: number;
-  readonly hash: string;
-  readonly mac: string;
-}
+/** Rows read per query while verifying (memory stays flat however long the log). */
+const VERIFY_PAGE = 1000;
 
 /** Why the audit log could not be opened. */
 export class AuditLogError extends Error {
@@ -96,35 +69,23 @@ export interface AuditLogOptions {
   readonly anchorPath?: string;
 }
 
-function entryHash(prev: Buffer, e: AuditEntry): Buffer {
-  const fields = [e.seq, e.time, e.actor, e.source, e.operation, e.keyId, e.outcome, e.requestId, e.detail];
-  return createHash("sha256").update(prev).update(JSON.stringify(fields)).digest();
-}
-
-function mac(key: KeyObject, label: string, ...parts: (Buffer | string)[]): Buffer {
-  const h = createHmac("sha256", key).update(label);
-  for (const p of parts) h.update(p);
-  return h.digest();
-}
-
-function headMac(key: KeyObject, seq: number, hash: Buffer): Buffer {
-  return mac(key, "head", String(seq), ":", hash);
+interface Pending {
+  readonly event: AuditEvent;
+  readonly resolve: (seq: number) => void;
+  readonly reject: (err: unknown) => void;
 }
 
 /** Writes and checks the audit chain of one store. */
 export class AuditLog {
-  /** The append transaction, compiled once (wrapping a function per batch cost as much as the batch). */
-  private readonly appendTx: Database.Transaction<(events: readonly AuditEvent[], when: Date) => number[]>;
+  private pending: Pending[] = [];
+  private flushing = false;
+  private scheduled = false;
 
-  constructor(
+  private constructor(
     private readonly store: Store,
     private readonly macKey: KeyObject,
     private readonly anchorPath?: string,
-  ) {
-    this.appendTx = store.db.transaction((events: readonly AuditEvent[], when: Date) =>
-      this.appendInTransaction(events, when),
-    );
-  }
+  ) {}
 
   /**
    * Opens the log of a store: unwraps its MAC key (creating it, with a head at entry 0, for a
@@ -132,14 +93,14 @@ export class AuditLog {
    * audit key is gone has had its log wiped: that is refused, never silently restarted.
    */
   static async open(store: Store, master: MasterKey, options: AuditLogOptions): Promise<AuditLog> {
-    let blob = store.getMeta(KEY);
+    let blob = await store.getMeta(KEY);
     if (!blob) {
       if (!options.creating) {
         throw new AuditLogError(
           "the audit log's key is missing from the database: the audit log was wiped or replaced",
         );
       }
-      blob = store.initMeta(KEY, await master.wrap(randomBytes(32), KEY_AAD));
+      blob = await store.initMeta(KEY, await master.wrap(randomBytes(32), KEY_AAD));
     }
     let raw: Buffer;
     let migrate = false;
@@ -153,10 +114,10 @@ export class AuditLog {
     // Only a new log, or an unused one from before the head rule, may be given a head here:
     // for any other, a missing head means a wipe, which verify must report. (An old-label key
     // copied back from a backup must not make a wiped log of a used instance look unused.)
-    const mayAddHead = options.creating || (migrate && store.holdsNothing());
+    const mayAddHead = options.creating || (migrate && (await store.holdsNothing()));
     if (mayAddHead || migrate) {
       const rewrapped = migrate ? await master.wrap(raw, KEY_AAD) : undefined;
-      log.adoptEmpty(rewrapped, mayAddHead);
+      await log.adoptEmpty(rewrapped, mayAddHead);
     }
     raw.fill(0);
     return log;
@@ -167,115 +128,129 @@ export class AuditLog {
    * log), and stores the rewrapped key of a migrated log, in one transaction. A log with
    * entries but no head is left alone for verify to report.
    */
-  private adoptEmpty(rewrapped: Buffer | undefined, mayAddHead: boolean): void {
-    this.store.db
-      .transaction(() => {
-        const empty = this.store.statement("SELECT seq FROM audit LIMIT 1").get() === undefined;
-        if (mayAddHead && empty && !this.store.getMeta(HEAD))
-          this.store.setMeta(HEAD, Buffer.from(JSON.stringify(this.head(0, GENESIS))));
-        if (rewrapped) this.store.setMeta(KEY, rewrapped);
-      })
-      .immediate();
+  private async adoptEmpty(rewrapped: Buffer | undefined, mayAddHead: boolean): Promise<void> {
+    await this.store.driver.transaction(LOCKS.audit, async (tx) => {
+      const empty = (await tx.query("SELECT seq FROM audit LIMIT 1")).length === 0;
+      if (mayAddHead && empty && !(await this.store.getMeta(HEAD, tx)))
+        await this.store.setMeta(HEAD, Buffer.from(JSON.stringify(makeHead(this.macKey, 0, GENESIS))), tx);
+      if (rewrapped) await this.store.setMeta(KEY, rewrapped, tx);
+    });
   }
-
-  private head(seq: number, hash: Buffer): Head {
-    return { seq, hash: hash.toString("hex"), mac: headMac(this.macKey, seq, hash).toString("hex") };
-  }
-
-  private pending: { event: AuditEvent; resolve: (seq: number) => void; reject: (err: unknown) => void }[] =
-    [];
 
   /** Appends one event in its own transaction (serialised across processes); returns its number. */
-  append(event: AuditEvent, when = new Date()): number {
-    return this.appendAll([event], when)[0] as number;
+  async append(event: AuditEvent, when = new Date()): Promise<number> {
+    return (await this.appendAll([event], when))[0] as number;
   }
 
   /**
-   * Appends an event together with the others queued in the same turn of the event loop: one
-   * transaction (group commit) for all of them. Resolves once the entry is committed, which is
-   * what a server waits for before it acknowledges a request.
+   * Appends an event together with the others queued meanwhile: one transaction (group
+   * commit) for all of them, one transaction in flight per process. Resolves once the entry is
+   * committed, which is what a server waits for before it acknowledges a request.
    */
   appendSoon(event: AuditEvent): Promise<number> {
     return new Promise((resolve, reject) => {
       this.pending.push({ event, resolve, reject });
-      if (this.pending.length === 1) setImmediate(() => this.flush());
+      this.schedule();
     });
   }
 
-  private flush(): void {
+  private schedule(): void {
+    if (this.flushing || this.scheduled || this.pending.length === 0) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
     const batch = this.pending.splice(0);
     try {
-      const seqs = this.appendAll(batch.map((p) => p.event));
+      const seqs = await this.appendAll(batch.map((p) => p.event));
       for (const [i, p] of batch.entries()) p.resolve(seqs[i] as number);
     } catch (err) {
       for (const p of batch) p.reject(err);
+    } finally {
+      this.flushing = false;
+      this.schedule();
     }
   }
 
-  private appendAll(events: readonly AuditEvent[], when = new Date()): number[] {
-    // IMMEDIATE: take the write lock first, so two processes cannot read the same chain head.
-    const seqs = this.appendTx.immediate(events, when);
-    if (this.anchorPath !== undefined) this.writeAnchor(this.anchorPath);
+  private async appendAll(events: readonly AuditEvent[], when = new Date()): Promise<number[]> {
+    const { seqs, head } = await this.store.driver.transaction(LOCKS.audit, (tx) =>
+      this.appendInTransaction(tx, events, when),
+    );
+    if (this.anchorPath !== undefined) await this.writeAnchor(this.anchorPath, head);
     return seqs;
   }
 
+  private async appendInTransaction(
+    tx: SqlExecutor,
+    events: readonly AuditEvent[],
+    when: Date,
+  ): Promise<{ seqs: number[]; head: Head }> {
+    const last = (
+      await tx.query<{ seq: number; hash: Buffer }>("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+    )[0];
+    let seq = last ? Number(last.seq) : 0;
+    let prev: Buffer = last ? Buffer.from(last.hash) : GENESIS;
+    const seqs: number[] = [];
+    for (const event of events) {
+      const entry: AuditEntry = { ...event, seq: ++seq, time: when.toISOString() };
+      const hash = entryHash(prev, entry);
+      await tx.exec(
+        `INSERT INTO audit (${AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+        [
+          entry.seq,
+          entry.time,
+          entry.actor,
+          entry.source,
+          entry.operation,
+          entry.keyId,
+          entry.outcome,
+          entry.requestId,
+          entry.detail,
+          prev,
+          hash,
+          auditMac(this.macKey, "entry", hash),
+        ],
+      );
+      prev = hash;
+      seqs.push(entry.seq);
+    }
+    const head = makeHead(this.macKey, seq, prev);
+    await this.store.setMeta(HEAD, Buffer.from(JSON.stringify(head)), tx);
+    return { seqs, head };
+  }
+
   /**
-   * Copies the committed head to the anchor file (write, then rename: never half a file).
+   * Copies a committed head to the anchor file (write, then rename: never half a file).
    * Another process may have anchored a later head meanwhile; the anchor never moves back,
    * and is never moved past an anchored entry this log does not contain: appending to a
    * rolled-back database must not erase the evidence that verify reports.
    */
-  private writeAnchor(path: string): void {
-    const head = this.store.getMeta(HEAD);
-    const seq = head ? parseHead(head.toString())?.seq : undefined;
-    if (!head || seq === undefined) return;
+  private async writeAnchor(path: string, head: Head): Promise<void> {
     const current = readHead(path);
-    if (current && (current.seq >= seq || this.hashAt(current.seq)?.toString("hex") !== current.hash)) return;
+    if (
+      current &&
+      (current.seq >= head.seq || (await this.hashAt(current.seq))?.toString("hex") !== current.hash)
+    )
+      return;
     const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${head.toString()}\n`, { mode: 0o600 });
+    writeFileSync(tmp, `${JSON.stringify(head)}\n`, { mode: 0o600 });
     renameSync(tmp, path);
   }
 
-  private appendInTransaction(events: readonly AuditEvent[], when: Date): number[] {
-    const last = this.store.statement("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as
-      | { seq: number; hash: Buffer }
-      | undefined;
-    let seq = last?.seq ?? 0;
-    let prev: Buffer = last ? Buffer.from(last.hash) : GENESIS;
-    const insert = this.store.statement("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    const seqs = events.map((event) => {
-      const entry: AuditEntry = { ...event, seq: ++seq, time: when.toISOString() };
-      const hash = entryHash(prev, entry);
-      insert.run(
-        entry.seq,
-        entry.time,
-        entry.actor,
-        entry.source,
-        entry.operation,
-        entry.keyId,
-        entry.outcome,
-        entry.requestId,
-        entry.detail,
-        prev,
-        hash,
-        mac(this.macKey, "entry", hash),
-      );
-      prev = hash;
-      return entry.seq;
-    });
-    this.store.setMeta(HEAD, Buffer.from(JSON.stringify(this.head(seq, prev))));
-    return seqs;
-  }
-
   /** Entries in order, optionally only the last `limit`. */
-  entries(limit?: number): AuditEntry[] {
-    const sql =
+  async entries(limit?: number): Promise<AuditEntry[]> {
+    const rows =
       limit === undefined
-        ? "SELECT * FROM audit ORDER BY seq"
-        : "SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?) ORDER BY seq";
-    const rows = (
-      limit === undefined ? this.store.db.prepare(sql).all() : this.store.db.prepare(sql).all(limit)
-    ) as AuditRow[];
+        ? await this.store.driver.query<AuditRow>(`SELECT ${AUDIT_COLUMNS} FROM audit ORDER BY seq`)
+        : await this.store.driver.query<AuditRow>(
+            `SELECT * FROM (SELECT ${AUDIT_COLUMNS} FROM audit ORDER BY seq DESC LIMIT $1) AS newest ORDER BY seq`,
+            [limit],
+          );
     return rows.map(toEntry);
   }
 
@@ -283,17 +258,13 @@ export class AuditLog {
    * Walks the whole chain, then checks the head and, with an anchor file, that the log
    * reaches the anchored entry unchanged. The first problem found, or ok with the count.
    */
-  verify(): AuditVerdict {
+  async verify(): Promise<AuditVerdict> {
     const anchor = this.anchorPath === undefined ? undefined : readHead(this.anchorPath);
     if (this.anchorPath !== undefined && !anchor) {
-      return {
-        ok: false,
-        count: 0,
-        seq: 0,
-        reason: `the anchor file ${this.anchorPath} is missing or unreadable`,
-      };
+      const reason = `the anchor file ${this.anchorPath} is missing or unreadable`;
+      return { ok: false, count: 0, seq: 0, reason };
     }
-    if (anchor && !this.headIsOurs(anchor)) {
+    if (anchor && !headIsOurs(this.macKey, anchor)) {
       return {
         ok: false,
         count: 0,
@@ -301,14 +272,15 @@ export class AuditLog {
         reason: "the anchor file's MAC is wrong (not this log's)",
       };
     }
-    const walked = this.walk(anchor?.seq ?? 0);
+    const walked = await this.walk(anchor?.seq ?? 0);
     if ("ok" in walked) return walked;
     const { count, last, atAnchor } = walked;
     const bad = (seq: number, reason: string): AuditVerdict => ({ ok: false, count, seq, reason });
-    const headRaw = this.store.getMeta(HEAD);
+    const headRaw = await this.store.getMeta(HEAD);
     if (!headRaw) return bad(count, "the chain head record is missing (the log was wiped)");
     const head = parseHead(headRaw.toString());
-    if (!head || !this.headIsOurs(head)) return bad(head?.seq ?? count, "the chain head record was altered");
+    if (!head || !headIsOurs(this.macKey, head))
+      return bad(head?.seq ?? count, "the chain head record was altered");
     if (head.seq !== count || head.hash !== last.toString("hex")) {
       return bad(head.seq, `the log ends at ${count} but was written up to ${head.seq}`);
     }
@@ -326,90 +298,44 @@ export class AuditLog {
   }
 
   /** Checks every entry's number, link, hash and MAC; keeps the hash of entry `keep`. */
-  private walk(keep: number): AuditVerdict | { count: number; last: Buffer; atAnchor: Buffer | undefined } {
+  private async walk(
+    keep: number,
+  ): Promise<AuditVerdict | { count: number; last: Buffer; atAnchor: Buffer | undefined }> {
     let prev: Buffer = GENESIS;
     let atAnchor = keep === 0 ? GENESIS : undefined;
     let count = 0;
-    for (const row of this.store.db
-      .prepare("SELECT * FROM audit ORDER BY seq")
-      .iterate() as Iterable<AuditRow>) {
-      const entry = toEntry(row);
-      const bad = (reason: string): AuditVerdict => ({ ok: false, count, seq: entry.seq, reason });
-      if (entry.seq !== count + 1) return bad(`entry ${count + 1} is missing`);
-      if (!Buffer.from(row.prev_hash).equals(prev)) return bad("does not chain to the previous entry");
-      const hash = entryHash(prev, entry);
-      if (!safeEqual(hash, Buffer.from(row.hash))) return bad("its contents do not match its hash (edited)");
-      if (!safeEqual(mac(this.macKey, "entry", hash), Buffer.from(row.mac))) {
-        return bad("its MAC is wrong (rewritten without the master key)");
+    let after = -1;
+    for (;;) {
+      const page = await this.store.driver.query<AuditRow>(
+        `SELECT ${AUDIT_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT ${VERIFY_PAGE}`,
+        [after],
+      );
+      for (const row of page) {
+        const entry = toEntry(row);
+        const bad = (reason: string): AuditVerdict => ({ ok: false, count, seq: entry.seq, reason });
+        if (entry.seq !== count + 1) return bad(`entry ${count + 1} is missing`);
+        if (!Buffer.from(row.prev_hash).equals(prev)) return bad("does not chain to the previous entry");
+        const hash = entryHash(prev, entry);
+        if (!safeEqual(hash, Buffer.from(row.hash)))
+          return bad("its contents do not match its hash (edited)");
+        if (!safeEqual(auditMac(this.macKey, "entry", hash), Buffer.from(row.mac))) {
+          return bad("its MAC is wrong (rewritten without the master key)");
+        }
+        prev = hash;
+        count++;
+        if (count === keep) atAnchor = hash;
+        after = entry.seq;
       }
-      prev = hash;
-      count++;
-      if (count === keep) atAnchor = hash;
+      if (page.length < VERIFY_PAGE) return { count, last: prev, atAnchor };
     }
-    return { count, last: prev, atAnchor };
   }
 
   /** The stored hash of entry `seq` (the all-zero genesis for 0), if the log has that entry. */
-  private hashAt(seq: number): Buffer | undefined {
+  private async hashAt(seq: number): Promise<Buffer | undefined> {
     if (seq === 0) return GENESIS;
-    const row = this.store.statement("SELECT hash FROM audit WHERE seq = ?").get(seq) as
-      | { hash: Buffer }
-      | undefined;
-    return row ? Buffer.from(row.hash) : undefined;
+    const rows = await this.store.driver.query<{ hash: Buffer }>("SELECT hash FROM audit WHERE seq = $1", [
+      seq,
+    ]);
+    return rows[0] ? Buffer.from(rows[0].hash) : undefined;
   }
-
-  private headIsOurs(head: Head): boolean {
-    return safeEqual(
-      headMac(this.macKey, head.seq, Buffer.from(head.hash, "hex")),
-      Buffer.from(head.mac, "hex"),
-    );
-  }
-}
-
-/** A head read from a file, or undefined when the file is missing or not a head. */
-function readHead(path: string): Head | undefined {
-  try {
-    return parseHead(readFileSync(path, "utf8"));
-  } catch {
-    return undefined;
-  }
-}
-
-/** A head from its JSON text, or undefined when the text is not one (edited by hand, cut short). */
-function parseHead(text: string): Head | undefined {
-  try {
-    const head = JSON.parse(text) as Partial<Head> | null;
-    const valid =
-      Number.isSafeInteger(head?.seq) &&
-      (head?.seq as number) >= 0 &&
-      typeof head?.hash === "string" &&
-      typeof head?.mac === "string";
-    return valid ? (head as Head) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The result of {@link AuditLog.verify}. */
-export type AuditVerdict =
-  /** `anchored`: the entry the anchor file vouches the log reached (absent without an anchor). */
-  | { readonly ok: true; readonly count: number; readonly anchored?: number }
-  | { readonly ok: false; readonly count: number; readonly seq: number; readonly reason: string };
-
-function safeEqual(a: Buffer, b: Buffer): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-function toEntry(r: AuditRow): AuditEntry {
-  return {
-    seq: r.seq,
-    time: r.time,
-    actor: r.actor,
-    source: r.source,
-    operation: r.operation,
-    keyId: r.key_id,
-    outcome: r.outcome,
-    requestId: r.request_id,
-    detail: r.detail,
-  };
 }

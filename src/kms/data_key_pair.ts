@@ -69,7 +69,7 @@ export async function generateDataKeyPair(
   const req = decodePairRequest(operation, body);
   const advance = operation.startsWith("Advance");
   const withPlaintext = !operation.endsWith("WithoutPlaintext");
-  const key = usableKey(instance, req.KeyId, "ENCRYPT/DECRYPT", ctx);
+  const key = await usableKey(instance, req.KeyId, "ENCRYPT/DECRYPT", ctx);
   if (KEY_SPECS[key.spec].kind !== "aes")
     throw new KmsServiceError("UnsupportedOperation", `${operation} needs a symmetric key.`);
   if (req.Algorithm !== "" && req.Algorithm !== SYMMETRIC_ALGORITHM)

@@ -1,10 +1,12 @@
 /**
- * A KMS data directory opened for use: the SQLite store, the master key, the audit log, the
- * key registry and the instance's TLS material. `kms serve` and every admin command open the
- * directory through here, so they agree on layout and on how the master key is found.
+ * A KMS instance opened for use: the store, the master key, the audit log, the key registry
+ * and the instance's TLS material. `kms serve` and every admin command open the instance
+ * through here, so they agree on layout and on how the master key is found.
  *
- * Layout: DIR/kms.db (+ WAL), DIR/ca.pem (the instance CA, public), DIR/master.pass (only when
- * no passphrase source was given at creation). Everything secret lives in kms.db, wrapped.
+ * The store is DIR/kms.db (SQLite, + WAL) by default, or a PostgreSQL database shared by
+ * several nodes. A data directory also holds DIR/ca.pem (the instance CA, public) and
+ * DIR/master.pass (only when no passphrase source was given at creation); with PostgreSQL it
+ * is optional. Everything secret lives in the store, wrapped under the master key.
  */
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -23,7 +25,7 @@ import {
 } from "./master_key.ts";
 import { openPkcs11MasterKey } from "./master_pkcs11.ts";
 import { SecretVault } from "./secrets.ts";
-import { Store } from "./store.ts";
+import { Store, type StoreLocation } from "./store.ts";
 
 /** Where the master key comes from (at most one of passphrase / passphraseFile / pkcs11). */
 export interface MasterKeySource {
@@ -37,7 +39,10 @@ export interface MasterKeySource {
 
 /** Options for {@link KmsInstance.open}. */
 export interface OpenOptions extends MasterKeySource {
-  readonly dataDir: string;
+  /** The data directory: the SQLite store unless `store` is given; ca.pem; master.pass. */
+  readonly dataDir?: string;
+  /** A `postgres://USER@HOST:PORT/DATABASE` URL: the store lives there, shared by every node. */
+  readonly store?: string;
   /** Create the instance if the directory holds none (serve, init). */
   readonly create?: boolean;
   /** Environment to read HSMKIT_KMS_PASSPHRASE from; default process.env. */
@@ -78,7 +83,8 @@ export class KmsInstance {
   private vault: SecretVault | undefined;
 
   private constructor(
-    readonly dataDir: string,
+    /** The data directory, if one was given. */
+    readonly dataDir: string | undefined,
     readonly id: string,
     readonly store: Store,
     readonly master: MasterKey,
@@ -86,40 +92,33 @@ export class KmsInstance {
     readonly keys: KeyRegistry,
   ) {}
 
-  /** The instance's secrets (their tables are made on first use). */
+  /** The instance's secrets. */
   get secrets(): SecretVault {
     this.vault ??= new SecretVault(this);
     return this.vault;
   }
 
-  /** Path of the instance CA certificate. */
+  /** Path of the instance CA certificate in the data directory (an error without one). */
   get caPath(): string {
+    if (this.dataDir === undefined)
+      throw new InstanceError("this instance has no data directory: write its CA with caCertPem()");
     return join(this.dataDir, "ca.pem");
   }
 
-  /** Opens (or with `create`, initialises) a data directory. */
+  /** Opens (or with `create`, initialises) an instance in a data directory or a PostgreSQL store. */
   static async open(options: OpenOptions): Promise<KmsInstance> {
-    const dir = options.dataDir;
-    const dbPath = join(dir, "kms.db");
-    const fresh = !existsSync(dbPath);
-    if (fresh && !options.create) {
-      throw new InstanceError(
-        `${dir} is not a KMS data directory (start 'hsmkit kms serve --data ${dir}' first)`,
-      );
-    }
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const store = new Store(dbPath);
+    const { store, fresh } = await openStore(options);
     let master: MasterKey | undefined;
     try {
-      const id = store
-        .initMeta("instance.id", Buffer.from(`kst-${randomBytes(10).toString("hex")}`))
-        .toString();
+      const id = (
+        await store.initMeta("instance.id", Buffer.from(`kst-${randomBytes(10).toString("hex")}`))
+      ).toString();
       // A missing master record means creation, never for a database that already holds
       // state: deleting it with the log must not let the same token key start a new chain.
-      const masterMissing = store.getMeta("master") === undefined;
-      if (masterMissing && !fresh && !store.holdsNothing()) {
+      const masterMissing = (await store.getMeta("master")) === undefined;
+      if (masterMissing && !fresh && !(await store.holdsNothing())) {
         throw new InstanceError(
-          `${dbPath} holds keys or audit entries but no master key record: the database was tampered with`,
+          `${store.driver.description} holds keys or audit entries but no master key record: the database was tampered with`,
         );
       }
       const creating = fresh || masterMissing;
@@ -128,30 +127,38 @@ export class KmsInstance {
         creating,
         ...(options.auditAnchor !== undefined ? { anchorPath: options.auditAnchor } : {}),
       });
-      const instance = new KmsInstance(dir, id, store, master, audit, new KeyRegistry(store, master));
+      const instance = new KmsInstance(
+        options.dataDir,
+        id,
+        store,
+        master,
+        audit,
+        new KeyRegistry(store, master),
+      );
       await instance.ensureCa();
       return instance;
     } catch (err) {
       await master?.close();
-      store.close();
+      await store.close();
       throw err;
     }
   }
 
   private async ensureCa(): Promise<void> {
-    if (!this.store.getMeta("tls.ca")) {
+    if (!(await this.store.getMeta("tls.ca"))) {
       const ca = await createInstanceCa(this.id);
       await this.storeCert("tls.ca", ca.certPem, ca.keyDer, "instance-ca-key");
     }
-    const pem = pemChain(this.caCertPem());
-    if (!existsSync(this.caPath) || readFileSync(this.caPath, "utf8") !== pem)
-      writeFileSync(this.caPath, pem);
+    if (this.dataDir === undefined) return;
+    const path = this.caPath;
+    const pem = pemChain(await this.caCertPem());
+    if (!existsSync(path) || readFileSync(path, "utf8") !== pem) writeFileSync(path, pem);
   }
 
   private async storeCert(name: string, certPem: string, keyDer: Buffer, aad: string): Promise<void> {
     const wrapped = await this.master.wrap(keyDer, aad);
     keyDer.fill(0);
-    this.store.initMeta(
+    await this.store.initMeta(
       name,
       Buffer.from(JSON.stringify({ cert: certPem, key: wrapped.toString("base64") })),
     );
@@ -161,15 +168,15 @@ export class KmsInstance {
     name: string,
     aad: string,
   ): Promise<{ certPem: string; keyDer: Buffer } | undefined> {
-    const raw = this.store.getMeta(name);
+    const raw = await this.store.getMeta(name);
     if (!raw) return undefined;
     const { cert, key } = JSON.parse(raw.toString()) as { cert: string; key: string };
     return { certPem: cert, keyDer: await this.master.unwrap(Buffer.from(key, "base64"), aad) };
   }
 
   /** The instance CA certificate (PEM), what clients pass as `ca`. */
-  caCertPem(): string {
-    const raw = this.store.getMeta("tls.ca");
+  async caCertPem(): Promise<string> {
+    const raw = await this.store.getMeta("tls.ca");
     if (!raw) throw new InstanceError("the instance CA is missing");
     return (JSON.parse(raw.toString()) as { cert: string }).cert;
   }
@@ -193,16 +200,16 @@ export class KmsInstance {
     const names = [...new Set(["localhost", "127.0.0.1", ...hostnames])];
     const current = await this.readCert("tls.server", "instance-server-key");
     if (current && names.every((n) => certificateNames(current.certPem).includes(n))) {
-      return { certChainPem: pemChain(current.certPem, this.caCertPem()), keyDer: current.keyDer };
+      return { certChainPem: pemChain(current.certPem, await this.caCertPem()), keyDer: current.keyDer };
     }
     current?.keyDer.fill(0);
     const issued = await this.withCa((caPem, caKey) => issueServerCert(caPem, caKey, names));
     const wrapped = await this.master.wrap(issued.keyDer, "instance-server-key");
-    this.store.setMeta(
+    await this.store.setMeta(
       "tls.server",
       Buffer.from(JSON.stringify({ cert: issued.certPem, key: wrapped.toString("base64") })),
     );
-    return { certChainPem: pemChain(issued.certPem, this.caCertPem()), keyDer: issued.keyDer };
+    return { certChainPem: pemChain(issued.certPem, await this.caCertPem()), keyDer: issued.keyDer };
   }
 
   /** Closes the store and releases the master key. */
@@ -210,16 +217,53 @@ export class KmsInstance {
     try {
       await this.master.close();
     } finally {
-      this.store.close();
+      await this.store.close();
     }
   }
+}
+
+/** Opens the store `options` name; `fresh` when it holds no instance yet. */
+async function openStore(options: OpenOptions): Promise<{ store: Store; fresh: boolean }> {
+  let location: StoreLocation;
+  let fresh = false;
+  if (options.store !== undefined) {
+    location = { postgresUrl: options.store };
+  } else {
+    const dir = options.dataDir;
+    if (dir === undefined) throw new InstanceError("give a data directory or a store URL");
+    const dbPath = join(dir, "kms.db");
+    fresh = !existsSync(dbPath);
+    if (fresh && !options.create) {
+      throw new InstanceError(
+        `${dir} is not a KMS data directory (start 'hsmkit kms serve --data ${dir}' first)`,
+      );
+    }
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    location = { sqlitePath: dbPath };
+  }
+  if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const store = await Store.open(location);
+  if (options.store !== undefined) {
+    try {
+      fresh = (await store.getMeta("instance.id")) === undefined;
+      if (fresh && !options.create) {
+        throw new InstanceError(
+          `${store.driver.description} holds no KMS instance (create it with 'hsmkit kms init --store URL')`,
+        );
+      }
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+  return { store, fresh };
 }
 
 async function openMasterKey(store: Store, options: OpenOptions, creating: boolean): Promise<MasterKey> {
   const given = [options.passphrase, options.passphraseFile, options.pkcs11].filter((x) => x !== undefined);
   if (given.length > 1)
     throw new MasterKeyError("give one master key source: a passphrase or --master-key pkcs11:...");
-  const existing = store.getMeta("master");
+  const existing = await store.getMeta("master");
   let meta: MasterMeta;
   if (existing) {
     meta = JSON.parse(existing.toString()) as MasterMeta;
@@ -227,7 +271,9 @@ async function openMasterKey(store: Store, options: OpenOptions, creating: boole
     const fresh: MasterMeta = options.pkcs11
       ? { kind: "pkcs11", token: options.pkcs11.replace(/[?].*$/, "") }
       : { kind: "passphrase", salt: randomBytes(16).toString("base64"), scrypt: DEFAULT_SCRYPT };
-    meta = JSON.parse(store.initMeta("master", Buffer.from(JSON.stringify(fresh))).toString()) as MasterMeta;
+    meta = JSON.parse(
+      (await store.initMeta("master", Buffer.from(JSON.stringify(fresh)))).toString(),
+    ) as MasterMeta;
   }
   let master: MasterKey;
   if (meta.kind === "pkcs11") {
@@ -249,7 +295,7 @@ async function openMasterKey(store: Store, options: OpenOptions, creating: boole
     master = new PassphraseMasterKey(key, `passphrase from ${source}`);
   }
   try {
-    const check = store.initMeta("master.check", await master.wrap(CHECK_VALUE, CHECK_AAD));
+    const check = await store.initMeta("master.check", await master.wrap(CHECK_VALUE, CHECK_AAD));
     await master.unwrap(check, CHECK_AAD);
   } catch (err) {
     await master.close();
@@ -269,9 +315,11 @@ function resolvePassphrase(options: OpenOptions, creating: boolean): { passphras
     return nonEmpty(readFirstLine(options.passphraseFile), options.passphraseFile);
   const fromEnv = env[PASSPHRASE_ENV];
   if (fromEnv !== undefined) return nonEmpty(fromEnv, PASSPHRASE_ENV);
-  const defaultFile = join(options.dataDir, "master.pass");
-  if (existsSync(defaultFile)) return nonEmpty(readFirstLine(defaultFile), defaultFile);
-  if (!creating) {
+  const defaultFile = options.dataDir === undefined ? undefined : join(options.dataDir, "master.pass");
+  if (defaultFile !== undefined && existsSync(defaultFile))
+    return nonEmpty(readFirstLine(defaultFile), defaultFile);
+  // A cluster's nodes must share the passphrase: one generated on a node's own disk would not be.
+  if (!creating || defaultFile === undefined || options.store !== undefined) {
     throw new MasterKeyError(`no passphrase: give --passphrase-file FILE or set ${PASSPHRASE_ENV}`);
   }
   const generated = randomBytes(24).toString("base64url");

@@ -62,7 +62,7 @@ export class KeyRegistry {
       createdAt: now,
       deletionDate: null,
     };
-    this.store.createKey(key, version);
+    await this.store.createKey(key, version);
     return key;
   }
 
@@ -84,39 +84,39 @@ export class KeyRegistry {
 
   /** Adds a new version; new operations use it, old ones stay for verify and decrypt. */
   async rotate(idOrAlias: string): Promise<KeyVersionRecord> {
-    const key = this.require(idOrAlias);
+    const key = await this.require(idOrAlias);
     // Generate outside the transaction (it is slow), number it inside (serialised).
     const draft = await this.newVersion(key.id, key.spec, 0, new Date().toISOString());
     return this.store.addVersion(key.id, (seq) => ({ ...draft, seq }));
   }
 
   /** A key by id or alias. */
-  resolve(idOrAlias: string): KeyRecord | undefined {
+  resolve(idOrAlias: string): Promise<KeyRecord | undefined> {
     return this.store.findKey(idOrAlias);
   }
 
   /** A key by id or alias, or a {@link KeyAdminError}. */
-  require(idOrAlias: string): KeyRecord {
-    const key = this.resolve(idOrAlias);
+  async require(idOrAlias: string): Promise<KeyRecord> {
+    const key = await this.resolve(idOrAlias);
     if (!key) throw new KeyAdminError(`no key "${idOrAlias}"`);
     return key;
   }
 
   /** Points `alias/NAME` at a key. */
-  setAlias(alias: string, idOrAlias: string): void {
+  async setAlias(alias: string, idOrAlias: string): Promise<void> {
     if (!ALIAS.test(alias))
       throw new KeyAdminError(`an alias looks like alias/NAME (letters, digits, _ - . /)`);
-    this.store.setAlias(alias, this.require(idOrAlias).id);
+    await this.store.setAlias(alias, (await this.require(idOrAlias)).id);
   }
 
   /** A key's versions, newest first. */
-  versions(keyId: string): KeyVersionRecord[] {
+  versions(keyId: string): Promise<KeyVersionRecord[]> {
     return this.store.versions(keyId);
   }
 
   /** The newest version (the one Sign, Encrypt and GenerateDataKey use). */
-  primaryVersion(keyId: string): KeyVersionRecord {
-    const v = this.store.newestVersion(keyId);
+  async primaryVersion(keyId: string): Promise<KeyVersionRecord> {
+    const v = await this.store.newestVersion(keyId);
     if (!v) throw new KmsServiceError("InternalFailure", "the key has no versions");
     return v;
   }

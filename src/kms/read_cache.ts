@@ -1,48 +1,46 @@
 /**
  * Memoised reads of the tables a request consults but rarely changes (keys, versions,
- * aliases, access points). Every request used to run four or five SELECTs and re-parse the
- * access point's policy; now each lookup costs one `PRAGMA data_version`, and a cached answer
- * is only used while the database is provably unchanged:
+ * aliases, access points). Without them every request would run four or five SELECTs (each a
+ * round trip to PostgreSQL) and re-parse the access point's policy; with them a request costs
+ * one indexed read of the change counter, and a cached answer is used only while the counter
+ * is provably unchanged:
  *
- * - `PRAGMA data_version` changes whenever *another* connection commits (the admin CLI in
- *   another process disabling a key, revoking an access point, rotating), so the server
- *   notices such a change on its very next lookup, not after a time-to-live;
- * - writes through *this* connection do not change it, so the store calls
- *   {@link ChangeWatch.localWrite} after each of its own writes.
+ * - every write to a cached table bumps the counter row in the same transaction (store.ts),
+ *   whichever process or node makes it, so a node that reads the counter at the start of a
+ *   request sees every change committed before it (an access point revoked on another node
+ *   is refused on the very next request, not after a time-to-live);
+ * - writes through this process also call {@link ChangeWatch.localWrite}, so its own later
+ *   reads never wait for the next counter read.
  *
- * Any change empties every memo (changes are rare; being precise is not worth the risk).
+ * Any change empties every memo (changes are rare; being precise is not worth the risk). A
+ * value loaded while a change was noticed is not kept: it may predate the change.
  */
-import type Database from "better-sqlite3";
 
 /** Tells memos when the database may have changed since they last looked. */
 export class ChangeWatch {
-  private readonly dataVersion: Database.Statement;
-  private lastSeen: unknown;
-  private generation = 0;
+  private lastSeen: number | undefined;
+  private current = 0;
 
-  constructor(private readonly db: Database.Database) {
-    this.dataVersion = db.prepare("PRAGMA data_version").pluck();
-    this.lastSeen = this.dataVersion.get();
-  }
+  /** `readCounter` reads the database's change counter (one indexed read). */
+  constructor(private readonly readCounter: () => Promise<number>) {}
 
   /** A number that differs from any earlier one whenever the cached tables may have changed. */
-  current(): number {
-    const seen = this.dataVersion.get();
+  get generation(): number {
+    return this.current;
+  }
+
+  /** Reads the change counter; a new value starts a new generation. */
+  async refresh(): Promise<void> {
+    const seen = await this.readCounter();
     if (seen !== this.lastSeen) {
       this.lastSeen = seen;
-      this.generation++;
+      this.current++;
     }
-    return this.generation;
   }
 
-  /** True inside a transaction, whose reads may be rolled back and so must not be remembered. */
-  get inTransaction(): boolean {
-    return this.db.inTransaction;
-  }
-
-  /** Records a write made through this connection (SQLite's counter does not count those). */
+  /** Records a write made through this process (before its reads can see a stale memo). */
   localWrite(): void {
-    this.generation++;
+    this.current++;
   }
 }
 
@@ -62,16 +60,18 @@ export class Memo<T> {
    * found something: a name that does not exist is looked up again each time, so callers
    * asking for endless made-up names cannot fill memory or push out real entries.
    */
-  get<R extends T | undefined>(key: string, load: () => R): R {
-    const generation = this.watch.current();
+  async get<R extends T | undefined>(key: string, load: () => Promise<R>): Promise<R> {
+    const generation = this.watch.generation;
     if (generation !== this.generation) {
       this.entries.clear();
       this.generation = generation;
     }
     const hit = this.entries.get(key);
     if (hit !== undefined) return hit as R;
-    const value = load();
-    if (value === undefined || this.watch.inTransaction) return value;
+    const value = await load();
+    // A change noticed while loading may have come after the load read: do not keep it.
+    if (value === undefined || this.watch.generation !== generation || this.generation !== generation)
+      return value;
     if (this.entries.size >= this.maxEntries) this.entries.clear();
     this.entries.set(key, value as T);
     return value;

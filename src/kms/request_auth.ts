@@ -60,7 +60,7 @@ export function checkBodyHash(headers: Readonly<Record<string, string>>, body: B
 }
 
 /** Authenticates a request's headers (before its body is read) or throws the {@link KmsServiceError} to send back. */
-export function authenticate(req: IncomingRequest, store: Store, now: number): Authenticated {
+export async function authenticate(req: IncomingRequest, store: Store, now: number): Promise<Authenticated> {
   const h = req.headers;
   const version = h["x-kms-apiversion"];
   if (version !== API_VERSION) {
@@ -94,7 +94,7 @@ export function authenticate(req: IncomingRequest, store: Store, now: number): A
   const signature = parseAuthorization(h.authorization);
   if (!signature)
     throw new KmsServiceError("MissingParameter", "The authorization header is missing or malformed.");
-  const accessPoint = store.findAccessPoint(accessKeyId);
+  const accessPoint = await store.findAccessPoint(accessKeyId);
   if (!accessPoint) throw new KmsServiceError("InvalidAccessKeyId", "The access key id does not exist.");
   const publicKey = accessPointKey(accessPoint);
   if (!verifyAuthorization(stringToSign(req.method, h), signature, publicKey)) {

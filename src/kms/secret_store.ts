@@ -1,11 +1,12 @@
 /**
- * Where secrets live: a small asynchronous repository interface (so the storage can move to
- * another database without touching its callers) and its SQLite implementation over the
- * KMS's store. Values are stored sealed (secrets.ts seals them); this file never sees a
- * plaintext. The reads GetSecretValue makes are memoised until the database changes, in this
- * process or another (read_cache.ts), so a read costs no SELECT while nothing changes.
+ * Where secrets live: a small asynchronous repository interface and its implementation in
+ * the KMS's store (SQLite or PostgreSQL, the same portable SQL; the tables are migration 10).
+ * Values are stored sealed (secrets.ts seals them); this file never sees a plaintext. The
+ * reads GetSecretValue makes are memoised on the store's change counter, like keys and access
+ * points: every write here bumps it, so a change on any node reaches every node's next request.
  */
-import { ChangeWatch, Memo } from "./read_cache.ts";
+import type { Memo } from "./read_cache.ts";
+import type { SqlExecutor } from "./store/driver.ts";
 import type { Store } from "./store.ts";
 
 /** The stage the newest value carries. */
@@ -62,20 +63,6 @@ export interface SecretRepository {
   delete(name: string): Promise<boolean>;
 }
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS secrets (
-  name TEXT PRIMARY KEY, key_id TEXT, data_type TEXT NOT NULL, description TEXT NOT NULL,
-  created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS secret_versions (
-  secret_name TEXT NOT NULL REFERENCES secrets(name) ON DELETE CASCADE, version_id TEXT NOT NULL,
-  created_at TEXT NOT NULL, key_version_id TEXT, iv BLOB NOT NULL, sealed BLOB NOT NULL,
-  PRIMARY KEY (secret_name, version_id));
-CREATE TABLE IF NOT EXISTS secret_stages (
-  secret_name TEXT NOT NULL, stage TEXT NOT NULL, version_id TEXT NOT NULL,
-  PRIMARY KEY (secret_name, stage),
-  FOREIGN KEY (secret_name, version_id) REFERENCES secret_versions(secret_name, version_id) ON DELETE CASCADE);
-`;
-
 interface SecretRow {
   name: string;
   key_id: string | null;
@@ -90,8 +77,10 @@ interface VersionRow {
   key_version_id: string | null;
   iv: Buffer;
   sealed: Buffer;
-  stages: string | null;
 }
+
+const SECRET_COLUMNS = "name, key_id, data_type, description, created_at";
+const VERSION_COLUMNS = "secret_name, version_id, created_at, key_version_id, iv, sealed";
 
 const toSecret = (r: SecretRow): SecretRecord => ({
   name: r.name,
@@ -100,84 +89,58 @@ const toSecret = (r: SecretRow): SecretRecord => ({
   description: r.description,
   createdAt: r.created_at,
 });
-const toVersion = (r: VersionRow): SecretVersionRecord => ({
-  secretName: r.secret_name,
-  versionId: r.version_id,
-  createdAt: r.created_at,
-  keyVersionId: r.key_version_id,
-  iv: r.iv,
-  sealed: r.sealed,
-  stages: r.stages ? r.stages.split(",").sort() : [],
-});
 
-const VERSION_SELECT = `SELECT v.*, (SELECT group_concat(stage) FROM secret_stages s
-  WHERE s.secret_name = v.secret_name AND s.version_id = v.version_id) AS stages FROM secret_versions v`;
-
-/** The repository in the KMS's SQLite file. */
-export class SqliteSecretRepository implements SecretRepository {
-  private readonly watch: ChangeWatch;
+/** The repository in the KMS's store. */
+export class StoreSecretRepository implements SecretRepository {
   private readonly secrets: Memo<SecretRecord>;
   private readonly versionMemo: Memo<SecretVersionRecord>;
 
   constructor(private readonly store: Store) {
-    store.db.exec(SCHEMA);
-    this.watch = new ChangeWatch(store.db);
-    this.secrets = new Memo(this.watch);
-    this.versionMemo = new Memo(this.watch);
+    this.secrets = store.memo();
+    this.versionMemo = store.memo();
   }
 
   async create(secret: SecretRecord, first: SecretVersionRecord): Promise<boolean> {
-    const created = this.store.db
-      .transaction(() => {
-        const inserted = this.store
-          .statement("INSERT OR IGNORE INTO secrets VALUES (?, ?, ?, ?, ?)")
-          .run(secret.name, secret.keyId, secret.dataType, secret.description, secret.createdAt).changes;
-        if (inserted !== 1) return false;
-        this.insertCurrent(first);
-        return true;
-      })
-      .immediate();
-    this.watch.localWrite();
-    return created;
+    return this.store.write(async (tx) => {
+      const inserted = await tx.exec(
+        `INSERT INTO secrets (${SECRET_COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING`,
+        [secret.name, secret.keyId, secret.dataType, secret.description, secret.createdAt],
+      );
+      if (inserted !== 1) return false;
+      await insertCurrent(tx, first);
+      return true;
+    });
   }
 
   async putVersion(version: SecretVersionRecord): Promise<boolean> {
-    const added = this.store.db
-      .transaction(() => {
-        const taken = this.store
-          .statement("SELECT 1 FROM secret_versions WHERE secret_name = ? AND version_id = ?")
-          .get(version.secretName, version.versionId);
-        if (taken !== undefined) return false;
-        const name = version.secretName;
-        this.store
-          .statement("DELETE FROM secret_stages WHERE secret_name = ? AND stage = ?")
-          .run(name, PREVIOUS_STAGE);
-        this.store
-          .statement("UPDATE secret_stages SET stage = ? WHERE secret_name = ? AND stage = ?")
-          .run(PREVIOUS_STAGE, name, CURRENT_STAGE);
-        this.insertCurrent(version);
-        return true;
-      })
-      .immediate();
-    this.watch.localWrite();
-    return added;
-  }
-
-  private insertCurrent(v: SecretVersionRecord): void {
-    this.store
-      .statement("INSERT INTO secret_versions VALUES (?, ?, ?, ?, ?, ?)")
-      .run(v.secretName, v.versionId, v.createdAt, v.keyVersionId, v.iv, v.sealed);
-    this.store
-      .statement("INSERT INTO secret_stages (secret_name, stage, version_id) VALUES (?, ?, ?)")
-      .run(v.secretName, CURRENT_STAGE, v.versionId);
+    const name = version.secretName;
+    return this.store.write(async (tx) => {
+      const taken = await tx.query(
+        "SELECT 1 AS one FROM secret_versions WHERE secret_name = $1 AND version_id = $2",
+        [name, version.versionId],
+      );
+      if (taken.length > 0) return false;
+      await tx.exec("DELETE FROM secret_stages WHERE secret_name = $1 AND stage = $2", [
+        name,
+        PREVIOUS_STAGE,
+      ]);
+      await tx.exec("UPDATE secret_stages SET stage = $1 WHERE secret_name = $2 AND stage = $3", [
+        PREVIOUS_STAGE,
+        name,
+        CURRENT_STAGE,
+      ]);
+      await insertCurrent(tx, version);
+      return true;
+    });
   }
 
   async find(name: string): Promise<SecretRecord | undefined> {
-    return this.secrets.get(name, () => {
-      const row = this.store.statement("SELECT * FROM secrets WHERE name = ?").get(name) as
-        | SecretRow
-        | undefined;
-      return row ? toSecret(row) : undefined;
+    return this.secrets.get(name, async () => {
+      const rows = await this.store.driver.query<SecretRow>(
+        `SELECT ${SECRET_COLUMNS} FROM secrets WHERE name = $1`,
+        [name],
+      );
+      return rows[0] ? toSecret(rows[0]) : undefined;
     });
   }
 
@@ -186,37 +149,72 @@ export class SqliteSecretRepository implements SecretRepository {
     by: { versionId: string } | { stage: string },
   ): Promise<SecretVersionRecord | undefined> {
     const memoKey = "versionId" in by ? `id\0${name}\0${by.versionId}` : `stage\0${name}\0${by.stage}`;
-    return this.versionMemo.get(memoKey, () => {
-      const row = (
-        "versionId" in by
-          ? this.store
-              .statement(`${VERSION_SELECT} WHERE v.secret_name = ? AND v.version_id = ?`)
-              .get(name, by.versionId)
-          : this.store
-              .statement(
-                `${VERSION_SELECT} JOIN secret_stages t ON t.secret_name = v.secret_name AND t.version_id = v.version_id WHERE t.secret_name = ? AND t.stage = ?`,
-              )
-              .get(name, by.stage)
-      ) as VersionRow | undefined;
-      return row ? toVersion(row) : undefined;
+    return this.versionMemo.get(memoKey, async () => {
+      let versionId: string | undefined;
+      if ("versionId" in by) versionId = by.versionId;
+      else {
+        const staged = await this.store.driver.query<{ version_id: string }>(
+          "SELECT version_id FROM secret_stages WHERE secret_name = $1 AND stage = $2",
+          [name, by.stage],
+        );
+        versionId = staged[0]?.version_id;
+      }
+      if (versionId === undefined) return undefined;
+      const rows = await this.store.driver.query<VersionRow>(
+        `SELECT ${VERSION_COLUMNS} FROM secret_versions WHERE secret_name = $1 AND version_id = $2`,
+        [name, versionId],
+      );
+      return rows[0] ? this.withStages(rows[0]) : undefined;
     });
   }
 
   async versions(name: string): Promise<SecretVersionRecord[]> {
-    return (
-      this.store
-        .statement(`${VERSION_SELECT} WHERE v.secret_name = ? ORDER BY v.created_at DESC, v.rowid DESC`)
-        .all(name) as VersionRow[]
-    ).map(toVersion);
+    const rows = await this.store.driver.query<VersionRow>(
+      `SELECT ${VERSION_COLUMNS} FROM secret_versions WHERE secret_name = $1 ORDER BY created_at DESC, version_id`,
+      [name],
+    );
+    return Promise.all(rows.map((r) => this.withStages(r)));
   }
 
   async list(): Promise<SecretRecord[]> {
-    return (this.store.statement("SELECT * FROM secrets ORDER BY name").all() as SecretRow[]).map(toSecret);
+    return (
+      await this.store.driver.query<SecretRow>(`SELECT ${SECRET_COLUMNS} FROM secrets ORDER BY name`)
+    ).map(toSecret);
   }
 
   async delete(name: string): Promise<boolean> {
-    const changes = this.store.statement("DELETE FROM secrets WHERE name = ?").run(name).changes;
-    this.watch.localWrite();
-    return changes === 1;
+    return (await this.store.write((tx) => tx.exec("DELETE FROM secrets WHERE name = $1", [name]))) === 1;
   }
+
+  private async withStages(r: VersionRow): Promise<SecretVersionRecord> {
+    const stages = await this.store.driver.query<{ stage: string }>(
+      "SELECT stage FROM secret_stages WHERE secret_name = $1 AND version_id = $2 ORDER BY stage",
+      [r.secret_name, r.version_id],
+    );
+    return {
+      secretName: r.secret_name,
+      versionId: r.version_id,
+      createdAt: r.created_at,
+      keyVersionId: r.key_version_id,
+      iv: Buffer.from(r.iv),
+      sealed: Buffer.from(r.sealed),
+      stages: stages.map((s) => s.stage),
+    };
+  }
+}
+
+async function insertCurrent(tx: SqlExecutor, v: SecretVersionRecord): Promise<void> {
+  await tx.exec(`INSERT INTO secret_versions (${VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)`, [
+    v.secretName,
+    v.versionId,
+    v.createdAt,
+    v.keyVersionId,
+    v.iv,
+    v.sealed,
+  ]);
+  await tx.exec("INSERT INTO secret_stages (secret_name, stage, version_id) VALUES ($1, $2, $3)", [
+    v.secretName,
+    CURRENT_STAGE,
+    v.versionId,
+  ]);
 }

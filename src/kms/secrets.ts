@@ -19,7 +19,7 @@ import {
   type SecretRecord,
   type SecretRepository,
   type SecretVersionRecord,
-  SqliteSecretRepository,
+  StoreSecretRepository,
 } from "./secret_store.ts";
 import { KEY_SPECS } from "./specs.ts";
 import type { KeyRecord } from "./store.ts";
@@ -66,7 +66,7 @@ export class SecretVault {
 
   constructor(
     private readonly instance: KmsInstance,
-    readonly repository: SecretRepository = new SqliteSecretRepository(instance.store),
+    readonly repository: SecretRepository = new StoreSecretRepository(instance.store),
   ) {}
 
   /** Creates a secret with its first value (ACSCurrent). */
@@ -77,7 +77,7 @@ export class SecretVault {
   ): Promise<SecretVersionRecord> {
     if (!SECRET_NAME.test(name))
       throw new SecretError("invalid", "a secret name is 1-192 letters, digits or _ / + = . @ -");
-    const key = o.keyId === undefined ? undefined : this.sealingKey(o.keyId);
+    const key = o.keyId === undefined ? undefined : await this.sealingKey(o.keyId);
     const secret: SecretRecord = {
       name,
       keyId: key?.id ?? null,
@@ -128,8 +128,8 @@ export class SecretVault {
   }
 
   /** A key that may seal secrets: an Enabled AES key. */
-  private sealingKey(idOrAlias: string): KeyRecord {
-    const key = this.instance.keys.resolve(idOrAlias);
+  private async sealingKey(idOrAlias: string): Promise<KeyRecord> {
+    const key = await this.instance.keys.resolve(idOrAlias);
     if (!key) throw new SecretError("invalid", `no key "${idOrAlias}"`);
     if (KEY_SPECS[key.spec].kind !== "aes")
       throw new SecretError("invalid", `key ${key.id} is ${key.spec}: secrets need an AES key`);
@@ -149,8 +149,8 @@ export class SecretVault {
     let key: KeyObject;
     if (secret.keyId === null) key = await this.secretsKey();
     else {
-      const record = this.sealingKey(secret.keyId);
-      const version = this.instance.keys.primaryVersion(record.id);
+      const record = await this.sealingKey(secret.keyId);
+      const version = await this.instance.keys.primaryVersion(record.id);
       const loaded = await this.instance.keys.load(record, version);
       if (loaded.kind !== "aes") throw new SecretError("invalid", "secrets need an AES key");
       key = loaded.secretKey;
@@ -164,13 +164,15 @@ export class SecretVault {
 
   private async openingKey(secret: SecretRecord, version: SecretVersionRecord): Promise<KeyObject> {
     if (secret.keyId === null) return this.secretsKey();
-    const key = this.instance.keys.resolve(secret.keyId);
+    const key = await this.instance.keys.resolve(secret.keyId);
     if (!key) throw new SecretError("corrupt", `the key of secret "${secret.name}" is gone`);
     if (key.state !== "Enabled") {
       this.instance.keys.forget(key.id);
       throw new SecretError("key-state", `the key that seals secret "${secret.name}" is ${key.state}`);
     }
-    const keyVersion = version.keyVersionId ? this.instance.store.version(version.keyVersionId) : undefined;
+    const keyVersion = version.keyVersionId
+      ? await this.instance.store.version(version.keyVersionId)
+      : undefined;
     if (!keyVersion || keyVersion.keyId !== key.id)
       throw new SecretError("corrupt", `the key version of secret "${secret.name}" is gone`);
     const loaded = await this.instance.keys.load(key, keyVersion);
@@ -181,11 +183,11 @@ export class SecretVault {
   /** The instance secrets key, made and wrapped on first use, unwrapped once per process. */
   private async secretsKey(): Promise<KeyObject> {
     if (this.instanceKey) return this.instanceKey;
-    let wrapped = this.instance.store.getMeta(SECRETS_KEY_META);
+    let wrapped = await this.instance.store.getMeta(SECRETS_KEY_META);
     if (!wrapped) {
       const fresh = randomBytes(32);
       // INSERT OR IGNORE: when two processes race, both use whichever was stored first.
-      wrapped = this.instance.store.initMeta(
+      wrapped = await this.instance.store.initMeta(
         SECRETS_KEY_META,
         await this.instance.master.wrap(fresh, SECRETS_KEY_AAD),
       );

@@ -179,8 +179,7 @@ export class KmsServer {
       this.refusals.record({
         source,
         claimedActor,
-        actorExists:
-          claimedActor !== "" && this.options.instance.store.findAccessPoint(claimedActor) !== undefined,
+        actorExists: claimedActor !== "" && (await this.knownAccessPoint(claimedActor)),
         claimedOperation: headers?.["x-kms-apiname"] ?? "",
         outcome: error.code,
       });
@@ -218,6 +217,15 @@ export class KmsServer {
     }
   }
 
+  /** Whether an access point exists (false when the store cannot say: it is only for refusal tallies). */
+  private async knownAccessPoint(id: string): Promise<boolean> {
+    try {
+      return (await this.options.instance.store.findAccessPoint(id)) !== undefined;
+    } catch {
+      return false;
+    }
+  }
+
   /** Everything before a request is trusted: shape, header bounds, signature, then the body (bounded) against the signed hash. */
   private async admit(
     req: IncomingMessage,
@@ -230,7 +238,9 @@ export class KmsServer {
     if (!headers) throw new KmsServiceError("InvalidParam", "A protocol header is repeated.");
     checkHeaderLengths(headers);
     const now = (this.options.now ?? Date.now)();
-    const who = authenticate(
+    // Changes committed by any node or admin command before this request reach its lookups.
+    await this.options.instance.store.checkForChanges();
+    const who = await authenticate(
       { method: "POST", headers, sourceAddress: source },
       this.options.instance.store,
       now,

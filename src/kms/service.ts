@@ -111,10 +111,10 @@ export class KmsService {
   }
 
   private async sign(req: KmsMessages["SignRequest"], ctx: RequestContext): Promise<Buffer> {
-    const key = usableKey(this.instance, req.KeyId, "SIGN/VERIFY", ctx);
+    const key = await usableKey(this.instance, req.KeyId, "SIGN/VERIFY", ctx);
     const [algName, alg] = this.signingAlgorithm(key, req.Algorithm, ctx);
     const input = this.messageInput(req.MessageType, req.Message, req.Digest, ctx);
-    const version = this.instance.keys.primaryVersion(key.id);
+    const version = await this.instance.keys.primaryVersion(key.id);
     ctx.detail += ` v${version.seq}`;
     const loaded = await this.instance.keys.load(key, version);
     const signature =
@@ -131,14 +131,14 @@ export class KmsService {
   }
 
   private async verify(req: KmsMessages["VerifyRequest"], ctx: RequestContext): Promise<Buffer> {
-    const key = usableKey(this.instance, req.KeyId, "SIGN/VERIFY", ctx);
+    const key = await usableKey(this.instance, req.KeyId, "SIGN/VERIFY", ctx);
     const [algName, alg] = this.signingAlgorithm(key, req.Algorithm, ctx);
     const input = this.messageInput(req.MessageType, req.Message, req.Digest, ctx);
     if (req.Signature.length === 0)
       throw new KmsServiceError("MissingParameter", "The parameter Signature is missing.");
     let value = false;
     // The signature does not say which version made it: try newest first.
-    for (const version of this.instance.keys.versions(key.id)) {
+    for (const version of await this.instance.keys.versions(key.id)) {
       const loaded = await this.instance.keys.load(key, version);
       value =
         input.type === "RAW"
@@ -160,11 +160,11 @@ export class KmsService {
   }
 
   private async getPublicKey(req: KmsMessages["GetPublicKeyRequest"], ctx: RequestContext): Promise<Buffer> {
-    const key = usableKey(this.instance, req.KeyId, undefined, ctx);
+    const key = await usableKey(this.instance, req.KeyId, undefined, ctx);
     if (KEY_SPECS[key.spec].kind === "aes") {
       throw new KmsServiceError("UnsupportedOperation", "A symmetric key has no public key.");
     }
-    const version = this.instance.keys.primaryVersion(key.id);
+    const version = await this.instance.keys.primaryVersion(key.id);
     ctx.detail = `v${version.seq}`;
     return encodeMessage("GetPublicKeyResponse", {
       KeyId: key.id,
@@ -174,7 +174,7 @@ export class KmsService {
   }
 
   private async encrypt(req: KmsMessages["EncryptRequest"], ctx: RequestContext): Promise<Buffer> {
-    const key = usableKey(this.instance, req.KeyId, "ENCRYPT/DECRYPT", ctx);
+    const key = await usableKey(this.instance, req.KeyId, "ENCRYPT/DECRYPT", ctx);
     if (req.Plaintext.length === 0)
       throw new KmsServiceError("MissingParameter", "The parameter Plaintext is missing.");
     const kind = KEY_SPECS[key.spec].kind;
@@ -202,7 +202,7 @@ export class KmsService {
       });
     }
     const oaepHash = rsaOaepHash(algName);
-    const version = this.instance.keys.primaryVersion(key.id);
+    const version = await this.instance.keys.primaryVersion(key.id);
     ctx.detail += ` v${version.seq}`;
     const blob = rsaOaepEncrypt(await this.instance.keys.load(key, version), oaepHash, req.Plaintext);
     return encodeMessage("EncryptResponse", {
@@ -220,9 +220,10 @@ export class KmsService {
     let keyName = req.KeyId;
     if (keyName === "" && blob.length > BLOB_HEADER && blob[0] === BLOB_FORMAT) {
       // A symmetric blob names its key version, so KeyId may be left out.
-      keyName = this.instance.store.version(blob.subarray(1, BLOB_HEADER).toString("hex"))?.keyId ?? "";
+      keyName =
+        (await this.instance.store.version(blob.subarray(1, BLOB_HEADER).toString("hex")))?.keyId ?? "";
     }
-    const key = usableKey(this.instance, keyName, "ENCRYPT/DECRYPT", ctx);
+    const key = await usableKey(this.instance, keyName, "ENCRYPT/DECRYPT", ctx);
     const kind = KEY_SPECS[key.spec].kind;
     const algName = req.Algorithm === "" ? defaultAlgorithm(kind, "encrypt") : req.Algorithm;
     ctx.detail = algName;
@@ -234,7 +235,7 @@ export class KmsService {
         throw new KmsServiceError("InvalidParameter", "Iv must be the 12 bytes Encrypt returned.");
       const version =
         blob[0] === BLOB_FORMAT
-          ? this.instance.store.version(blob.subarray(1, BLOB_HEADER).toString("hex"))
+          ? await this.instance.store.version(blob.subarray(1, BLOB_HEADER).toString("hex"))
           : undefined;
       if (version && version.keyId === key.id && blob.length >= BLOB_HEADER + 16) {
         ctx.detail += ` v${version.seq}`;
@@ -249,7 +250,7 @@ export class KmsService {
       }
     } else {
       const oaepHash = rsaOaepHash(algName);
-      for (const version of this.instance.keys.versions(key.id)) {
+      for (const version of await this.instance.keys.versions(key.id)) {
         plaintext = rsaOaepDecrypt(await this.instance.keys.load(key, version), oaepHash, blob);
         if (plaintext) {
           ctx.detail += ` v${version.seq}`;
@@ -271,7 +272,7 @@ export class KmsService {
     req: KmsMessages["GenerateDataKeyRequest"],
     ctx: RequestContext,
   ): Promise<Buffer> {
-    const key = usableKey(this.instance, req.KeyId, "ENCRYPT/DECRYPT", ctx);
+    const key = await usableKey(this.instance, req.KeyId, "ENCRYPT/DECRYPT", ctx);
     if (KEY_SPECS[key.spec].kind !== "aes") {
       throw new KmsServiceError("UnsupportedOperation", "GenerateDataKey needs a symmetric key.");
     }

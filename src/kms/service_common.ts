@@ -43,18 +43,18 @@ export function decodeRequest<N extends KmsMessageName>(name: N, body: Buffer): 
 }
 
 /** Resolves a key the access point may use, in a state and usage that allow the operation. */
-export function usableKey(
+export async function usableKey(
   instance: KmsInstance,
   name: string,
   usage: KeyUsage | undefined,
   ctx: RequestContext,
-): KeyRecord {
+): Promise<KeyRecord> {
   if (name === "") throw new KmsServiceError("MissingParameter", "The parameter KeyId is missing.");
   // Key ids and aliases are short; a long one is refused before it reaches lookups or the audit log.
   if (name.length > MAX_KEY_NAME)
     throw new KmsServiceError("InvalidParam", "The parameter KeyId is too long.");
   ctx.keyId = name;
-  const key = instance.keys.resolve(name);
+  const key = await instance.keys.resolve(name);
   const policy = ctx.accessPoint.policy;
   if (!key) {
     // Only say "not found" to an access point that could have used such a key.
@@ -64,7 +64,7 @@ export function usableKey(
     throw new KmsServiceError("Forbidden.NoPermission", `This access point may not use "${name}".`);
   }
   ctx.keyId = key.id;
-  const aliases = instance.store.aliasesOf(key.id);
+  const aliases = await instance.store.aliasesOf(key.id);
   if (!allowsKey(policy, key.id, name === key.id ? aliases : [...aliases, name])) {
     throw new KmsServiceError("Forbidden.NoPermission", `This access point may not use "${name}".`);
   }
@@ -105,7 +105,7 @@ export async function sealUnderNewest(
 ): Promise<{ header: Buffer; iv: Buffer; sealed: Buffer; version: KeyVersionRecord }> {
   checkAad(aad);
   const iv = randomBytes(12);
-  const version = instance.keys.primaryVersion(key.id);
+  const version = await instance.keys.primaryVersion(key.id);
   ctx.detail += ` v${version.seq}`;
   const loaded = await instance.keys.load(key, version);
   const head = header(version);

@@ -1,15 +1,18 @@
 /**
- * The KMS's persistent state in one SQLite file (better-sqlite3, WAL): keys, their versions
- * (material wrapped under the master key), aliases, access points, instance metadata and the
- * audit log. WAL lets `kms serve` and the admin commands use the same file at the same time;
- * every write is a short transaction, committed before the server answers. The lookups a
+ * The KMS's persistent state: keys, their versions (material wrapped under the master key),
+ * aliases, access points, instance metadata and the audit log, in SQLite (one file, the
+ * embedded default) or PostgreSQL (shared by several `kms serve` nodes). The queries are
+ * written once against {@link SqlDriver}; the service code does not know which database it
+ * has. Every write is a short transaction, committed before the server answers. The lookups a
  * request makes (key, alias, newest version, access point) are memoised until the database
- * changes, whichever process changes it (read_cache.ts).
+ * changes, whichever process or node changes it (read_cache.ts).
  */
-import { closeSync, existsSync, openSync } from "node:fs";
-import Database from "better-sqlite3";
 import { ChangeWatch, Memo } from "./read_cache.ts";
 import type { KeySpec, KeyState, KeyUsage } from "./specs.ts";
+import { LOCKS, type SqlDriver, type SqlExecutor } from "./store/driver.ts";
+import { migrate } from "./store/migrations.ts";
+import { PostgresDriver } from "./store/postgres.ts";
+import { SqliteDriver } from "./store/sqlite.ts";
 
 /** A key as listed: no material. */
 export interface KeyRecord {
@@ -56,28 +59,6 @@ export interface AccessPointRecord {
   readonly createdAt: string;
   readonly revokedAt: string | null;
 }
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS keys (
-  id TEXT PRIMARY KEY, spec TEXT NOT NULL, usage TEXT NOT NULL, state TEXT NOT NULL,
-  description TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL, deletion_date TEXT);
-CREATE TABLE IF NOT EXISTS key_versions (
-  id TEXT PRIMARY KEY, key_id TEXT NOT NULL REFERENCES keys(id), seq INTEGER NOT NULL,
-  created_at TEXT NOT NULL, public_der BLOB, wrapped BLOB NOT NULL, UNIQUE (key_id, seq));
-CREATE TABLE IF NOT EXISTS aliases (name TEXT PRIMARY KEY, key_id TEXT NOT NULL REFERENCES keys(id));
-CREATE TABLE IF NOT EXISTS access_points (
-  id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, public_der BLOB NOT NULL, policy TEXT NOT NULL,
-  state TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT);
-CREATE TABLE IF NOT EXISTS audit (
-  seq INTEGER PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL, source TEXT NOT NULL,
-  operation TEXT NOT NULL, key_id TEXT NOT NULL, outcome TEXT NOT NULL, request_id TEXT NOT NULL,
-  detail TEXT NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL, mac BLOB NOT NULL);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-`;
 
 interface KeyRow {
   id: string;
@@ -133,30 +114,28 @@ const toAp = (r: ApRow): AccessPointRecord => ({
   revokedAt: r.revoked_at,
 });
 
-/** The SQLite store. All methods are synchronous and each write is one transaction. */
+/** Where a store lives: a SQLite file, or a PostgreSQL database given by URL. */
+export type StoreLocation = { readonly sqlitePath: string } | { readonly postgresUrl: string };
+
+const KEY_COLUMNS = "id, spec, usage, state, description, created_at, deletion_date";
+const VERSION_COLUMNS = "id, key_id, seq, created_at, public_der, wrapped";
+const AP_COLUMNS = "id, name, public_der, policy, state, created_at, revoked_at";
+
+/** The store: async methods, each write one transaction. */
 export class Store {
-  /** The open database (audit.ts appends through it). */
-  readonly db: Database.Database;
-  private readonly statements = new Map<string, Database.Statement>();
   private readonly watch: ChangeWatch;
   private readonly keysById: Memo<KeyRecord>;
   private readonly aliasTargets: Memo<string>;
-  private readonly aliasLists: Memo<string[]>;
+  private readonly aliasLists: Memo<readonly string[]>;
   private readonly newestVersions: Memo<KeyVersionRecord>;
   private readonly accessPoints: Memo<AccessPointRecord>;
 
-  constructor(path: string) {
-    // Create the file 0600 ourselves: SQLite would use the umask, and the WAL inherits the mode.
-    if (!existsSync(path)) closeSync(openSync(path, "a", 0o600));
-    this.db = new Database(path);
-    this.db.pragma("journal_mode = WAL");
-    // NORMAL in WAL mode: a commit is in the WAL (OS cache) before we answer, so a killed
-    // process loses nothing it acknowledged; only a power cut can lose the last commits.
-    this.db.pragma("synchronous = NORMAL");
-    this.db.pragma("busy_timeout = 10000");
-    this.db.pragma("foreign_keys = ON");
-    this.db.exec(SCHEMA);
-    this.watch = new ChangeWatch(this.db);
+  /** A store over an open driver whose schema is current (see {@link Store.open}). */
+  constructor(readonly driver: SqlDriver) {
+    this.watch = new ChangeWatch(async () => {
+      const rows = await driver.query<{ counter: number }>("SELECT counter FROM changes WHERE id = 1");
+      return rows[0]?.counter ?? 0;
+    });
     this.keysById = new Memo(this.watch);
     this.aliasTargets = new Memo(this.watch);
     this.aliasLists = new Memo(this.watch);
@@ -164,19 +143,56 @@ export class Store {
     this.accessPoints = new Memo(this.watch);
   }
 
-  /** A prepared statement, compiled once per connection (compiling costs more than running). */
-  statement(sql: string): Database.Statement {
-    let st = this.statements.get(sql);
-    if (!st) {
-      st = this.db.prepare(sql);
-      this.statements.set(sql, st);
+  /** Opens a store and brings its schema up to date (or refuses a newer one). */
+  static async open(location: StoreLocation): Promise<Store> {
+    const driver =
+      "postgresUrl" in location
+        ? new PostgresDriver(location.postgresUrl)
+        : new SqliteDriver(location.sqlitePath);
+    try {
+      await migrate(driver);
+    } catch (err) {
+      await driver.close();
+      throw err;
     }
-    return st;
+    return new Store(driver);
   }
 
   /** Closes the database. */
-  close(): void {
-    if (this.db.open) this.db.close();
+  async close(): Promise<void> {
+    await this.driver.close();
+  }
+
+  /**
+   * Reads the change counter, so that memoised lookups made after this see every change
+   * committed before it (the server calls this at the start of each request).
+   */
+  async checkForChanges(): Promise<void> {
+    await this.watch.refresh();
+  }
+
+  /**
+   * A memo table over the store's change counter, for repositories beside the store
+   * (secret_store.ts): emptied whenever any cached table changes, on any node.
+   */
+  memo<T>(maxEntries?: number): Memo<T> {
+    return new Memo<T>(this.watch, maxEntries);
+  }
+
+  /**
+   * Runs `work` as one write to the cached tables: counter bumped in the same transaction.
+   * Public for repositories beside the store, whose tables are memoised the same way.
+   */
+  async write<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    try {
+      return await this.driver.transaction(LOCKS.data, async (tx) => {
+        const result = await work(tx);
+        await tx.exec("UPDATE changes SET counter = counter + 1 WHERE id = 1");
+        return result;
+      });
+    } finally {
+      this.watch.localWrite();
+    }
   }
 
   /**
@@ -184,35 +200,40 @@ export class Store {
    * creation was interrupted, with nothing a missing record could hide. Anything else with a
    * record missing has been tampered with.
    */
-  holdsNothing(): boolean {
-    return ["keys", "access_points", "audit"].every(
-      (table) => this.statement(`SELECT 1 FROM ${table} LIMIT 1`).get() === undefined,
-    );
+  async holdsNothing(): Promise<boolean> {
+    for (const table of ["keys", "access_points", "audit"]) {
+      if ((await this.driver.query(`SELECT 1 AS one FROM ${table} LIMIT 1`)).length > 0) return false;
+    }
+    return true;
   }
 
   /** Reads an instance metadata value. */
-  getMeta(name: string): Buffer | undefined {
-    const row = this.statement("SELECT value FROM meta WHERE name = ?").get(name) as
-      | { value: Buffer }
-      | undefined;
-    return row ? Buffer.from(row.value) : undefined;
+  async getMeta(name: string, tx: SqlExecutor = this.driver): Promise<Buffer | undefined> {
+    const rows = await tx.query<{ value: Buffer }>("SELECT value FROM meta WHERE name = $1", [name]);
+    return rows[0] ? Buffer.from(rows[0].value) : undefined;
   }
 
   /** Writes a metadata value only if absent; returns the value that is stored afterwards. */
-  initMeta(name: string, value: Buffer): Buffer {
-    this.statement("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)").run(name, value);
-    return this.getMeta(name) as Buffer;
+  async initMeta(name: string, value: Buffer): Promise<Buffer> {
+    await this.driver.exec("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", [
+      name,
+      value,
+    ]);
+    return (await this.getMeta(name)) as Buffer;
   }
 
   /** Overwrites a metadata value. */
-  setMeta(name: string, value: Buffer): void {
-    this.statement("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)").run(name, value);
+  async setMeta(name: string, value: Buffer, tx: SqlExecutor = this.driver): Promise<void> {
+    await tx.exec(
+      "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+      [name, value],
+    );
   }
 
   /** Inserts a key and its first version atomically. */
-  createKey(key: KeyRecord, version: KeyVersionRecord): void {
-    this.db.transaction(() => {
-      this.statement("INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+  async createKey(key: KeyRecord, version: KeyVersionRecord): Promise<void> {
+    await this.write(async (tx) => {
+      await tx.exec(`INSERT INTO keys (${KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
         key.id,
         key.spec,
         key.usage,
@@ -220,171 +241,164 @@ export class Store {
         key.description,
         key.createdAt,
         key.deletionDate,
+      ]);
+      await insertVersion(tx, version);
+    });
+  }
+
+  /** Adds a version with the next sequence number (rotation); returns it. */
+  async addVersion(keyId: string, make: (seq: number) => KeyVersionRecord): Promise<KeyVersionRecord> {
+    return this.write(async (tx) => {
+      const rows = await tx.query<{ top: number | null }>(
+        "SELECT MAX(seq) AS top FROM key_versions WHERE key_id = $1",
+        [keyId],
       );
-      this.insertVersion(version);
-    })();
-    this.watch.localWrite();
-  }
-
-  private insertVersion(v: KeyVersionRecord): void {
-    this.statement("INSERT INTO key_versions VALUES (?, ?, ?, ?, ?, ?)").run(
-      v.id,
-      v.keyId,
-      v.seq,
-      v.createdAt,
-      v.publicDer,
-      v.wrapped,
-    );
-  }
-
-  /** Adds a version with the next sequence number (rotation); returns its number. */
-  addVersion(keyId: string, make: (seq: number) => KeyVersionRecord): KeyVersionRecord {
-    const added = this.db
-      .transaction(() => {
-        const row = this.db
-          .prepare("SELECT MAX(seq) AS top FROM key_versions WHERE key_id = ?")
-          .get(keyId) as {
-          top: number | null;
-        };
-        const version = make((row.top ?? 0) + 1);
-        this.insertVersion(version);
-        return version;
-      })
-      .immediate();
-    // Rotation must reach the very next Sign: SQLite does not count this connection's writes.
-    this.watch.localWrite();
-    return added;
+      const version = make((rows[0]?.top ?? 0) + 1);
+      await insertVersion(tx, version);
+      return version;
+    });
   }
 
   /** A key by id or by alias (`alias/NAME`). */
-  findKey(idOrAlias: string): KeyRecord | undefined {
-    const id = idOrAlias.startsWith("alias/") ? this.aliasTarget(idOrAlias) : idOrAlias;
+  async findKey(idOrAlias: string): Promise<KeyRecord | undefined> {
+    const id = idOrAlias.startsWith("alias/") ? await this.aliasTarget(idOrAlias) : idOrAlias;
     if (id === undefined) return undefined;
-    return this.keysById.get(id, () => {
-      const row = this.statement("SELECT * FROM keys WHERE id = ?").get(id) as KeyRow | undefined;
-      return row ? toKey(row) : undefined;
+    return this.keysById.get(id, async () => {
+      const rows = await this.driver.query<KeyRow>(`SELECT ${KEY_COLUMNS} FROM keys WHERE id = $1`, [id]);
+      return rows[0] ? toKey(rows[0]) : undefined;
     });
   }
 
   /** All keys, oldest first. */
-  listKeys(): KeyRecord[] {
-    return (this.statement("SELECT * FROM keys ORDER BY created_at, id").all() as KeyRow[]).map(toKey);
+  async listKeys(): Promise<KeyRecord[]> {
+    return (await this.driver.query<KeyRow>(`SELECT ${KEY_COLUMNS} FROM keys ORDER BY created_at, id`)).map(
+      toKey,
+    );
   }
 
   /** Changes a key's state (and its deletion date). Returns false if there is no such key. */
-  setKeyState(id: string, state: KeyState, deletionDate: string | null = null): boolean {
-    const changes = this.statement("UPDATE keys SET state = ?, deletion_date = ? WHERE id = ?").run(
-      state,
-      deletionDate,
-      id,
-    ).changes;
-    this.watch.localWrite();
-    return changes === 1;
+  async setKeyState(id: string, state: KeyState, deletionDate: string | null = null): Promise<boolean> {
+    const changed = await this.write((tx) =>
+      tx.exec("UPDATE keys SET state = $1, deletion_date = $2 WHERE id = $3", [state, deletionDate, id]),
+    );
+    return changed === 1;
   }
 
   /** A key's versions, newest first. */
-  versions(keyId: string): KeyVersionRecord[] {
-    return (
-      this.statement("SELECT * FROM key_versions WHERE key_id = ? ORDER BY seq DESC").all(
-        keyId,
-      ) as VersionRow[]
-    ).map(toVersion);
+  async versions(keyId: string): Promise<KeyVersionRecord[]> {
+    const sql = `SELECT ${VERSION_COLUMNS} FROM key_versions WHERE key_id = $1 ORDER BY seq DESC`;
+    return (await this.driver.query<VersionRow>(sql, [keyId])).map(toVersion);
   }
 
   /** The newest version of a key. */
-  newestVersion(keyId: string): KeyVersionRecord | undefined {
-    return this.newestVersions.get(keyId, () => {
-      const row = this.statement("SELECT * FROM key_versions WHERE key_id = ? ORDER BY seq DESC LIMIT 1").get(
-        keyId,
-      ) as VersionRow | undefined;
-      return row ? toVersion(row) : undefined;
+  async newestVersion(keyId: string): Promise<KeyVersionRecord | undefined> {
+    return this.newestVersions.get(keyId, async () => {
+      const sql = `SELECT ${VERSION_COLUMNS} FROM key_versions WHERE key_id = $1 ORDER BY seq DESC LIMIT 1`;
+      const rows = await this.driver.query<VersionRow>(sql, [keyId]);
+      return rows[0] ? toVersion(rows[0]) : undefined;
     });
   }
 
   /** One version by its id. */
-  version(versionId: string): KeyVersionRecord | undefined {
-    const row = this.statement("SELECT * FROM key_versions WHERE id = ?").get(versionId) as
-      | VersionRow
-      | undefined;
-    return row ? toVersion(row) : undefined;
+  async version(versionId: string): Promise<KeyVersionRecord | undefined> {
+    const sql = `SELECT ${VERSION_COLUMNS} FROM key_versions WHERE id = $1`;
+    const rows = await this.driver.query<VersionRow>(sql, [versionId]);
+    return rows[0] ? toVersion(rows[0]) : undefined;
   }
 
   /** The key an alias points at. */
-  aliasTarget(alias: string): string | undefined {
-    return this.aliasTargets.get(alias, () => {
-      const row = this.statement("SELECT key_id FROM aliases WHERE name = ?").get(alias) as
-        | { key_id: string }
-        | undefined;
-      return row?.key_id;
+  async aliasTarget(alias: string): Promise<string | undefined> {
+    return this.aliasTargets.get(alias, async () => {
+      const rows = await this.driver.query<{ key_id: string }>("SELECT key_id FROM aliases WHERE name = $1", [
+        alias,
+      ]);
+      return rows[0]?.key_id;
     });
   }
 
   /** Creates or re-points an alias. */
-  setAlias(alias: string, keyId: string): void {
-    this.statement("INSERT OR REPLACE INTO aliases (name, key_id) VALUES (?, ?)").run(alias, keyId);
-    this.watch.localWrite();
+  async setAlias(alias: string, keyId: string): Promise<void> {
+    await this.write((tx) =>
+      tx.exec(
+        "INSERT INTO aliases (name, key_id) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id",
+        [alias, keyId],
+      ),
+    );
   }
 
   /** Deletes an alias; false if there was none. */
-  deleteAlias(alias: string): boolean {
-    const changes = this.statement("DELETE FROM aliases WHERE name = ?").run(alias).changes;
-    this.watch.localWrite();
-    return changes === 1;
+  async deleteAlias(alias: string): Promise<boolean> {
+    return (await this.write((tx) => tx.exec("DELETE FROM aliases WHERE name = $1", [alias]))) === 1;
   }
 
   /** The aliases of a key (shared with later callers until a change: do not modify). */
-  aliasesOf(keyId: string): readonly string[] {
-    return this.aliasLists.get(keyId, () =>
+  async aliasesOf(keyId: string): Promise<readonly string[]> {
+    return this.aliasLists.get(keyId, async () =>
       (
-        this.statement("SELECT name FROM aliases WHERE key_id = ? ORDER BY name").all(keyId) as {
-          name: string;
-        }[]
+        await this.driver.query<{ name: string }>(
+          "SELECT name FROM aliases WHERE key_id = $1 ORDER BY name",
+          [keyId],
+        )
       ).map((r) => r.name),
     );
   }
 
   /** Stores a new access point. */
-  createAccessPoint(ap: AccessPointRecord): void {
-    this.statement("INSERT INTO access_points VALUES (?, ?, ?, ?, ?, ?, ?)").run(
-      ap.id,
-      ap.name,
-      ap.publicDer,
-      JSON.stringify(ap.policy),
-      ap.state,
-      ap.createdAt,
-      ap.revokedAt,
+  async createAccessPoint(ap: AccessPointRecord): Promise<void> {
+    await this.write((tx) =>
+      tx.exec(`INSERT INTO access_points (${AP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
+        ap.id,
+        ap.name,
+        ap.publicDer,
+        JSON.stringify(ap.policy),
+        ap.state,
+        ap.createdAt,
+        ap.revokedAt,
+      ]),
     );
-    this.watch.localWrite();
   }
 
   /** An access point by id. */
-  findAccessPoint(id: string): AccessPointRecord | undefined {
-    return this.accessPoints.get(id, () => {
-      const row = this.statement("SELECT * FROM access_points WHERE id = ?").get(id) as ApRow | undefined;
-      return row ? toAp(row) : undefined;
+  async findAccessPoint(id: string): Promise<AccessPointRecord | undefined> {
+    return this.accessPoints.get(id, async () => {
+      const sql = `SELECT ${AP_COLUMNS} FROM access_points WHERE id = $1`;
+      const rows = await this.driver.query<ApRow>(sql, [id]);
+      return rows[0] ? toAp(rows[0]) : undefined;
     });
   }
 
   /** An access point by id or name. */
-  findAccessPointByIdOrName(idOrName: string): AccessPointRecord | undefined {
-    const row = this.statement("SELECT * FROM access_points WHERE id = ? OR name = ?").get(
-      idOrName,
-      idOrName,
-    ) as ApRow | undefined;
-    return row ? toAp(row) : undefined;
+  async findAccessPointByIdOrName(idOrName: string): Promise<AccessPointRecord | undefined> {
+    const sql = `SELECT ${AP_COLUMNS} FROM access_points WHERE id = $1 OR name = $1`;
+    const rows = await this.driver.query<ApRow>(sql, [idOrName]);
+    return rows[0] ? toAp(rows[0]) : undefined;
   }
 
   /** All access points, oldest first. */
-  listAccessPoints(): AccessPointRecord[] {
-    return (this.statement("SELECT * FROM access_points ORDER BY created_at, id").all() as ApRow[]).map(toAp);
+  async listAccessPoints(): Promise<AccessPointRecord[]> {
+    const sql = `SELECT ${AP_COLUMNS} FROM access_points ORDER BY created_at, id`;
+    return (await this.driver.query<ApRow>(sql)).map(toAp);
   }
 
   /** Revokes an access point for good; false if it did not exist or was already revoked. */
-  revokeAccessPoint(id: string, when: string): boolean {
-    const changes = this.statement(
-      "UPDATE access_points SET state = 'Revoked', revoked_at = ? WHERE id = ? AND state = 'Active'",
-    ).run(when, id).changes;
-    this.watch.localWrite();
-    return changes === 1;
+  async revokeAccessPoint(id: string, when: string): Promise<boolean> {
+    const changed = await this.write((tx) =>
+      tx.exec(
+        "UPDATE access_points SET state = 'Revoked', revoked_at = $1 WHERE id = $2 AND state = 'Active'",
+        [when, id],
+      ),
+    );
+    return changed === 1;
   }
+}
+
+async function insertVersion(tx: SqlExecutor, v: KeyVersionRecord): Promise<void> {
+  await tx.exec(`INSERT INTO key_versions (${VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)`, [
+    v.id,
+    v.keyId,
+    v.seq,
+    v.createdAt,
+    v.publicDer,
+    v.wrapped,
+  ]);
 }

@@ -69,9 +69,9 @@ for (const [spec, cipher] of [
     } finally {
       await serve.stop();
     }
-    const signs = kms.instance.audit
-      .entries()
-      .filter((e) => e.operation === "Sign" && e.keyId === keyId && e.outcome === "ok");
+    const signs = (await kms.instance.audit.entries()).filter(
+      (e) => e.operation === "Sign" && e.keyId === keyId && e.outcome === "ok",
+    );
     assert.ok(signs.length >= 1, "the KMS signed the ServerKeyExchange (audited)");
   });
 }

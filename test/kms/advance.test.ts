@@ -92,7 +92,7 @@ describe("Advance operations", () => {
     const blob = sealed.CiphertextBlob;
     const idLength = blob[2] as number;
     assert.equal(blob.subarray(3, 3 + idLength).toString(), aesKey);
-    const other = kms.instance.keys.primaryVersion(otherAes);
+    const other = await kms.instance.keys.primaryVersion(otherAes);
     const relabelled = Buffer.concat([
       blob.subarray(0, 3),
       Buffer.from(otherAes),
@@ -100,7 +100,7 @@ describe("Advance operations", () => {
       blob.subarray(3 + idLength + 16),
     ]);
     await refused(full.kms.advanceDecrypt({ ciphertextBlob: relabelled }), "InvalidCiphertext");
-    const versions = kms.instance.keys.versions(aesKey);
+    const versions = await kms.instance.keys.versions(aesKey);
     const older = versions.find((v) => v.id !== sealed.KeyVersionId);
     assert.ok(older, "the key was rotated above");
     const otherVersion = Buffer.from(blob);
@@ -111,8 +111,8 @@ describe("Advance operations", () => {
     await refused(full.kms.advanceDecrypt({ ciphertextBlob: algorithm }), "InvalidCiphertext");
     await refused(full.kms.advanceDecrypt({ ciphertextBlob: blob, keyId: otherAes }), "InvalidCiphertext");
     // The header is the GCM additional data: the right key opens the body only with it.
-    const key = kms.instance.keys.resolve(aesKey);
-    const version = kms.instance.store.version(sealed.KeyVersionId);
+    const key = await kms.instance.keys.resolve(aesKey);
+    const version = await kms.instance.store.version(sealed.KeyVersionId);
     assert.ok(key && version);
     const loaded = await kms.instance.keys.load(key, version);
     assert.equal(loaded.kind, "aes");
@@ -177,12 +177,12 @@ describe("Advance operations", () => {
       encryptOnly.kms.advanceEncrypt({ keyId: aesKey, plaintext: Buffer.from("x") }),
       "Forbidden.NoPermission",
     );
-    adminSetKeyState(kms.instance, otherAes, "disable");
+    await adminSetKeyState(kms.instance, otherAes, "disable");
     try {
       await refused(full.kms.advanceDecrypt({ ciphertextBlob: sealed.CiphertextBlob }), "IncorrectKeyState");
       await refused(full.kms.advanceGenerateDataKey({ keyId: otherAes }), "IncorrectKeyState");
     } finally {
-      adminSetKeyState(kms.instance, otherAes, "enable");
+      await adminSetKeyState(kms.instance, otherAes, "enable");
     }
     await refused(
       full.kms.advanceEncrypt({ keyId: aesKey, plaintext: Buffer.from("x"), aad: Buffer.alloc(8193) }),
@@ -192,7 +192,7 @@ describe("Advance operations", () => {
 
   it("audits each call with the key, algorithm and version", async () => {
     const dk = await full.kms.advanceGenerateDataKey({ keyId: aesKey });
-    const entries = kms.instance.audit.entries(5).filter((e) => e.requestId === dk.RequestId);
+    const entries = (await kms.instance.audit.entries(5)).filter((e) => e.requestId === dk.RequestId);
     assert.equal(entries.length, 1);
     assert.equal(entries[0]?.operation, "AdvanceGenerateDataKey");
     assert.equal(entries[0]?.keyId, aesKey);

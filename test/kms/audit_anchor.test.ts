@@ -142,10 +142,13 @@ describe("data directories from before the head rule", () => {
     const instance = await KmsInstance.open({ dataDir: data, passphrase: PASSPHRASE });
     try {
       const store = instance.store;
-      const key = await instance.master.unwrap(store.getMeta("audit.key") as Buffer, "audit-mac-key v2");
-      store.setMeta("audit.key", await instance.master.wrap(key, "audit-mac-key"));
+      const key = await instance.master.unwrap(
+        (await store.getMeta("audit.key")) as Buffer,
+        "audit-mac-key v2",
+      );
+      await store.setMeta("audit.key", await instance.master.wrap(key, "audit-mac-key"));
       key.fill(0);
-      if (dropHead) store.db.prepare("DELETE FROM meta WHERE name = 'audit.head'").run();
+      if (dropHead) await store.driver.exec("DELETE FROM meta WHERE name = 'audit.head'");
     } finally {
       await instance.close();
     }

@@ -135,14 +135,14 @@ describe("data key pairs", () => {
       noPairs.kms.advanceGenerateDataKeyPair({ keyId: aesKey, keyPairSpec: "EC_P256" }),
       "Forbidden.NoPermission",
     );
-    adminSetKeyState(kms.instance, aesKey, "disable");
+    await adminSetKeyState(kms.instance, aesKey, "disable");
     try {
       await refused(
         full.kms.generateDataKeyPair({ keyId: aesKey, keyPairSpec: "EC_P256" }),
         "IncorrectKeyState",
       );
     } finally {
-      adminSetKeyState(kms.instance, aesKey, "enable");
+      await adminSetKeyState(kms.instance, aesKey, "enable");
     }
   });
 
@@ -152,7 +152,7 @@ describe("data key pairs", () => {
       keyPairSpec: "EC_P256",
       keyFormat: "DER",
     });
-    const entry = kms.instance.audit.entries(5).find((e) => e.requestId === pair.RequestId);
+    const entry = (await kms.instance.audit.entries(5)).find((e) => e.requestId === pair.RequestId);
     assert.equal(entry?.operation, "GenerateDataKeyPair");
     assert.match(entry?.detail ?? "", /^EC_P256 DER v\d+$/);
   });

@@ -72,9 +72,9 @@ describe("kms:// keys in TLS and the CA", () => {
         assert.match(r.stdout, new RegExp(`subject=CN=kms-client-${spec}`));
         assert.match(r.stdout, new RegExp(`protocol=TLSv${version}`));
       }
-      const signs = kms.instance.audit
-        .entries()
-        .filter((e) => e.operation === "Sign" && e.keyId === keyId && e.outcome === "ok");
+      const signs = (await kms.instance.audit.entries()).filter(
+        (e) => e.operation === "Sign" && e.keyId === keyId && e.outcome === "ok",
+      );
       assert.ok(signs.length >= 2, "the KMS signed each handshake (audited)");
     });
   }

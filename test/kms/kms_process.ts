@@ -26,9 +26,9 @@ export interface KmsProcesses {
   client(data: string, apDir: string, apId: string, endpoint: string, maxAttempts?: number): KmsClient;
 }
 
-/** Helpers whose processes all use `passphrase`. */
-export function kmsProcesses(passphrase: string): KmsProcesses {
-  const env = { ...process.env, HSMKIT_KMS_PASSPHRASE: passphrase };
+/** Helpers whose processes all use `passphrase`, and `extraEnv` (HSMKIT_KMS_STORE, say). */
+export function kmsProcesses(passphrase: string, extraEnv: NodeJS.ProcessEnv = {}): KmsProcesses {
+  const env = { ...process.env, HSMKIT_KMS_PASSPHRASE: passphrase, ...extraEnv };
   const cli = (args: string[]) => runCommand(HSMKIT_BIN, ["kms", ...args], { env, timeoutMs: 60_000 });
   const ok = async (args: string[]) => {
     const r = await cli(args);

@@ -38,18 +38,18 @@ describe("PKCS#11 master key", () => {
     assert.equal(instance.master.kind, "pkcs11");
     assert.ok(!instance.master.description.includes(token.pin), "the PIN is not printed");
     const key = await adminCreateKey(instance, "RSA_2048", "SIGN/VERIFY");
-    const publicPem = instance.keys.publicKeyPem(instance.keys.primaryVersion(key.id));
+    const publicPem = instance.keys.publicKeyPem(await instance.keys.primaryVersion(key.id));
     await instance.close();
 
     instance = await KmsInstance.open({ dataDir: data, pkcs11: masterUri });
     try {
-      const loaded = await instance.keys.load(key, instance.keys.primaryVersion(key.id));
+      const loaded = await instance.keys.load(key, await instance.keys.primaryVersion(key.id));
       const alg = signAlgorithm("RSA_PKCS1_SHA_256");
       assert.ok(alg);
       const digest = createHash("sha256").update("token-wrapped").digest();
       const sig = await signDigest(loaded, alg, digest);
       assert.ok(verify("sha256", Buffer.from("token-wrapped"), publicPem, sig));
-      assert.equal(instance.audit.verify().ok, true);
+      assert.equal((await instance.audit.verify()).ok, true);
     } finally {
       await instance.close();
     }

@@ -125,7 +125,7 @@ describe("kms serve as a process", () => {
 
     const instance = await KmsInstance.open({ dataDir: data, passphrase: PASSPHRASE });
     try {
-      const entries = instance.audit.entries();
+      const entries = await instance.audit.entries();
       const audited = new Set(entries.map((e) => e.requestId));
       const lost = acknowledged.filter((id) => !audited.has(id));
       assert.deepEqual(
@@ -133,7 +133,7 @@ describe("kms serve as a process", () => {
         [],
         `${lost.length} of ${acknowledged.length} acknowledged requests missing from the audit`,
       );
-      assert.deepEqual(instance.audit.verify(), { ok: true, count: entries.length });
+      assert.deepEqual(await instance.audit.verify(), { ok: true, count: entries.length });
     } finally {
       await instance.close();
     }
@@ -202,13 +202,13 @@ describe("kms serve as a process", () => {
       for (const spec of ["RSA_2048", "EC_P256", "EC_P384"])
         await adminCreateKey(instance, spec, "SIGN/VERIFY");
       await adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT");
-      await adminRotateKey(instance, instance.store.listKeys()[0]?.id ?? "");
+      await adminRotateKey(instance, (await instance.store.listKeys())[0]?.id ?? "");
     });
     const instance = await KmsInstance.open({ dataDir: data, passphrase: PASSPHRASE });
     const secrets: [string, Buffer][] = [];
     try {
-      for (const key of instance.store.listKeys()) {
-        for (const version of instance.keys.versions(key.id)) {
+      for (const key of await instance.store.listKeys()) {
+        for (const version of await instance.keys.versions(key.id)) {
           const loaded = await instance.keys.load(key, version);
           if (loaded.kind === "aes") {
             secrets.push([`${key.id} AES`, loaded.secretKey.export()]);

@@ -9,7 +9,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import Database from "better-sqlite3";
 import { adminCreateKey, adminRotateKey, adminSetKeyState } from "../../src/kms/admin.ts";
 import { ChangeWatch, Memo } from "../../src/kms/read_cache.ts";
 import { startKms } from "./kms_fixture.ts";
@@ -78,9 +77,9 @@ describe("memoised lookups", () => {
     const { kms: client } = await kms.client("*", {}, { maxAttempts: 1 });
     const sign = () => client.sign({ keyId: key.id, algorithm: "ECDSA_SHA_256", message });
     assert.match((await sign()).RequestId, /./);
-    adminSetKeyState(kms.instance, key.id, "disable");
+    await adminSetKeyState(kms.instance, key.id, "disable");
     await assert.rejects(sign(), /IncorrectKeyState/);
-    adminSetKeyState(kms.instance, key.id, "enable");
+    await adminSetKeyState(kms.instance, key.id, "enable");
     await sign();
     const rotated = await adminRotateKey(kms.instance, key.id);
     const signed = await sign();
@@ -88,55 +87,53 @@ describe("memoised lookups", () => {
     assert.ok(verify("sha256", message, createPublicKey(pem), signed.Signature));
   });
 
-  it("ChangeWatch notices another connection's commit, not its own", () => {
-    const path = join(root, "watch.db");
-    const mine = new Database(path);
-    const theirs = new Database(path);
-    mine.pragma("journal_mode = WAL");
-    mine.exec("CREATE TABLE t (v INTEGER)");
-    const watch = new ChangeWatch(mine);
+  it("ChangeWatch starts a new generation when the counter moves, and on local writes", async () => {
+    let counter = 7;
+    const watch = new ChangeWatch(async () => counter);
     const memo = new Memo<number>(watch);
     let loads = 0;
+    let value = 0;
     const read = () =>
-      memo.get("v", () => {
+      memo.get("v", async () => {
         loads++;
-        return (mine.prepare("SELECT COUNT(*) AS n FROM t").get() as { n: number }).n;
+        return value;
       });
-    assert.equal(read(), 0);
-    mine.exec("INSERT INTO t VALUES (1)");
-    assert.equal(read(), 0, "own writes are reported by the store, not by SQLite");
+    await watch.refresh();
+    assert.equal(await read(), 0);
+    value = 1;
+    await watch.refresh();
+    assert.equal(await read(), 0, "the counter did not move: the memo answers");
+    counter++;
+    assert.equal(await read(), 0, "a change is only seen once the counter is read");
+    await watch.refresh();
+    assert.equal(await read(), 1);
+    value = 2;
     watch.localWrite();
-    assert.equal(read(), 1);
-    theirs.exec("INSERT INTO t VALUES (2)");
-    assert.equal(read(), 2);
-    assert.equal(read(), 2);
+    assert.equal(await read(), 2);
+    assert.equal(await read(), 2);
     assert.equal(loads, 3);
-    mine.close();
-    theirs.close();
   });
 
-  it("Memo keeps neither misses nor what it read inside a transaction", () => {
-    const db = new Database(join(root, "misses.db"));
-    const memo = new Memo<string>(new ChangeWatch(db));
+  it("Memo keeps neither misses nor a value loaded across a change", async () => {
+    const watch = new ChangeWatch(async () => 0);
+    const memo = new Memo<string>(watch);
     let answer: string | undefined;
-    const read = () => memo.get("k", () => answer);
-    assert.equal(read(), undefined);
+    const read = () => memo.get("k", async () => answer);
+    assert.equal(await read(), undefined);
     answer = "found";
-    assert.equal(read(), "found", "a miss is looked up again, not remembered");
+    assert.equal(await read(), "found", "a miss is looked up again, not remembered");
     answer = "later";
-    assert.equal(read(), "found", "a hit is remembered");
-    const other = new Memo<string>(new ChangeWatch(db));
-    db.transaction(() => {
-      assert.equal(
-        other.get("k", () => "inside"),
-        "inside",
-      );
-    })();
+    assert.equal(await read(), "found", "a hit is remembered");
+    const other = new Memo<string>(watch);
+    const slow = other.get("k", async () => {
+      watch.localWrite(); // a change noticed while this load was in flight
+      return "stale";
+    });
+    assert.equal(await slow, "stale");
     assert.equal(
-      other.get("k", () => "outside"),
-      "outside",
-      "nothing read in the transaction was kept",
+      await other.get("k", async () => "fresh"),
+      "fresh",
+      "what was loaded across a change was not kept",
     );
-    db.close();
   });
 });

@@ -96,11 +96,11 @@ describe("GetSecretValue", () => {
     assert.equal((await reader.kms.getSecretValue({ secretName: "db-replica" })).SecretData, "replica pw");
     await adminPutSecretValue(kms.instance, "db-replica", Buffer.from("replica pw 2"));
     assert.equal((await reader.kms.getSecretValue({ secretName: "db-replica" })).SecretData, "replica pw 2");
-    adminSetKeyState(kms.instance, aesKey, "disable");
+    await adminSetKeyState(kms.instance, aesKey, "disable");
     try {
       await refused(reader.kms.getSecretValue({ secretName: "db-replica" }), "IncorrectKeyState");
     } finally {
-      adminSetKeyState(kms.instance, aesKey, "enable");
+      await adminSetKeyState(kms.instance, aesKey, "enable");
     }
     const signKey = (await adminCreateKey(kms.instance, "EC_P256", "SIGN/VERIFY")).id;
     await assert.rejects(
@@ -150,12 +150,11 @@ describe("GetSecretValue", () => {
       assert.equal(bytes.includes(Buffer.from("replica pw")), false, file);
     }
     await adminCreateSecret(kms.instance, { name: "db-moved", value: Buffer.from("moved"), versionId: "v1" });
-    kms.instance.store.db
-      .prepare(
-        `UPDATE secret_versions SET iv = (SELECT iv FROM secret_versions WHERE secret_name = 'db-password'),
-         sealed = (SELECT sealed FROM secret_versions WHERE secret_name = 'db-password') WHERE secret_name = 'db-moved'`,
-      )
-      .run();
+    // An attacker with the database file (not the master key) moves one secret's value onto another.
+    await kms.instance.store.driver.exec(
+      `UPDATE secret_versions SET iv = (SELECT iv FROM secret_versions WHERE secret_name = 'db-password'),
+       sealed = (SELECT sealed FROM secret_versions WHERE secret_name = 'db-password') WHERE secret_name = 'db-moved'`,
+    );
     await refused(reader.kms.getSecretValue({ secretName: "db-moved" }), "InternalFailure");
     await adminDeleteSecret(kms.instance, "db-moved");
     await refused(reader.kms.getSecretValue({ secretName: "db-moved" }), "Forbidden.ResourceNotFound");
@@ -163,12 +162,12 @@ describe("GetSecretValue", () => {
 
   it("audits reads with the secret and version, never the value", async () => {
     const got = await reader.kms.getSecretValue({ secretName: "db-password" });
-    const entry = kms.instance.audit.entries(5).find((e) => e.requestId === got.RequestId);
+    const entry = (await kms.instance.audit.entries(5)).find((e) => e.requestId === got.RequestId);
     assert.equal(entry?.operation, "GetSecretValue");
     assert.equal(entry?.keyId, "secret:db-password");
     assert.equal(entry?.detail, "v1 ACSCurrent");
     assert.equal(entry?.actor, reader.id);
-    for (const e of kms.instance.audit.entries(100)) assert.ok(!JSON.stringify(e).includes(PASSWORD));
+    for (const e of await kms.instance.audit.entries(100)) assert.ok(!JSON.stringify(e).includes(PASSWORD));
   });
 
   it("speaks the wire format: SecretName=1, VersionStage=2 in; SecretData=3, VersionStages=5 out", async () => {
@@ -182,7 +181,7 @@ describe("GetSecretValue", () => {
     ]);
     const reply = await rawRequest(
       kms.server.endpoint,
-      kms.instance.caCertPem(),
+      await kms.instance.caCertPem(),
       signedHeaders(reader.config, "GetSecretValue", body),
       body,
     );

@@ -159,7 +159,7 @@ async function shortTimeoutServer(
     for (const s of sockets) s.destroy();
     await server.close();
   });
-  return { server, sockets, ca: kms.instance.caCertPem() };
+  return { server, sockets, ca: await kms.instance.caCertPem() };
 }
 
 describe("slow clients", () => {
@@ -223,21 +223,20 @@ interface AuditSize {
   readonly bytes: number;
 }
 
-function auditSize(): AuditSize {
-  return kms.instance.store.db
-    .prepare(
-      `SELECT COUNT(*) AS rows, COALESCE(SUM(length(actor) + length(source) + length(operation) +
+async function auditSize(): Promise<AuditSize> {
+  const [size] = await kms.instance.store.driver.query<AuditSize>(
+    `SELECT COUNT(*) AS rows, COALESCE(SUM(length(actor) + length(source) + length(operation) +
         length(key_id) + length(outcome) + length(request_id) + length(detail)), 0) AS bytes FROM audit`,
-    )
-    .get() as AuditSize;
+  );
+  return size as AuditSize;
 }
 
 describe("refusals and the audit log", () => {
   it("a flood of unauthenticated requests with huge headers grows the audit log by a bounded amount", async (t) => {
     const server = await KmsServer.start({ instance: kms.instance });
     t.after(() => server.close());
-    const ca = kms.instance.caCertPem();
-    const before = auditSize();
+    const ca = await kms.instance.caCertPem();
+    const before = await auditSize();
     const huge = "A".repeat(6000);
     const body = Buffer.from([0x08, 0x10]);
     for (let i = 0; i < 40; i++) {
@@ -276,7 +275,7 @@ describe("refusals and the audit log", () => {
       assert.equal(reply.status, 401, "unknown access key ids are refused before any body is read");
     }
     await server.close(); // flushes the summaries
-    const grown = auditSize();
+    const grown = await auditSize();
     const rows = grown.rows - before.rows;
     assert.ok(rows >= 1, "refusals are recorded");
     assert.ok(
@@ -284,7 +283,7 @@ describe("refusals and the audit log", () => {
       `${rows} audit rows for ${40 + MAX_REFUSAL_GROUPS + 20} refusals`,
     );
     assert.ok(grown.bytes - before.bytes <= rows * 200, `${grown.bytes - before.bytes} bytes of audit text`);
-    const summaries = kms.instance.audit.entries(rows);
+    const summaries = await kms.instance.audit.entries(rows);
     assert.ok(
       summaries.some((e) => e.actor === "(malformed)" && /^40 refused before authentication/.test(e.detail)),
       JSON.stringify(summaries.slice(0, 3)),
@@ -293,6 +292,6 @@ describe("refusals and the audit log", () => {
     const unknown = summaries.filter((e) => e.actor === "(unknown access point)");
     assert.equal(unknown.length, 1, JSON.stringify(unknown));
     assert.match(unknown[0]!.detail, new RegExp(`^${MAX_REFUSAL_GROUPS + 20} refused before authentication`));
-    assert.deepEqual(kms.instance.audit.verify().ok, true);
+    assert.deepEqual((await kms.instance.audit.verify()).ok, true);
   });
 });

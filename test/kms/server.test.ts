@@ -200,17 +200,17 @@ describe("keys: rotation, states, encryption", () => {
 
   it("a disabled key refuses Sign; enabled again it signs", async () => {
     const key = (await adminCreateKey(kms.instance, "EC_P256", "SIGN/VERIFY")).id;
-    adminSetKeyState(kms.instance, key, "disable");
+    await adminSetKeyState(kms.instance, key, "disable");
     await refused(
       full.kms.sign({ keyId: key, algorithm: "ECDSA_SHA_256", message: Buffer.from("x") }),
       "IncorrectKeyState",
     );
-    adminSetKeyState(kms.instance, key, "enable");
+    await adminSetKeyState(kms.instance, key, "enable");
     assert.ok(
       (await full.kms.sign({ keyId: key, algorithm: "ECDSA_SHA_256", message: Buffer.from("x") })).Signature
         .length > 0,
     );
-    adminSetKeyState(kms.instance, key, "schedule-deletion");
+    await adminSetKeyState(kms.instance, key, "schedule-deletion");
     await refused(full.kms.getPublicKey(key), "IncorrectKeyState");
   });
 
@@ -328,7 +328,7 @@ describe("access control", () => {
   it("a revoked access point is refused", async () => {
     const ap = await kms.client("*");
     assert.equal((await ap.kms.generateRandom(4)).Random.length, 4);
-    adminRevokeAccessPoint(kms.instance, ap.id);
+    await adminRevokeAccessPoint(kms.instance, ap.id);
     await refused(ap.kms.generateRandom(4), "Forbidden.AccessPointRevoked");
   });
 });
@@ -418,8 +418,8 @@ describe("request authentication", () => {
     }
     return h;
   }
-  const send = (h: Record<string, string>, b = body) =>
-    rawRequest(kms.server.endpoint, kms.instance.caCertPem(), h, b);
+  const send = async (h: Record<string, string>, b = body) =>
+    rawRequest(kms.server.endpoint, await kms.instance.caCertPem(), h, b);
 
   it("accepts a correct request, with Bearer or TOKEN", async () => {
     assert.equal((await send(signed())).status, 200);

@@ -1,0 +1,137 @@
+/**
+ * The audit log's records and the cryptography that chains them: what an entry is, how its
+ * hash links it to the previous one, how hashes and the chain head are MAC'd, and how a head
+ * is written to and read from text (the metadata row and the anchor file). No storage here:
+ * audit.ts appends and verifies through the store.
+ */
+import { createHash, createHmac, type KeyObject, timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
+
+/** One audited event (what the caller supplies). */
+export interface AuditEvent {
+  /** Access point id, or `admin:<command>` for the CLI. */
+  readonly actor: string;
+  /** Client address, or `local`. */
+  readonly source: string;
+  readonly operation: string;
+  /** Key id (or alias as given), empty when none. */
+  readonly keyId: string;
+  /** `ok` or the error code. */
+  readonly outcome: string;
+  readonly requestId: string;
+  /** Free text, never secret (algorithm, message type, ...). */
+  readonly detail: string;
+}
+
+/** An entry as stored. */
+export interface AuditEntry extends AuditEvent {
+  readonly seq: number;
+  readonly time: string;
+}
+
+/** An audit row as the database returns it. */
+export interface AuditRow {
+  seq: number;
+  time: string;
+  actor: string;
+  source: string;
+  operation: string;
+  key_id: string;
+  outcome: string;
+  request_id: string;
+  detail: string;
+  prev_hash: Buffer;
+  hash: Buffer;
+  mac: Buffer;
+}
+
+/** The columns of the audit table, in insertion order. */
+export const AUDIT_COLUMNS =
+  "seq, time, actor, source, operation, key_id, outcome, request_id, detail, prev_hash, hash, mac";
+
+/** The hash the first entry chains to. */
+export const GENESIS: Buffer = Buffer.alloc(32);
+
+/** The chain head as kept in the metadata and in the anchor file. */
+export interface Head {
+  readonly seq: number;
+  readonly hash: string;
+  readonly mac: string;
+}
+
+/** The result of verifying the log. */
+export type AuditVerdict =
+  /** `anchored`: the entry the anchor file vouches the log reached (absent without an anchor). */
+  | { readonly ok: true; readonly count: number; readonly anchored?: number }
+  | { readonly ok: false; readonly count: number; readonly seq: number; readonly reason: string };
+
+/** The hash of `e`, chained to the previous entry's hash `prev`. */
+export function entryHash(prev: Buffer, e: AuditEntry): Buffer {
+  const fields = [e.seq, e.time, e.actor, e.source, e.operation, e.keyId, e.outcome, e.requestId, e.detail];
+  return createHash("sha256").update(prev).update(JSON.stringify(fields)).digest();
+}
+
+/** HMAC-SHA256 of a label and parts under the audit key. */
+export function auditMac(key: KeyObject, label: string, ...parts: (Buffer | string)[]): Buffer {
+  const h = createHmac("sha256", key).update(label);
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+/** The head record for entry `seq` whose hash is `hash`, MAC'd. */
+export function makeHead(key: KeyObject, seq: number, hash: Buffer): Head {
+  return { seq, hash: hash.toString("hex"), mac: headMac(key, seq, hash).toString("hex") };
+}
+
+/** True when `head`'s MAC was made with `key`. */
+export function headIsOurs(key: KeyObject, head: Head): boolean {
+  return safeEqual(headMac(key, head.seq, Buffer.from(head.hash, "hex")), Buffer.from(head.mac, "hex"));
+}
+
+function headMac(key: KeyObject, seq: number, hash: Buffer): Buffer {
+  return auditMac(key, "head", String(seq), ":", hash);
+}
+
+/** A head read from a file, or undefined when the file is missing or not a head. */
+export function readHead(path: string): Head | undefined {
+  try {
+    return parseHead(readFileSync(path, "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** A head from its JSON text, or undefined when the text is not one (edited by hand, cut short). */
+export function parseHead(text: string): Head | undefined {
+  try {
+    const head = JSON.parse(text) as Partial<Head> | null;
+    const valid =
+      Number.isSafeInteger(head?.seq) &&
+      (head?.seq as number) >= 0 &&
+      typeof head?.hash === "string" &&
+      typeof head?.mac === "string";
+    return valid ? (head as Head) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Constant-time equality of two MACs or hashes (false on a length mismatch). */
+export function safeEqual(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** The entry of a row. */
+export function toEntry(r: AuditRow): AuditEntry {
+  return {
+    seq: Number(r.seq),
+    time: r.time,
+    actor: r.actor,
+    source: r.source,
+    operation: r.operation,
+    keyId: r.key_id,
+    outcome: r.outcome,
+    requestId: r.request_id,
+    detail: r.detail,
+  };
+}
