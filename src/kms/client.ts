@@ -37,15 +37,7 @@ import {
 } from "./proto.ts";
 
 export { type KmsClientConfig, KmsCredentialError, loadClientKey } from "./client_credentials.ts";
-export type {
-  DataKeyPairParams,
-  DecryptParams,
-  EncryptParams,
-  GenerateDataKeyParams,
-  GetSecretValueParams,
-  SignParams,
-  VerifyParams,
-} from "./client_params.ts";
+export type * from "./client_params.ts";
 
 const signAsync = promisify(cryptoSign);
 
@@ -141,24 +133,12 @@ export class KmsClient {
 
   /** Encrypts with a symmetric or RSA key. */
   async encrypt(p: EncryptParams): Promise<KmsMessages["EncryptResponse"]> {
-    return this.call("Encrypt", "EncryptRequest", "EncryptResponse", {
-      KeyId: p.keyId,
-      Plaintext: Buffer.from(p.plaintext),
-      Algorithm: p.algorithm ?? "",
-      Aad: Buffer.from(p.aad ?? []),
-      Iv: Buffer.from(p.iv ?? []),
-    });
+    return this.call("Encrypt", "EncryptRequest", "EncryptResponse", encryptFields(p));
   }
 
   /** Decrypts a blob from Encrypt or GenerateDataKey. */
   async decrypt(p: DecryptParams): Promise<KmsMessages["DecryptResponse"]> {
-    return this.call("Decrypt", "DecryptRequest", "DecryptResponse", {
-      CiphertextBlob: Buffer.from(p.ciphertextBlob),
-      KeyId: p.keyId ?? "",
-      Algorithm: p.algorithm ?? "",
-      Aad: Buffer.from(p.aad ?? []),
-      Iv: Buffer.from(p.iv ?? []),
-    });
+    return this.call("Decrypt", "DecryptRequest", "DecryptResponse", decryptFields(p));
   }
 
   /** A fresh data key, in the clear and wrapped. */
@@ -173,24 +153,12 @@ export class KmsClient {
 
   /** Encrypts into a blob that names its key and version (AdvanceDecrypt needs no key id). */
   async advanceEncrypt(p: EncryptParams): Promise<KmsMessages["AdvanceEncryptResponse"]> {
-    return this.call("AdvanceEncrypt", "AdvanceEncryptRequest", "AdvanceEncryptResponse", {
-      KeyId: p.keyId,
-      Plaintext: Buffer.from(p.plaintext),
-      Algorithm: p.algorithm ?? "",
-      Aad: Buffer.from(p.aad ?? []),
-      Iv: Buffer.from(p.iv ?? []),
-    });
+    return this.call("AdvanceEncrypt", "AdvanceEncryptRequest", "AdvanceEncryptResponse", encryptFields(p));
   }
 
   /** Decrypts an Advance blob (from AdvanceEncrypt, AdvanceGenerateDataKey or an Advance key pair). */
   async advanceDecrypt(p: DecryptParams): Promise<KmsMessages["AdvanceDecryptResponse"]> {
-    return this.call("AdvanceDecrypt", "AdvanceDecryptRequest", "AdvanceDecryptResponse", {
-      CiphertextBlob: Buffer.from(p.ciphertextBlob),
-      KeyId: p.keyId ?? "",
-      Algorithm: p.algorithm ?? "",
-      Aad: Buffer.from(p.aad ?? []),
-      Iv: Buffer.from(p.iv ?? []),
-    });
+    return this.call("AdvanceDecrypt", "AdvanceDecryptRequest", "AdvanceDecryptResponse", decryptFields(p));
   }
 
   /** A fresh data key, in the clear and in an Advance blob. */
@@ -338,6 +306,26 @@ export class KmsClient {
 function messageFields(p: SignParams): { Message: Buffer; MessageType: string } {
   if (p.digest !== undefined) return { Message: Buffer.from(p.digest), MessageType: "DIGEST" };
   return { Message: Buffer.from(p.message ?? []), MessageType: "RAW" };
+}
+
+function encryptFields(p: EncryptParams) {
+  return {
+    KeyId: p.keyId,
+    Plaintext: Buffer.from(p.plaintext),
+    Algorithm: p.algorithm ?? "",
+    Aad: Buffer.from(p.aad ?? []),
+    Iv: Buffer.from(p.iv ?? []),
+  };
+}
+
+function decryptFields(p: DecryptParams) {
+  return {
+    CiphertextBlob: Buffer.from(p.ciphertextBlob),
+    KeyId: p.keyId ?? "",
+    Algorithm: p.algorithm ?? "",
+    Aad: Buffer.from(p.aad ?? []),
+    Iv: Buffer.from(p.iv ?? []),
+  };
 }
 
 function pairFields(p: DataKeyPairParams) {

@@ -157,11 +157,15 @@ export async function refused(promise: Promise<unknown>, code: string): Promise<
   });
 }
 
-/** Protocol headers for a hand-made body, signed with the access point's key as an SDK would. */
+/**
+ * Protocol headers for a hand-made body, signed with the access point's key as an SDK would;
+ * `overrides` replace headers before signing (a skewed date, a wrong hash, another id).
+ */
 export function signedHeaders(
   config: KmsClientConfig,
   apiName: string,
   body: Buffer,
+  overrides: Record<string, string> = {},
 ): Record<string, string> {
   const { accessKeyId, privateKey } = loadClientKey(config);
   const headers: Record<string, string> = {
@@ -172,6 +176,7 @@ export function signedHeaders(
     [ACCESS_KEY_HEADER]: accessKeyId,
     "content-type": "application/x-protobuf",
     "content-sha256": contentSha256(body),
+    ...overrides,
   };
   const signature = sign("sha256", Buffer.from(stringToSign("POST", headers)), privateKey);
   return { ...headers, authorization: `Bearer ${signature.toString("base64")}` };
