@@ -6,65 +6,36 @@
  *      RSA-2048 PSS and EC P-256.
  *   2. File signing throughput of `hsmkit sign` (file key, and kms:// key) vs `openssl dgst
  *      -sha256 -sign`, on a sparse file (default 2 GiB; BENCH_KMS_FILE_MB), with peak RSS.
+ *   2b. GetSecretValue against GenerateRandom(16) through the same server (BENCH_KMS_ONLY=secret).
+ *   3. The KMS on PostgreSQL (kms_cluster_lib.ts): one, two and three nodes on one PostgreSQL
+ *      against one node on SQLite; BENCH_KMS_ONLY=cluster runs only that part.
  * Target (issue 4): KMS RSA sign throughput >= 0.6x raw at concurrency 16.
  * Note: both processes share this machine's cores; every KMS request also costs the client
  * an RSA-2048 signature for request authentication (the protocol requires it).
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { constants, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import { adminCreateAccessPoint, adminCreateKey, adminCreateSecret } from "../src/kms/admin.ts";
 import { KmsClient } from "../src/kms/client.ts";
 import { KmsInstance } from "../src/kms/instance.ts";
+import { clusterBenchmark } from "./kms_cluster_lib.ts";
+import { HSMKIT, type KmsNode, load, processCpuSeconds, startKmsNode } from "./kms_lib.ts";
 import { fmt, fmtRatio, fmtTarget, formatTable, megabytesPerSecond } from "./lib.ts";
 
-const HSMKIT = fileURLToPath(new URL("../bin/hsmkit", import.meta.url));
 const SECONDS = Number(process.env.BENCH_KMS_SECONDS ?? 5);
 const FILE_MB = Number(process.env.BENCH_KMS_FILE_MB ?? 2048);
 const PASSPHRASE = "bench passphrase";
 const dir = mkdtempSync(join(tmpdir(), "hsmkit-bench-kms-"));
-let server: ChildProcess | undefined;
+/** Which parts run: BENCH_KMS_ONLY=sign,file,cluster (default all). */
+const PARTS = new Set((process.env.BENCH_KMS_ONLY ?? "sign,secret,file,cluster").split(","));
+let server: KmsNode["child"] | undefined;
 process.once("exit", () => {
-  server?.kill("SIGKILL");
   rmSync(dir, { recursive: true, force: true });
 });
-
-interface Stats {
-  opsPerSec: number;
-  p50: number;
-  p99: number;
-}
-
-/** Runs `op` from `concurrency` loops for `seconds` (after a short warm-up); latency percentiles in ms. */
-async function load(concurrency: number, seconds: number, op: () => Promise<unknown>): Promise<Stats> {
-  const warmEnd = performance.now() + 500;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < warmEnd) await op();
-    }),
-  );
-  const latencies: number[] = [];
-  const start = performance.now();
-  const end = start + seconds * 1000;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < end) {
-        const t0 = performance.now();
-        await op();
-        latencies.push(performance.now() - t0);
-      }
-    }),
-  );
-  const elapsed = (performance.now() - start) / 1000;
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number) =>
-    latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
-  return { opsPerSec: latencies.length / elapsed, p50: pct(0.5), p99: pct(0.99) };
-}
 
 function signOptions(key: KeyObject, rsa: boolean) {
   return rsa ? { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 } : key;
@@ -85,29 +56,6 @@ function rawSyncSigner(key: KeyObject, rsa: boolean): (msg: Buffer) => Promise<B
   return async (msg) => sign("sha256", msg, options);
 }
 
-/** CPU seconds a process has used (utime + stime from /proc). */
-function processCpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-async function startServer(data: string): Promise<string> {
-  const child = spawn(HSMKIT, ["kms", "serve", "--data", data, "--listen", "127.0.0.1:0", "--quiet"], {
-    env: { ...process.env, HSMKIT_KMS_PASSPHRASE: PASSPHRASE },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  server = child;
-  return new Promise((resolve, reject) => {
-    let out = "";
-    child.stdout?.on("data", (c: Buffer) => {
-      out += c.toString();
-      const m = /listening on (\S+)/.exec(out);
-      if (m?.[1]) resolve(m[1]);
-    });
-    child.once("exit", (code) => reject(new Error(`kms serve exited (${code}): ${out}`)));
-  });
-}
-
 async function signBenchmark(): Promise<void> {
   const data = join(dir, "data");
   const instance = await KmsInstance.open({ dataDir: data, create: true, passphrase: PASSPHRASE });
@@ -121,7 +69,9 @@ async function signBenchmark(): Promise<void> {
   });
   await adminCreateSecret(instance, { name: "db-password", value: Buffer.from("correct horse battery") });
   await instance.close();
-  const endpoint = await startServer(data);
+  const node = await startKmsNode(["--data", data], { HSMKIT_KMS_PASSPHRASE: PASSPHRASE });
+  server = node.child;
+  const endpoint = node.endpoint;
   const client = new KmsClient({
     endpoint,
     clientKeyFile: ap.clientKeyFile,
@@ -129,77 +79,11 @@ async function signBenchmark(): Promise<void> {
     caFilePath: join(data, "ca.pem"),
     maxSockets: 16,
   });
-  const message = Buffer.alloc(1024, 7);
-  const rows: string[][] = [];
-  let rsaRatio16 = NaN;
-  let rsaRatio16Sync = NaN;
-  for (const [label, keyId, alg, rsa] of [
-    ["RSA-2048 PSS", rsaKey, "RSA_PSS_SHA_256", true],
-    ["EC P-256", ecKey, "ECDSA_SHA_256", false],
-  ] as const) {
-    const pair = rsa
-      ? generateKeyPairSync("rsa", { modulusLength: 2048 })
-      : generateKeyPairSync("ec", { namedCurve: "P-256" });
-    const rawAsync = rawAsyncSigner(pair.privateKey, rsa);
-    const rawSync = rawSyncSigner(pair.privateKey, rsa);
-    for (const concurrency of [1, 16]) {
-      const cpu0 = processCpuSeconds(server?.pid ?? 0);
-      const viaKms = await load(concurrency, SECONDS, () => client.sign({ keyId, algorithm: alg, message }));
-      const serverCpuMs =
-        ((processCpuSeconds(server?.pid ?? 0) - cpu0) * 1000) / (viaKms.opsPerSec * SECONDS);
-      const direct = await load(concurrency, SECONDS, () => rawAsync(message));
-      const serial = await load(concurrency, SECONDS, () => rawSync(message));
-      if (rsa && concurrency === 16) {
-        rsaRatio16 = viaKms.opsPerSec / direct.opsPerSec;
-        rsaRatio16Sync = viaKms.opsPerSec / serial.opsPerSec;
-      }
-      rows.push([
-        label,
-        String(concurrency),
-        fmt(viaKms.opsPerSec),
-        fmt(viaKms.p50),
-        fmt(viaKms.p99),
-        fmt(serverCpuMs),
-        fmt(direct.opsPerSec),
-        fmt(direct.p50),
-        fmt(direct.p99),
-        fmt(serial.opsPerSec),
-        fmtRatio(viaKms.opsPerSec, direct.opsPerSec),
-        fmtRatio(viaKms.opsPerSec, serial.opsPerSec),
-      ]);
-    }
-  }
-  await secretBenchmark(client);
+  if (PARTS.has("sign")) await signTable(client, rsaKey, ecKey);
+  if (PARTS.has("secret")) await secretBenchmark(client);
   client.close();
-  console.log(`Sign through the KMS vs node:crypto (1 KiB messages, ${SECONDS} s per case)`);
-  console.log(
-    formatTable(
-      [
-        { title: "key" },
-        { title: "conc", align: "right" },
-        { title: "KMS ops/s", align: "right" },
-        { title: "p50 ms", align: "right" },
-        { title: "p99 ms", align: "right" },
-        { title: "srv CPU ms/op", align: "right" },
-        { title: "raw async ops/s", align: "right" },
-        { title: "p50 ms", align: "right" },
-        { title: "p99 ms", align: "right" },
-        { title: "raw sync ops/s", align: "right" },
-        { title: "KMS/async", align: "right" },
-        { title: "KMS/sync", align: "right" },
-      ],
-      rows,
-    ),
-  );
-  const target = { kind: "at-least", limit: 0.6 } as const;
-  console.log(`target: KMS RSA sign ops/s at concurrency 16 vs raw async: ${fmtTarget(rsaRatio16, target)}`);
-  console.log(
-    `        KMS RSA sign ops/s at concurrency 16 vs raw sync:  ${fmtTarget(rsaRatio16Sync, target)}`,
-  );
-  console.log("(client and server share this machine's cores; each KMS request also costs the client an");
-  console.log(" RSA-2048 signature, the protocol's request authentication)");
-  console.log("");
-  await fileBenchmark(endpoint, rsaKey, ap.clientKeyFile, ap.passwordFile, join(data, "ca.pem"));
+  if (PARTS.has("file"))
+    await fileBenchmark(endpoint, rsaKey, ap.clientKeyFile, ap.passwordFile, join(data, "ca.pem"));
 }
 
 /**
@@ -243,6 +127,77 @@ async function secretBenchmark(client: KmsClient): Promise<void> {
   console.log(
     `target: GetSecretValue ops/s at concurrency 16 vs GenerateRandom: ${fmtTarget(ratio16, { kind: "at-least", limit: 0.9 })}`,
   );
+  console.log("");
+}
+
+async function signTable(client: KmsClient, rsaKey: string, ecKey: string): Promise<void> {
+  const message = Buffer.alloc(1024, 7);
+  const rows: string[][] = [];
+  let rsaRatio16 = NaN;
+  let rsaRatio16Sync = NaN;
+  for (const [label, keyId, alg, rsa] of [
+    ["RSA-2048 PSS", rsaKey, "RSA_PSS_SHA_256", true],
+    ["EC P-256", ecKey, "ECDSA_SHA_256", false],
+  ] as const) {
+    const pair = rsa
+      ? generateKeyPairSync("rsa", { modulusLength: 2048 })
+      : generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const rawAsync = rawAsyncSigner(pair.privateKey, rsa);
+    const rawSync = rawSyncSigner(pair.privateKey, rsa);
+    for (const concurrency of [1, 16]) {
+      const cpu0 = processCpuSeconds(server?.pid ?? 0);
+      const viaKms = await load(concurrency, SECONDS, () => client.sign({ keyId, algorithm: alg, message }));
+      const serverCpuMs =
+        ((processCpuSeconds(server?.pid ?? 0) - cpu0) * 1000) / (viaKms.opsPerSec * SECONDS);
+      const direct = await load(concurrency, SECONDS, () => rawAsync(message));
+      const serial = await load(concurrency, SECONDS, () => rawSync(message));
+      if (rsa && concurrency === 16) {
+        rsaRatio16 = viaKms.opsPerSec / direct.opsPerSec;
+        rsaRatio16Sync = viaKms.opsPerSec / serial.opsPerSec;
+      }
+      rows.push([
+        label,
+        String(concurrency),
+        fmt(viaKms.opsPerSec),
+        fmt(viaKms.p50),
+        fmt(viaKms.p99),
+        fmt(serverCpuMs),
+        fmt(direct.opsPerSec),
+        fmt(direct.p50),
+        fmt(direct.p99),
+        fmt(serial.opsPerSec),
+        fmtRatio(viaKms.opsPerSec, direct.opsPerSec),
+        fmtRatio(viaKms.opsPerSec, serial.opsPerSec),
+      ]);
+    }
+  }
+  console.log(`Sign through the KMS vs node:crypto (1 KiB messages, ${SECONDS} s per case)`);
+  console.log(
+    formatTable(
+      [
+        { title: "key" },
+        { title: "conc", align: "right" },
+        { title: "KMS ops/s", align: "right" },
+        { title: "p50 ms", align: "right" },
+        { title: "p99 ms", align: "right" },
+        { title: "srv CPU ms/op", align: "right" },
+        { title: "raw async ops/s", align: "right" },
+        { title: "p50 ms", align: "right" },
+        { title: "p99 ms", align: "right" },
+        { title: "raw sync ops/s", align: "right" },
+        { title: "KMS/async", align: "right" },
+        { title: "KMS/sync", align: "right" },
+      ],
+      rows,
+    ),
+  );
+  const target = { kind: "at-least", limit: 0.6 } as const;
+  console.log(`target: KMS RSA sign ops/s at concurrency 16 vs raw async: ${fmtTarget(rsaRatio16, target)}`);
+  console.log(
+    `        KMS RSA sign ops/s at concurrency 16 vs raw sync:  ${fmtTarget(rsaRatio16Sync, target)}`,
+  );
+  console.log("(client and server share this machine's cores; each KMS request also costs the client an");
+  console.log(" RSA-2048 signature, the protocol's request authentication)");
   console.log("");
 }
 
@@ -320,5 +275,6 @@ async function fileBenchmark(
   );
 }
 
-await signBenchmark();
+if (PARTS.has("sign") || PARTS.has("secret") || PARTS.has("file")) await signBenchmark();
 server?.kill("SIGTERM");
+if (PARTS.has("cluster")) await clusterBenchmark(dir, SECONDS, PASSPHRASE);

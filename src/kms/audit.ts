@@ -27,7 +27,6 @@ import {
   auditMac,
   entryHash,
   GENESIS,
-  type Head,
   headIsOurs,
   makeHead,
   parseHead,
@@ -36,7 +35,7 @@ import {
   toEntry,
 } from "./audit_chain.ts";
 import type { MasterKey } from "./master_key.ts";
-import { LOCKS, type SqlExecutor } from "./store/driver.ts";
+import { LOCKS, type SqlExecutor, type SqlValue } from "./store/driver.ts";
 import type { Store } from "./store.ts";
 
 export type { AuditEntry, AuditEvent, AuditVerdict } from "./audit_chain.ts";
@@ -50,6 +49,9 @@ const KEY = "audit.key";
  */
 const KEY_AAD = "audit-mac-key v2";
 const OLD_KEY_AAD = "audit-mac-key";
+/** Entries per INSERT statement (12 parameters each; SQLite allows 32766 per statement). */
+const INSERT_CHUNK = 64;
+const AUDIT_PLACEHOLDERS = Array.from({ length: 12 }, (_, i) => i + 1);
 /** Rows read per query while verifying (memory stays flat however long the log). */
 const VERIFY_PAGE = 1000;
 
@@ -178,10 +180,10 @@ export class AuditLog {
   }
 
   private async appendAll(events: readonly AuditEvent[], when = new Date()): Promise<number[]> {
-    const { seqs, head } = await this.store.driver.transaction(LOCKS.audit, (tx) =>
+    const seqs = await this.store.driver.transaction(LOCKS.audit, (tx) =>
       this.appendInTransaction(tx, events, when),
     );
-    if (this.anchorPath !== undefined) await this.writeAnchor(this.anchorPath, head);
+    if (this.anchorPath !== undefined) await this.anchorCommittedHead(this.anchorPath);
     return seqs;
   }
 
@@ -189,57 +191,67 @@ export class AuditLog {
     tx: SqlExecutor,
     events: readonly AuditEvent[],
     when: Date,
-  ): Promise<{ seqs: number[]; head: Head }> {
+  ): Promise<number[]> {
     const last = (
       await tx.query<{ seq: number; hash: Buffer }>("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
     )[0];
     let seq = last ? Number(last.seq) : 0;
     let prev: Buffer = last ? Buffer.from(last.hash) : GENESIS;
-    const seqs: number[] = [];
+    const rows: SqlValue[][] = [];
     for (const event of events) {
       const entry: AuditEntry = { ...event, seq: ++seq, time: when.toISOString() };
       const hash = entryHash(prev, entry);
-      await tx.exec(
-        `INSERT INTO audit (${AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-        [
-          entry.seq,
-          entry.time,
-          entry.actor,
-          entry.source,
-          entry.operation,
-          entry.keyId,
-          entry.outcome,
-          entry.requestId,
-          entry.detail,
-          prev,
-          hash,
-          auditMac(this.macKey, "entry", hash),
-        ],
-      );
+      const mac = auditMac(this.macKey, "entry", hash);
+      rows.push([
+        entry.seq,
+        entry.time,
+        entry.actor,
+        entry.source,
+        entry.operation,
+        entry.keyId,
+        entry.outcome,
+        entry.requestId,
+        entry.detail,
+        prev,
+        hash,
+        mac,
+      ]);
       prev = hash;
-      seqs.push(entry.seq);
     }
-    const head = makeHead(this.macKey, seq, prev);
-    await this.store.setMeta(HEAD, Buffer.from(JSON.stringify(head)), tx);
-    return { seqs, head };
+    // Several rows per statement: one round trip to PostgreSQL per chunk, not per entry.
+    for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+      const chunk = rows.slice(i, i + INSERT_CHUNK);
+      const values = chunk.map((_, r) => `(${AUDIT_PLACEHOLDERS.map((n) => `$${r * 12 + n}`).join(", ")})`);
+      await tx.exec(`INSERT INTO audit (${AUDIT_COLUMNS}) VALUES ${values.join(", ")}`, chunk.flat());
+    }
+    const seqs = rows.map((r) => r[0] as number);
+    await this.store.setMeta(HEAD, Buffer.from(JSON.stringify(makeHead(this.macKey, seq, prev))), tx);
+    return seqs;
   }
 
   /**
-   * Copies a committed head to the anchor file (write, then rename: never half a file).
-   * Another process may have anchored a later head meanwhile; the anchor never moves back,
-   * and is never moved past an anchored entry this log does not contain: appending to a
-   * rolled-back database must not erase the evidence that verify reports.
+   * Copies the committed head to the anchor file (write, then rename: never half a file),
+   * after the append's commit (an anchor ahead of the log would read as a rollback) and under
+   * the audit lock again: every process anchoring to the file reads the newest head and
+   * compares with the file one at a time, so the anchor neither moves back nor lags behind a
+   * head whose appender anchored. It is never moved past an anchored entry this log does not
+   * contain: appending to a rolled-back database must not erase the evidence verify reports.
    */
-  private async writeAnchor(path: string, head: Head): Promise<void> {
-    const current = readHead(path);
-    if (
-      current &&
-      (current.seq >= head.seq || (await this.hashAt(current.seq))?.toString("hex") !== current.hash)
-    )
-      return;
-    const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(head)}\n`, { mode: 0o600 });
-    renameSync(tmp, path);
+  private async anchorCommittedHead(path: string): Promise<void> {
+    await this.store.driver.transaction(LOCKS.audit, async (tx) => {
+      const raw = await this.store.getMeta(HEAD, tx);
+      const head = raw ? parseHead(raw.toString()) : undefined;
+      if (!head) return;
+      const current = readHead(path);
+      if (
+        current &&
+        (current.seq >= head.seq || (await this.hashAt(current.seq, tx))?.toString("hex") !== current.hash)
+      )
+        return;
+      const tmp = `${path}.${process.pid}.tmp`;
+      writeFileSync(tmp, `${JSON.stringify(head)}\n`, { mode: 0o600 });
+      renameSync(tmp, path);
+    });
   }
 
   /** Entries in order, optionally only the last `limit`. */
@@ -331,11 +343,9 @@ export class AuditLog {
   }
 
   /** The stored hash of entry `seq` (the all-zero genesis for 0), if the log has that entry. */
-  private async hashAt(seq: number): Promise<Buffer | undefined> {
+  private async hashAt(seq: number, tx: SqlExecutor): Promise<Buffer | undefined> {
     if (seq === 0) return GENESIS;
-    const rows = await this.store.driver.query<{ hash: Buffer }>("SELECT hash FROM audit WHERE seq = $1", [
-      seq,
-    ]);
+    const rows = await tx.query<{ hash: Buffer }>("SELECT hash FROM audit WHERE seq = $1", [seq]);
     return rows[0] ? Buffer.from(rows[0].hash) : undefined;
   }
 }

@@ -238,7 +238,6 @@ async function openStore(options: OpenOptions): Promise<{ store: Store; fresh: b
         `${dir} is not a KMS data directory (start 'hsmkit kms serve --data ${dir}' first)`,
       );
     }
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
     location = { sqlitePath: dbPath };
   }
   if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });

@@ -20,6 +20,8 @@
 export class ChangeWatch {
   private lastSeen: number | undefined;
   private current = 0;
+  private reading: Promise<void> | undefined;
+  private next: Promise<void> | undefined;
 
   /** `readCounter` reads the database's change counter (one indexed read). */
   constructor(private readonly readCounter: () => Promise<number>) {}
@@ -29,8 +31,30 @@ export class ChangeWatch {
     return this.current;
   }
 
-  /** Reads the change counter; a new value starts a new generation. */
-  async refresh(): Promise<void> {
+  /**
+   * Reads the change counter; a new value starts a new generation. Callers share reads: one
+   * that arrives while a read is in flight (which may have started before its change was
+   * committed) waits for the next read, which starts after it arrived; every caller arriving
+   * meanwhile shares that one. Under load a node reads the counter once per round trip, not
+   * once per request.
+   */
+  refresh(): Promise<void> {
+    if (!this.reading) {
+      this.reading = this.read().finally(() => {
+        this.reading = undefined;
+      });
+      return this.reading;
+    }
+    this.next ??= this.reading
+      .catch(() => undefined)
+      .then(() => {
+        this.next = undefined;
+        return this.refresh();
+      });
+    return this.next;
+  }
+
+  private async read(): Promise<void> {
     const seen = await this.readCounter();
     if (seen !== this.lastSeen) {
       this.lastSeen = seen;

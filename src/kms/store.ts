@@ -11,7 +11,6 @@ import { ChangeWatch, Memo } from "./read_cache.ts";
 import type { KeySpec, KeyState, KeyUsage } from "./specs.ts";
 import { LOCKS, type SqlDriver, type SqlExecutor } from "./store/driver.ts";
 import { migrate } from "./store/migrations.ts";
-import { PostgresDriver } from "./store/postgres.ts";
 import { SqliteDriver } from "./store/sqlite.ts";
 
 /** A key as listed: no material. */
@@ -145,9 +144,10 @@ export class Store {
 
   /** Opens a store and brings its schema up to date (or refuses a newer one). */
   static async open(location: StoreLocation): Promise<Store> {
+    // pg is loaded only by those who use it: SQLite users (and CLI start-up) do not pay for it.
     const driver =
       "postgresUrl" in location
-        ? new PostgresDriver(location.postgresUrl)
+        ? new (await import("./store/postgres.ts")).PostgresDriver(location.postgresUrl)
         : new SqliteDriver(location.sqlitePath);
     try {
       await migrate(driver);

@@ -75,6 +75,12 @@ export class PostgresServer {
     return server;
   }
 
+  /** The server's process id, which is also the process group of its backends. */
+  get pid(): number {
+    if (!this.proc) throw new Error("the PostgreSQL server is not running");
+    return this.proc.pid;
+  }
+
   /** `postgres://postgres@127.0.0.1:PORT/DATABASE`. */
   url(database: string): string {
     return `postgres://${SUPERUSER}@127.0.0.1:${this.port}/${database}`;

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, type TestContext } from "node:test";
 import {
   adminCreateAccessPoint,
   adminCreateKey,
@@ -60,15 +60,21 @@ async function cluster(name: string) {
   return { url, procs, nodeDir, keyId, apDir, apId };
 }
 
+/** Nodes A and B serving the cluster's store, stopped when test `t` ends. */
+async function twoNodes(c: Awaited<ReturnType<typeof cluster>>, t: TestContext) {
+  const a = await c.procs.serve(c.nodeDir("a"));
+  t.after(() => a.proc.stop());
+  const b = await c.procs.serve(c.nodeDir("b"));
+  t.after(() => b.proc.stop());
+  return [a, b] as const;
+}
+
 const message = Buffer.from("one store, several nodes");
 
 describe("kms serve nodes on one PostgreSQL", () => {
   it("a key and access point made through node A sign through node B; a revocation on A is refused on B at once", async (t) => {
     const c = await cluster("revoke");
-    const a = await c.procs.serve(c.nodeDir("a"));
-    t.after(() => a.proc.stop());
-    const b = await c.procs.serve(c.nodeDir("b"));
-    t.after(() => b.proc.stop());
+    const [, b] = await twoNodes(c, t); // A runs too; its admin commands reach B through the store
     const viaB = c.procs.client(c.nodeDir("b"), c.apDir, c.apId, b.endpoint, 1);
     t.after(() => viaB.close());
     const signed = await viaB.sign({ keyId: c.keyId, algorithm: "ECDSA_SHA_256", message });
@@ -86,10 +92,7 @@ describe("kms serve nodes on one PostgreSQL", () => {
 
   it("node A SIGKILLed during a burst through both nodes: every acknowledged Sign is audited and the chain verifies", async (t) => {
     const c = await cluster("kill");
-    const a = await c.procs.serve(c.nodeDir("a"));
-    t.after(() => a.proc.stop());
-    const b = await c.procs.serve(c.nodeDir("b"));
-    t.after(() => b.proc.stop());
+    const [a, b] = await twoNodes(c, t);
     const clients = [a, b].map((node, i) => {
       const client = c.procs.client(c.nodeDir(i === 0 ? "a" : "b"), c.apDir, c.apId, node.endpoint, 1);
       t.after(() => client.close());

@@ -114,6 +114,29 @@ describe("memoised lookups", () => {
     assert.equal(loads, 3);
   });
 
+  it("a refresh asked for while a read is in flight waits for a read that starts after it, shared", async () => {
+    let counter = 1;
+    const started: number[] = [];
+    const gates: (() => void)[] = [];
+    const watch = new ChangeWatch(() => {
+      const seen = counter;
+      started.push(seen);
+      return new Promise<number>((resolve) => gates.push(() => resolve(seen)));
+    });
+    const first = watch.refresh();
+    counter = 2; // committed while the first read is in flight: that read may not have seen it
+    const second = watch.refresh();
+    const third = watch.refresh();
+    gates.shift()?.();
+    await first;
+    const afterFirst = watch.generation;
+    await new Promise((r) => setImmediate(r));
+    gates.shift()?.();
+    await Promise.all([second, third]);
+    assert.deepEqual(started, [1, 2], "one more read, after the change, shared by both later callers");
+    assert.ok(watch.generation > afterFirst, "the change was noticed");
+  });
+
   it("Memo keeps neither misses nor a value loaded across a change", async () => {
     const watch = new ChangeWatch(async () => 0);
     const memo = new Memo<string>(watch);

@@ -9,7 +9,7 @@
  * edit one that has shipped) whose SQL is portable, or give `sqlite` and `postgres` their own
  * text where the dialects differ (BLOB vs BYTEA, triggers, INTEGER vs BIGINT for counts that
  * may pass 2^31). Then write the queries in store.ts (or a repository beside it) with `$1`
- * placeholders. Versions 10 to 19 are reserved for the secrets tables.
+ * placeholders. Versions 10 and up are reserved for the secrets tables (issue 11 §2).
  */
 import { type Dialect, LOCKS, type SqlDriver, StoreError } from "./driver.ts";
 

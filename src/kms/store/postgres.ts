@@ -32,6 +32,21 @@ function lockKey(name: string): string {
   return createHash("sha256").update(name).digest().readBigInt64BE(0).toString();
 }
 
+const statementNames = new Map<string, string>();
+
+/**
+ * A named statement: each connection parses and plans it once, then only binds and runs it.
+ * The store's SQL is a small fixed set, so the per-connection statement cache stays small.
+ */
+function prepared(text: string, params: readonly SqlValue[]): pg.QueryConfig<SqlValue[]> {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `hsmkit_${createHash("sha256").update(text).digest("hex").slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return { name, text, values: params as SqlValue[] };
+}
+
 /** Splits `postgres://...?connect_timeout=S&statement_timeout=S` into the pg URL and the timeouts. */
 export function parsePostgresUrl(url: string): { connectionString: string; timeouts: PostgresTimeouts } {
   let parsed: URL;
@@ -91,11 +106,11 @@ export class PostgresDriver implements SqlDriver {
   }
 
   async query<Row>(sql: string, params: readonly SqlValue[] = []): Promise<Row[]> {
-    return (await this.pool.query(sql, params as SqlValue[])).rows as Row[];
+    return (await this.pool.query(prepared(sql, params))).rows as Row[];
   }
 
   async exec(sql: string, params: readonly SqlValue[] = []): Promise<number> {
-    return (await this.pool.query(sql, params as SqlValue[])).rowCount ?? 0;
+    return (await this.pool.query(prepared(sql, params))).rowCount ?? 0;
   }
 
   async script(sql: string): Promise<void> {
@@ -106,17 +121,23 @@ export class PostgresDriver implements SqlDriver {
     const client = await this.pool.connect();
     const tx: SqlExecutor = {
       query: async <Row>(sql: string, params: readonly SqlValue[] = []) =>
-        (await client.query(sql, params as SqlValue[])).rows as Row[],
+        (await client.query(prepared(sql, params))).rows as Row[],
       exec: async (sql: string, params: readonly SqlValue[] = []) =>
-        (await client.query(sql, params as SqlValue[])).rowCount ?? 0,
+        (await client.query(prepared(sql, params))).rowCount ?? 0,
       script: async (sql: string) => {
         await client.query(sql);
       },
     };
     let broken: Error | undefined;
+    // The pool stops listening for a checked-out connection's errors; a connection lost
+    // between two statements would otherwise end the process. The next statement fails.
+    const lost = (err: Error): void => {
+      broken = err;
+    };
+    client.on("error", lost);
     try {
-      await client.query("BEGIN");
-      await client.query("SELECT pg_advisory_xact_lock($1)", [lockKey(lock)]);
+      // One round trip: the key is our own decimal number, never caller input.
+      await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${lockKey(lock)})`);
       const result = await work(tx);
       await client.query("COMMIT");
       return result;
@@ -128,6 +149,7 @@ export class PostgresDriver implements SqlDriver {
       }
       throw err;
     } finally {
+      client.removeListener("error", lost);
       client.release(broken);
     }
   }
