@@ -6,6 +6,7 @@
  *      RSA-2048 PSS and EC P-256.
  *   2. File signing throughput of `hsmkit sign` (file key, and kms:// key) vs `openssl dgst
  *      -sha256 -sign`, on a sparse file (default 2 GiB; BENCH_KMS_FILE_MB), with peak RSS.
+ *   2b. GetSecretValue against GenerateRandom(16) through the same server (BENCH_KMS_ONLY=secret).
  *   3. The KMS on PostgreSQL (kms_cluster_lib.ts): one, two and three nodes on one PostgreSQL
  *      against one node on SQLite; BENCH_KMS_ONLY=cluster runs only that part.
  * Target (issue 4): KMS RSA sign throughput >= 0.6x raw at concurrency 16.
@@ -18,7 +19,7 @@ import { mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { adminCreateAccessPoint, adminCreateKey } from "../src/kms/admin.ts";
+import { adminCreateAccessPoint, adminCreateKey, adminCreateSecret } from "../src/kms/admin.ts";
 import { KmsClient } from "../src/kms/client.ts";
 import { KmsInstance } from "../src/kms/instance.ts";
 import { clusterBenchmark } from "./kms_cluster_lib.ts";
@@ -30,7 +31,7 @@ const FILE_MB = Number(process.env.BENCH_KMS_FILE_MB ?? 2048);
 const PASSPHRASE = "bench passphrase";
 const dir = mkdtempSync(join(tmpdir(), "hsmkit-bench-kms-"));
 /** Which parts run: BENCH_KMS_ONLY=sign,file,cluster (default all). */
-const PARTS = new Set((process.env.BENCH_KMS_ONLY ?? "sign,file,cluster").split(","));
+const PARTS = new Set((process.env.BENCH_KMS_ONLY ?? "sign,secret,file,cluster").split(","));
 let server: KmsNode["child"] | undefined;
 process.once("exit", () => {
   rmSync(dir, { recursive: true, force: true });
@@ -60,7 +61,13 @@ async function signBenchmark(): Promise<void> {
   const instance = await KmsInstance.open({ dataDir: data, create: true, passphrase: PASSPHRASE });
   const rsaKey = (await adminCreateKey(instance, "RSA_2048", "SIGN/VERIFY")).id;
   const ecKey = (await adminCreateKey(instance, "EC_P256", "SIGN/VERIFY")).id;
-  const ap = await adminCreateAccessPoint(instance, { name: "bench", keys: "*", outDir: join(dir, "ap") });
+  const ap = await adminCreateAccessPoint(instance, {
+    name: "bench",
+    keys: "*",
+    secrets: "*",
+    outDir: join(dir, "ap"),
+  });
+  await adminCreateSecret(instance, { name: "db-password", value: Buffer.from("correct horse battery") });
   await instance.close();
   const node = await startKmsNode(["--data", data], { HSMKIT_KMS_PASSPHRASE: PASSPHRASE });
   server = node.child;
@@ -73,9 +80,54 @@ async function signBenchmark(): Promise<void> {
     maxSockets: 16,
   });
   if (PARTS.has("sign")) await signTable(client, rsaKey, ecKey);
+  if (PARTS.has("secret")) await secretBenchmark(client);
   client.close();
   if (PARTS.has("file"))
     await fileBenchmark(endpoint, rsaKey, ap.clientKeyFile, ap.passwordFile, join(data, "ca.pem"));
+}
+
+/**
+ * GetSecretValue against GenerateRandom(16), the cheapest operation: both pay the same TLS,
+ * request signature and audit append, so the ratio is what reading a secret adds.
+ */
+async function secretBenchmark(client: KmsClient): Promise<void> {
+  const rows: string[][] = [];
+  let ratio16 = NaN;
+  for (const concurrency of [1, 16]) {
+    const secret = await load(concurrency, SECONDS, () =>
+      client.getSecretValue({ secretName: "db-password" }),
+    );
+    const random = await load(concurrency, SECONDS, () => client.generateRandom(16));
+    if (concurrency === 16) ratio16 = secret.opsPerSec / random.opsPerSec;
+    rows.push([
+      String(concurrency),
+      fmt(secret.opsPerSec),
+      fmt(secret.p50),
+      fmt(secret.p99),
+      fmt(random.opsPerSec),
+      fmt(random.p50),
+      fmtRatio(secret.opsPerSec, random.opsPerSec),
+    ]);
+  }
+  console.log(`GetSecretValue vs GenerateRandom(16) through the KMS (${SECONDS} s per case)`);
+  console.log(
+    formatTable(
+      [
+        { title: "conc", align: "right" },
+        { title: "secret ops/s", align: "right" },
+        { title: "p50 ms", align: "right" },
+        { title: "p99 ms", align: "right" },
+        { title: "random ops/s", align: "right" },
+        { title: "p50 ms", align: "right" },
+        { title: "secret/random", align: "right" },
+      ],
+      rows,
+    ),
+  );
+  console.log(
+    `target: GetSecretValue ops/s at concurrency 16 vs GenerateRandom: ${fmtTarget(ratio16, { kind: "at-least", limit: 0.9 })}`,
+  );
+  console.log("");
 }
 
 async function signTable(client: KmsClient, rsaKey: string, ecKey: string): Promise<void> {
@@ -223,6 +275,6 @@ async function fileBenchmark(
   );
 }
 
-if (PARTS.has("sign") || PARTS.has("file")) await signBenchmark();
+if (PARTS.has("sign") || PARTS.has("secret") || PARTS.has("file")) await signBenchmark();
 server?.kill("SIGTERM");
 if (PARTS.has("cluster")) await clusterBenchmark(dir, SECONDS, PASSPHRASE);

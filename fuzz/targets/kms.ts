@@ -10,6 +10,12 @@ import path from "node:path";
 import fc from "fast-check";
 import { adminCreateAccessPoint } from "../../src/kms/admin.ts";
 import {
+  AdvanceBlobError,
+  advanceHeader,
+  encodeAdvanceBlob,
+  parseAdvanceBlob,
+} from "../../src/kms/advance_blob.ts";
+import {
   ACCESS_KEY_HEADER,
   API_VERSION,
   contentSha256,
@@ -164,5 +170,26 @@ const proto = simpleTarget({
   },
 });
 
+const advanceBlob = simpleTarget({
+  name: "kms-advance-blob",
+  about: "the Advance ciphertext blob parser an access point reaches with AdvanceDecrypt",
+  seeds: () => [
+    encodeAdvanceBlob(
+      advanceHeader("AES_GCM", SAMPLE_FIELDS.KeyId, "00".repeat(16)),
+      Buffer.alloc(12, 1),
+      Buffer.alloc(40, 2),
+    ),
+    encodeAdvanceBlob(
+      advanceHeader("RSAES_OAEP_SHA_256", SAMPLE_FIELDS.KeyId, "11".repeat(16)),
+      Buffer.alloc(0),
+      Buffer.alloc(256, 3),
+    ),
+  ],
+  expected: typedErrors(AdvanceBlobError),
+  run(input) {
+    parseAdvanceBlob(input);
+  },
+});
+
 /** KMS targets. */
-export const KMS_TARGETS: readonly FuzzTarget[] = [request, proto];
+export const KMS_TARGETS: readonly FuzzTarget[] = [request, proto, advanceBlob];

@@ -3,7 +3,7 @@
  * access points, the instance CA, the audit log). Thin over src/kms/.
  */
 import { copyFileSync, writeFileSync } from "node:fs";
-import { type Command, Option } from "commander";
+import type { Command } from "commander";
 import {
   accessPointTable,
   adminCreateAccessPoint,
@@ -17,78 +17,11 @@ import {
   formatTable,
   keyTable,
 } from "../kms/admin.ts";
-import { KmsInstance, type OpenOptions } from "../kms/instance.ts";
+import { KmsInstance } from "../kms/instance.ts";
 import { KmsServer } from "../kms/server.ts";
 import { CliError } from "./errors.ts";
-
-interface MasterOptions {
-  data?: string;
-  store?: string;
-  passphraseFile?: string;
-  masterKey?: string;
-  auditAnchor?: string;
-}
-
-function masterOptions(cmd: Command): Command {
-  return cmd
-    .option("--data <dir>", "KMS data directory (the SQLite store; with --store, where ca.pem goes)")
-    .addOption(
-      new Option(
-        "--store <url>",
-        "keep the state in PostgreSQL, shared by every node: postgres://USER@HOST:PORT/DATABASE",
-      ).env(STORE_ENV),
-    )
-    .option(
-      "--passphrase-file <file>",
-      "file holding the master key passphrase (else $HSMKIT_KMS_PASSPHRASE)",
-    )
-    .option("--master-key <pkcs11-uri>", "master key in a PKCS#11 token: pkcs11:token=T;object=O?pin-value=P")
-    .option(
-      "--audit-anchor <file>",
-      "keep the audit log's newest head (count + MAC) in FILE and check it on 'audit verify' (catches a rolled-back database); give every command the same FILE, off the data disk",
-    );
-}
-
-/** The environment form of --store. */
-const STORE_ENV = "HSMKIT_KMS_STORE";
-
-function openOptions(o: MasterOptions, create: boolean): OpenOptions {
-  if (o.data === undefined && o.store === undefined)
-    throw new CliError(`kms: give --data DIR or --store postgres://... (or set ${STORE_ENV})`);
-  if (o.store !== undefined && !/^postgres(ql)?:\/\//.test(o.store))
-    throw new CliError("kms: --store wants postgres://USER@HOST:PORT/DATABASE");
-  return {
-    ...(o.data !== undefined ? { dataDir: o.data } : {}),
-    ...(o.store !== undefined ? { store: o.store } : {}),
-    create,
-    ...(o.passphraseFile !== undefined ? { passphraseFile: o.passphraseFile } : {}),
-    ...(o.masterKey !== undefined ? { pkcs11: o.masterKey } : {}),
-    ...(o.auditAnchor !== undefined ? { auditAnchor: o.auditAnchor } : {}),
-  };
-}
-
-/** Opens the data directory, runs `work`, closes it; every failure becomes a one-line CliError. */
-async function withInstance<T>(
-  o: MasterOptions,
-  work: (i: KmsInstance) => Promise<T> | T,
-  create = false,
-): Promise<T> {
-  const options = openOptions(o, create);
-  let instance: KmsInstance;
-  try {
-    instance = await KmsInstance.open(options);
-  } catch (err) {
-    throw new CliError(`kms: ${(err as Error).message}`);
-  }
-  try {
-    return await work(instance);
-  } catch (err) {
-    if (err instanceof CliError) throw err;
-    throw new CliError(`kms: ${(err as Error).message}`);
-  } finally {
-    await instance.close();
-  }
-}
+import { type MasterOptions, masterOptions, openOptions, out, withInstance } from "./kms_common.ts";
+import { registerSecrets } from "./kms_secret.ts";
 
 function parseListen(text: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text);
@@ -104,10 +37,6 @@ function positiveNumber(text: string, flag: string, integer = false): number {
     throw new CliError(`kms: ${flag} wants a positive ${integer ? "integer" : "number"}, got "${text}"`);
   return n;
 }
-
-const out = (line: string): void => {
-  process.stdout.write(`${line}\n`);
-};
 
 function registerServe(kms: Command): void {
   masterOptions(
@@ -261,7 +190,11 @@ function registerAccessPoints(kms: Command): void {
     ap.command("create").description("create an access point; writes its client key and password files"),
   )
     .requiredOption("--name <name>", "access point name")
-    .requiredOption("--keys <patterns>", "comma-separated key ids / aliases / patterns, e.g. 'key-*'")
+    .option("--keys <patterns>", "comma-separated key ids / aliases / patterns, e.g. 'key-*'")
+    .option(
+      "--secrets <patterns>",
+      "comma-separated secret names / patterns GetSecretValue may read, e.g. 'db-*' (--keys grants none)",
+    )
     .option("--operations <ops>", "comma-separated API names, or *", "*")
     .option("--source-ip <cidrs>", "comma-separated source addresses / CIDR blocks (default any)", "")
     .option("--cert-bag <cipher>", "PKCS#12 certificate safe cipher: 3des | rc2-40", "3des")
@@ -270,7 +203,8 @@ function registerAccessPoints(kms: Command): void {
       (
         o: MasterOptions & {
           name: string;
-          keys: string;
+          keys?: string;
+          secrets?: string;
           operations: string;
           sourceIp: string;
           certBag: string;
@@ -280,9 +214,12 @@ function registerAccessPoints(kms: Command): void {
         withInstance(o, async (i) => {
           if (o.certBag !== "3des" && o.certBag !== "rc2-40")
             throw new CliError("kms: --cert-bag is 3des or rc2-40");
+          if (o.keys === undefined && o.secrets === undefined)
+            throw new CliError("kms: ap create needs --keys PATTERNS, --secrets PATTERNS or both");
           const created = await adminCreateAccessPoint(i, {
             name: o.name,
-            keys: o.keys,
+            keys: o.keys ?? "",
+            secrets: o.secrets ?? "",
             operations: o.operations,
             sourceIps: o.sourceIp,
             outDir: o.out,
@@ -297,7 +234,7 @@ function registerAccessPoints(kms: Command): void {
     withInstance(o, async (i) =>
       out(
         formatTable(
-          ["ACCESS POINT", "NAME", "STATE", "KEYS", "OPERATIONS", "SOURCES"],
+          ["ACCESS POINT", "NAME", "STATE", "KEYS", "OPERATIONS", "SOURCES", "SECRETS"],
           await accessPointTable(i),
         ),
       ),
@@ -368,5 +305,6 @@ export function registerKmsCommands(program: Command): void {
   registerServe(kms);
   registerKeys(kms);
   registerAccessPoints(kms);
+  registerSecrets(kms);
   registerCaAndAudit(kms);
 }

@@ -11,19 +11,24 @@ const MAX_SECRET_BYTES = 4096;
 
 /**
  * Reads a secret file and drops one trailing "\n" or "\r\n". Missing or unreadable files
- * are KeyError("not-found"); empty or oversized ones are KeyError(`emptyKind`). The caller
- * should zero the returned buffer when done.
+ * are KeyError("not-found"); empty ones and those over `maxBytes` (default 4096) are
+ * KeyError(`emptyKind`). The caller should zero the returned buffer when done.
  */
-export async function readSecretFile(path: string, what: string, emptyKind: KeyErrorKind): Promise<Buffer> {
+export async function readSecretFile(
+  path: string,
+  what: string,
+  emptyKind: KeyErrorKind,
+  maxBytes = MAX_SECRET_BYTES,
+): Promise<Buffer> {
   let data: Buffer;
   try {
     data = await readFile(path);
   } catch (err) {
     throw new KeyError("not-found", `cannot read ${what} '${path}': ${fsReason(err)}`, { cause: err });
   }
-  if (data.length > MAX_SECRET_BYTES) {
+  if (data.length > maxBytes) {
     data.fill(0);
-    throw new KeyError(emptyKind, `${what} '${path}' is larger than ${MAX_SECRET_BYTES} bytes`);
+    throw new KeyError(emptyKind, `${what} '${path}' is larger than ${maxBytes} bytes`);
   }
   let end = data.length;
   if (end > 0 && data[end - 1] === 0x0a) end--;

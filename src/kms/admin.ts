@@ -11,6 +11,8 @@ import type { KmsInstance } from "./instance.ts";
 import { KeyAdminError } from "./key_registry.ts";
 import type { CertBagCipher } from "./pfx.ts";
 import { parsePolicy } from "./policy.ts";
+import type { SecretVersionRecord } from "./secret_store.ts";
+import type { SecretValue } from "./secrets.ts";
 import type { KeyRecord, KeyVersionRecord } from "./store.ts";
 
 async function audit(
@@ -101,7 +103,10 @@ export async function adminDeleteAlias(instance: KmsInstance, alias: string): Pr
 /** Options of {@link adminCreateAccessPoint}. */
 export interface AccessPointOptions {
   readonly name: string;
-  readonly keys: string;
+  /** Key id / alias patterns (comma list); may be empty when `secrets` names some. */
+  readonly keys?: string;
+  /** Secret name patterns (comma list); keys patterns never grant secrets. */
+  readonly secrets?: string;
   readonly operations?: string;
   readonly sourceIps?: string;
   readonly outDir: string;
@@ -113,18 +118,19 @@ export async function adminCreateAccessPoint(
   instance: KmsInstance,
   o: AccessPointOptions,
 ): Promise<CreatedAccessPoint> {
-  const policy = parsePolicy(o.keys, o.operations ?? "*", o.sourceIps ?? "");
+  const policy = parsePolicy(o.keys ?? "", o.operations ?? "*", o.sourceIps ?? "", o.secrets ?? "");
   const created = await createAccessPoint(instance, {
     name: o.name,
     policy,
     outDir: o.outDir,
     ...(o.certBagCipher ? { certBagCipher: o.certBagCipher } : {}),
   });
+  const secrets = policy.secrets ? ` secrets=${policy.secrets.join(",")}` : "";
   await audit(
     instance,
     "CreateAccessPoint",
     "",
-    `${created.record.id} ${o.name} keys=${policy.keys.join(",")}`,
+    `${created.record.id} ${o.name} keys=${policy.keys.join(",")}${secrets}`,
   );
   return created;
 }
@@ -138,6 +144,98 @@ export async function adminRevokeAccessPoint(instance: KmsInstance, idOrName: st
   }
   await audit(instance, "RevokeAccessPoint", "", ap.id);
   return ap.id;
+}
+
+/** Options of {@link adminCreateSecret}. */
+export interface SecretOptions {
+  readonly name: string;
+  /** The first value; zeroed by the caller afterwards. */
+  readonly value: Buffer;
+  /** An AES key (id or alias) to seal the values; default the instance's secrets key. */
+  readonly keyId?: string;
+  readonly versionId?: string;
+  /** Binary values come back base64 from GetSecretValue; text ones must be UTF-8. */
+  readonly binary?: boolean;
+  readonly description?: string;
+}
+
+/** Creates a secret with its first value (ACSCurrent). */
+export async function adminCreateSecret(
+  instance: KmsInstance,
+  o: SecretOptions,
+): Promise<SecretVersionRecord> {
+  const version = await instance.secrets.create(
+    o.name,
+    { value: o.value, ...(o.versionId !== undefined ? { versionId: o.versionId } : {}) },
+    {
+      ...(o.keyId !== undefined ? { keyId: o.keyId } : {}),
+      dataType: o.binary ? "binary" : "text",
+      description: o.description ?? "",
+    },
+  );
+  const secret = await instance.secrets.require(o.name);
+  await audit(
+    instance,
+    "CreateSecret",
+    `secret:${o.name}`,
+    `${version.versionId} key=${secret.keyId ?? "instance"}`,
+  );
+  return version;
+}
+
+/** Stores a new value that becomes ACSCurrent. */
+export async function adminPutSecretValue(
+  instance: KmsInstance,
+  name: string,
+  value: Buffer,
+  versionId?: string,
+): Promise<SecretVersionRecord> {
+  const version = await instance.secrets.putValue(name, {
+    value,
+    ...(versionId !== undefined ? { versionId } : {}),
+  });
+  await audit(instance, "PutSecretValue", `secret:${name}`, version.versionId);
+  return version;
+}
+
+/** Reads a value as an administrator (audited like an access point's read). */
+export async function adminGetSecretValue(
+  instance: KmsInstance,
+  name: string,
+  by: { versionId?: string; stage?: string },
+): Promise<SecretValue> {
+  const read = await instance.secrets.read(name, by);
+  await audit(
+    instance,
+    "GetSecretValue",
+    `secret:${name}`,
+    `${read.version.versionId} ${read.version.stages.join(",") || "-"}`,
+  );
+  return read;
+}
+
+/** Deletes a secret and every value. */
+export async function adminDeleteSecret(instance: KmsInstance, name: string): Promise<void> {
+  await instance.secrets.delete(name);
+  await audit(instance, "DeleteSecret", `secret:${name}`, "");
+}
+
+/** Rows for `kms secret list`: name, type, sealing key, versions, current version, created. */
+export async function secretTable(instance: KmsInstance): Promise<string[][]> {
+  const rows: string[][] = [];
+  for (const s of await instance.secrets.repository.list()) {
+    const versions = await instance.secrets.repository.versions(s.name);
+    const current = versions.find((v) => v.stages.includes("ACSCurrent"));
+    rows.push([
+      s.name,
+      s.dataType,
+      s.keyId ?? "instance",
+      String(versions.length),
+      current?.versionId ?? "-",
+      s.createdAt,
+    ]);
+  }
+  return rows;
 }
 
 /** Checks the audit chain. */
@@ -156,15 +254,16 @@ export async function keyTable(instance: KmsInstance): Promise<string[][]> {
   return rows;
 }
 
-/** Rows for `kms ap list`: id, name, state, keys, operations, source addresses. */
+/** Rows for `kms ap list`: id, name, state, keys, operations, source addresses, secrets. */
 export async function accessPointTable(instance: KmsInstance): Promise<string[][]> {
   return (await instance.store.listAccessPoints()).map((ap) => [
     ap.id,
     ap.name,
     ap.state,
-    ap.policy.keys.join(","),
+    ap.policy.keys.join(",") || "-",
     ap.policy.operations.join(","),
     ap.policy.sourceIps.join(",") || "any",
+    ap.policy.secrets?.join(",") || "-",
   ]);
 }
 

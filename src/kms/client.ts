@@ -8,8 +8,6 @@ import { sign as cryptoSign, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import { promisify } from "node:util";
-import { warnIfSecretFileExposed } from "../keys/secret_file.ts";
-import type { ClientKeyJson } from "./access_point.ts";
 import {
   ACCESS_KEY_HEADER,
   API_VERSION,
@@ -19,8 +17,17 @@ import {
   SIGNATURE_METHOD,
   stringToSign,
 } from "./auth.ts";
+import { type KmsClientConfig, KmsCredentialError, loadClientKey } from "./client_credentials.ts";
+import type {
+  DataKeyPairParams,
+  DecryptParams,
+  EncryptParams,
+  GenerateDataKeyParams,
+  GetSecretValueParams,
+  SignParams,
+  VerifyParams,
+} from "./client_params.ts";
 import { RETRYABLE_CODES } from "./errors.ts";
-import { readPfx } from "./pfx.ts";
 import {
   decodeMessage,
   encodeMessage,
@@ -29,33 +36,10 @@ import {
   ProtoDecodeError,
 } from "./proto.ts";
 
-const signAsync = promisify(cryptoSign);
+export { type KmsClientConfig, KmsCredentialError, loadClientKey } from "./client_credentials.ts";
+export type * from "./client_params.ts";
 
-/** Client configuration (field names follow the instance SDKs' Config). */
-export interface KmsClientConfig {
-  /** `host:port`, optionally with `https://`. */
-  readonly endpoint: string;
-  /** Path of `clientKey_KAAP.<id>.json`. */
-  readonly clientKeyFile?: string;
-  /** The JSON text of a client key file, instead of `clientKeyFile`. */
-  readonly clientKeyContent?: string;
-  /** The client key password. */
-  readonly password?: string;
-  /** A file holding the password, instead of `password`. */
-  readonly passwordFile?: string;
-  /** The instance CA certificate, PEM text. */
-  readonly ca?: string;
-  /** The instance CA certificate, a file path (the SDKs' `verify` / `caFilePath`). */
-  readonly caFilePath?: string;
-  /** Attempts per call when the server throttles or fails transiently; default 4. */
-  readonly maxAttempts?: number;
-  /** First backoff delay in ms (doubled per attempt, with jitter); default 100. */
-  readonly backoffMs?: number;
-  /** Per-attempt timeout in ms; default 30 000. */
-  readonly timeoutMs?: number;
-  /** Sockets kept per endpoint; default 32. */
-  readonly maxSockets?: number;
-}
+const signAsync = promisify(cryptoSign);
 
 /** A refusal from the server: the protocol's code, the HTTP status and the request id. */
 export class KmsRequestError extends Error {
@@ -80,97 +64,6 @@ export class KmsTransportError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "KmsTransportError";
-  }
-}
-
-/** The client key file or password is unusable. */
-export class KmsCredentialError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "KmsCredentialError";
-  }
-}
-
-/** Sign parameters. Give `message` (RAW) or `digest` (MessageType DIGEST). */
-export interface SignParams {
-  readonly keyId: string;
-  readonly algorithm: string;
-  readonly message?: Uint8Array;
-  readonly digest?: Uint8Array;
-}
-/** Verify parameters. */
-export interface VerifyParams extends SignParams {
-  readonly signature: Uint8Array;
-}
-/** Encrypt parameters. */
-export interface EncryptParams {
-  readonly keyId: string;
-  readonly plaintext: Uint8Array;
-  readonly algorithm?: string;
-  readonly aad?: Uint8Array;
-  /**
-   * Sent as the request's Iv. hsmkit's KMS refuses any IV here (InvalidParameter) and
-   * returns a fresh one; kept for servers of the protocol that still accept it.
-   */
-  readonly iv?: Uint8Array;
-}
-/** Decrypt parameters. */
-export interface DecryptParams {
-  readonly ciphertextBlob: Uint8Array;
-  readonly keyId?: string;
-  readonly algorithm?: string;
-  readonly aad?: Uint8Array;
-  readonly iv?: Uint8Array;
-}
-/** GenerateDataKey parameters. */
-export interface GenerateDataKeyParams {
-  readonly keyId: string;
-  readonly numberOfBytes?: number;
-  readonly algorithm?: string;
-  readonly aad?: Uint8Array;
-}
-
-/** Loads an access point's id and private key from a client key file + password. */
-export function loadClientKey(config: KmsClientConfig): { accessKeyId: string; privateKey: KeyObject } {
-  let text = config.clientKeyContent;
-  if (text === undefined) {
-    if (!config.clientKeyFile)
-      throw new KmsCredentialError("no client key: set clientKeyFile or clientKeyContent");
-    try {
-      text = readFileSync(config.clientKeyFile, "utf8");
-    } catch (err) {
-      throw new KmsCredentialError(
-        `cannot read ${config.clientKeyFile}: ${(err as NodeJS.ErrnoException).code}`,
-      );
-    }
-  }
-  let json: Partial<ClientKeyJson>;
-  try {
-    json = JSON.parse(text) as Partial<ClientKeyJson>;
-  } catch {
-    throw new KmsCredentialError("the client key file is not JSON");
-  }
-  if (typeof json.KeyId !== "string" || typeof json.PrivateKeyData !== "string") {
-    throw new KmsCredentialError("the client key file lacks KeyId or PrivateKeyData");
-  }
-  let password = config.password;
-  if (password === undefined && config.passwordFile !== undefined) {
-    warnIfSecretFileExposed(config.passwordFile, "password file");
-    try {
-      password = readFileSync(config.passwordFile, "utf8").trim();
-    } catch (err) {
-      throw new KmsCredentialError(
-        `cannot read ${config.passwordFile}: ${(err as NodeJS.ErrnoException).code}`,
-      );
-    }
-  }
-  if (password === undefined)
-    throw new KmsCredentialError("no client key password: set password or passwordFile");
-  try {
-    const { privateKey } = readPfx(Buffer.from(json.PrivateKeyData, "base64"), password);
-    return { accessKeyId: json.KeyId, privateKey };
-  } catch (err) {
-    throw new KmsCredentialError(`cannot open the client key: ${(err as Error).message}`);
   }
 }
 
@@ -240,24 +133,12 @@ export class KmsClient {
 
   /** Encrypts with a symmetric or RSA key. */
   async encrypt(p: EncryptParams): Promise<KmsMessages["EncryptResponse"]> {
-    return this.call("Encrypt", "EncryptRequest", "EncryptResponse", {
-      KeyId: p.keyId,
-      Plaintext: Buffer.from(p.plaintext),
-      Algorithm: p.algorithm ?? "",
-      Aad: Buffer.from(p.aad ?? []),
-      Iv: Buffer.from(p.iv ?? []),
-    });
+    return this.call("Encrypt", "EncryptRequest", "EncryptResponse", encryptFields(p));
   }
 
   /** Decrypts a blob from Encrypt or GenerateDataKey. */
   async decrypt(p: DecryptParams): Promise<KmsMessages["DecryptResponse"]> {
-    return this.call("Decrypt", "DecryptRequest", "DecryptResponse", {
-      CiphertextBlob: Buffer.from(p.ciphertextBlob),
-      KeyId: p.keyId ?? "",
-      Algorithm: p.algorithm ?? "",
-      Aad: Buffer.from(p.aad ?? []),
-      Iv: Buffer.from(p.iv ?? []),
-    });
+    return this.call("Decrypt", "DecryptRequest", "DecryptResponse", decryptFields(p));
   }
 
   /** A fresh data key, in the clear and wrapped. */
@@ -267,6 +148,73 @@ export class KmsClient {
       NumberOfBytes: p.numberOfBytes ?? 0,
       Algorithm: p.algorithm ?? "",
       Aad: Buffer.from(p.aad ?? []),
+    });
+  }
+
+  /** Encrypts into a blob that names its key and version (AdvanceDecrypt needs no key id). */
+  async advanceEncrypt(p: EncryptParams): Promise<KmsMessages["AdvanceEncryptResponse"]> {
+    return this.call("AdvanceEncrypt", "AdvanceEncryptRequest", "AdvanceEncryptResponse", encryptFields(p));
+  }
+
+  /** Decrypts an Advance blob (from AdvanceEncrypt, AdvanceGenerateDataKey or an Advance key pair). */
+  async advanceDecrypt(p: DecryptParams): Promise<KmsMessages["AdvanceDecryptResponse"]> {
+    return this.call("AdvanceDecrypt", "AdvanceDecryptRequest", "AdvanceDecryptResponse", decryptFields(p));
+  }
+
+  /** A fresh data key, in the clear and in an Advance blob. */
+  async advanceGenerateDataKey(
+    p: GenerateDataKeyParams,
+  ): Promise<KmsMessages["AdvanceGenerateDataKeyResponse"]> {
+    const value = { KeyId: p.keyId, NumberOfBytes: p.numberOfBytes ?? 0, Aad: Buffer.from(p.aad ?? []) };
+    return this.call(
+      "AdvanceGenerateDataKey",
+      "AdvanceGenerateDataKeyRequest",
+      "AdvanceGenerateDataKeyResponse",
+      value,
+    );
+  }
+
+  /** An RSA or EC key pair; the private key in the clear and wrapped (Decrypt opens it). */
+  async generateDataKeyPair(p: DataKeyPairParams): Promise<KmsMessages["GenerateDataKeyPairResponse"]> {
+    return this.call(
+      "GenerateDataKeyPair",
+      "GenerateDataKeyPairRequest",
+      "GenerateDataKeyPairResponse",
+      pairFields(p),
+    );
+  }
+
+  /** The same, without the plaintext private key. */
+  async generateDataKeyPairWithoutPlaintext(
+    p: DataKeyPairParams,
+  ): Promise<KmsMessages["GenerateDataKeyPairWithoutPlaintextResponse"]> {
+    const api = "GenerateDataKeyPairWithoutPlaintext";
+    return this.call(api, `${api}Request`, `${api}Response`, pairFields(p));
+  }
+
+  /** A key pair whose private key is wrapped in an Advance blob (AdvanceDecrypt opens it). */
+  async advanceGenerateDataKeyPair(
+    p: DataKeyPairParams,
+  ): Promise<KmsMessages["AdvanceGenerateDataKeyPairResponse"]> {
+    const api = "AdvanceGenerateDataKeyPair";
+    return this.call(api, `${api}Request`, `${api}Response`, pairFields(p));
+  }
+
+  /** The Advance form without the plaintext private key. */
+  async advanceGenerateDataKeyPairWithoutPlaintext(
+    p: DataKeyPairParams,
+  ): Promise<KmsMessages["AdvanceGenerateDataKeyPairWithoutPlaintextResponse"]> {
+    const api = "AdvanceGenerateDataKeyPairWithoutPlaintext";
+    return this.call(api, `${api}Request`, `${api}Response`, pairFields(p));
+  }
+
+  /** A secret's value (ACSCurrent unless a stage or version id is given). */
+  async getSecretValue(p: GetSecretValueParams): Promise<KmsMessages["GetSecretValueResponse"]> {
+    return this.call("GetSecretValue", "GetSecretValueRequest", "GetSecretValueResponse", {
+      SecretName: p.secretName,
+      VersionStage: p.versionStage ?? "",
+      VersionId: p.versionId ?? "",
+      FetchExtendedConfig: p.fetchExtendedConfig ?? false,
     });
   }
 
@@ -358,6 +306,36 @@ export class KmsClient {
 function messageFields(p: SignParams): { Message: Buffer; MessageType: string } {
   if (p.digest !== undefined) return { Message: Buffer.from(p.digest), MessageType: "DIGEST" };
   return { Message: Buffer.from(p.message ?? []), MessageType: "RAW" };
+}
+
+function encryptFields(p: EncryptParams) {
+  return {
+    KeyId: p.keyId,
+    Plaintext: Buffer.from(p.plaintext),
+    Algorithm: p.algorithm ?? "",
+    Aad: Buffer.from(p.aad ?? []),
+    Iv: Buffer.from(p.iv ?? []),
+  };
+}
+
+function decryptFields(p: DecryptParams) {
+  return {
+    CiphertextBlob: Buffer.from(p.ciphertextBlob),
+    KeyId: p.keyId ?? "",
+    Algorithm: p.algorithm ?? "",
+    Aad: Buffer.from(p.aad ?? []),
+    Iv: Buffer.from(p.iv ?? []),
+  };
+}
+
+function pairFields(p: DataKeyPairParams) {
+  return {
+    KeyId: p.keyId,
+    Algorithm: p.algorithm ?? "",
+    KeyPairSpec: p.keyPairSpec,
+    KeyFormat: p.keyFormat ?? "",
+    Aad: Buffer.from(p.aad ?? []),
+  };
 }
 
 function errorFromReply(status: number, data: Buffer): Error {

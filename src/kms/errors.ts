@@ -18,6 +18,7 @@ export const KMS_ERROR_STATUS = {
   "Forbidden.AccessPointRevoked": 403,
   "Forbidden.SourceIpNotAllowed": 403,
   "Forbidden.KeyNotFound": 404,
+  "Forbidden.ResourceNotFound": 404,
   IncorrectKeyState: 409,
   InvalidCiphertext: 400,
   RequestEntityTooLarge: 413,

@@ -24,6 +24,7 @@ import {
   type ScryptParams,
 } from "./master_key.ts";
 import { openPkcs11MasterKey } from "./master_pkcs11.ts";
+import { SecretVault } from "./secrets.ts";
 import { Store, type StoreLocation } from "./store.ts";
 
 /** Where the master key comes from (at most one of passphrase / passphraseFile / pkcs11). */
@@ -79,6 +80,8 @@ export class InstanceError extends Error {
 
 /** An open KMS data directory. */
 export class KmsInstance {
+  private vault: SecretVault | undefined;
+
   private constructor(
     /** The data directory, if one was given. */
     readonly dataDir: string | undefined,
@@ -88,6 +91,12 @@ export class KmsInstance {
     readonly audit: AuditLog,
     readonly keys: KeyRegistry,
   ) {}
+
+  /** The instance's secrets. */
+  get secrets(): SecretVault {
+    this.vault ??= new SecretVault(this);
+    return this.vault;
+  }
 
   /** Path of the instance CA certificate in the data directory (an error without one). */
   get caPath(): string {

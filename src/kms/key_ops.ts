@@ -167,12 +167,17 @@ function checkDigestLength(alg: SignAlgorithmInfo, digest: Buffer): void {
   }
 }
 
-/** RSA-OAEP encryption with the key's public half. */
-export function rsaOaepEncrypt(key: LoadedKey, oaepHash: string, plaintext: Buffer): Buffer {
+/** RSA-OAEP encryption with the key's public half (and an OAEP label, for Advance blobs). */
+export function rsaOaepEncrypt(key: LoadedKey, oaepHash: string, plaintext: Buffer, label?: Buffer): Buffer {
   if (key.kind !== "rsa") throw new KmsServiceError("InvalidParameter", "RSAES_OAEP needs an RSA key");
   try {
     return publicEncrypt(
-      { key: key.publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash },
+      {
+        key: key.publicKey,
+        padding: constants.RSA_PKCS1_OAEP_PADDING,
+        oaepHash,
+        ...(label ? { oaepLabel: label } : {}),
+      },
       plaintext,
     );
   } catch {
@@ -180,12 +185,25 @@ export function rsaOaepEncrypt(key: LoadedKey, oaepHash: string, plaintext: Buff
   }
 }
 
-/** RSA-OAEP decryption; undefined when the ciphertext does not decrypt under this key. */
-export function rsaOaepDecrypt(key: LoadedKey, oaepHash: string, ciphertext: Buffer): Buffer | undefined {
+/**
+ * RSA-OAEP decryption; undefined when the ciphertext does not decrypt under this key (or with
+ * this label: the Advance blob's header and Aad).
+ */
+export function rsaOaepDecrypt(
+  key: LoadedKey,
+  oaepHash: string,
+  ciphertext: Buffer,
+  label?: Buffer,
+): Buffer | undefined {
   if (key.kind !== "rsa") throw new KmsServiceError("InvalidParameter", "RSAES_OAEP needs an RSA key");
   try {
     return privateDecrypt(
-      { key: key.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash },
+      {
+        key: key.privateKey,
+        padding: constants.RSA_PKCS1_OAEP_PADDING,
+        oaepHash,
+        ...(label ? { oaepLabel: label } : {}),
+      },
       ciphertext,
     );
   } catch {

@@ -14,6 +14,14 @@ export const OPERATIONS = [
   "Decrypt",
   "GenerateDataKey",
   "GenerateRandom",
+  "AdvanceEncrypt",
+  "AdvanceDecrypt",
+  "AdvanceGenerateDataKey",
+  "GenerateDataKeyPair",
+  "GenerateDataKeyPairWithoutPlaintext",
+  "AdvanceGenerateDataKeyPair",
+  "AdvanceGenerateDataKeyPairWithoutPlaintext",
+  "GetSecretValue",
 ] as const;
 
 /** An operation name. */
@@ -23,6 +31,9 @@ export type Operation = (typeof OPERATIONS)[number];
 export function isOperation(name: string): name is Operation {
   return (OPERATIONS as readonly string[]).includes(name);
 }
+
+/** Secret name patterns: the name characters plus `*`. */
+const SECRET_PATTERN = /^[A-Za-z0-9_/+=.@*-]{1,192}$/;
 
 /** Why a policy string was refused. */
 export class PolicyError extends Error {
@@ -39,12 +50,22 @@ function splitList(text: string): string[] {
     .filter((s) => s !== "");
 }
 
-/** Builds a policy from CLI-style comma lists, validating every entry. */
-export function parsePolicy(keys: string, operations = "*", sourceIps = ""): AccessPolicy {
+/**
+ * Builds a policy from comma lists, validating every entry: `keys` are key id or alias
+ * patterns, `secrets` secret name patterns (`*` matches any run of characters in both). Keys
+ * and secrets are granted separately: `keys: "*"` alone reads no secret. At least one of the
+ * two lists must name something.
+ */
+export function parsePolicy(keys: string, operations = "*", sourceIps = "", secrets = ""): AccessPolicy {
   const keyPatterns = splitList(keys);
-  if (keyPatterns.length === 0) throw new PolicyError("--keys needs at least one key id, alias or pattern");
+  const secretPatterns = splitList(secrets);
+  if (keyPatterns.length === 0 && secretPatterns.length === 0)
+    throw new PolicyError("keys needs at least one key id, alias or pattern (or give secrets)");
   for (const p of keyPatterns) {
     if (!/^[A-Za-z0-9_./*-]+$/.test(p)) throw new PolicyError(`bad key pattern "${p}"`);
+  }
+  for (const p of secretPatterns) {
+    if (!SECRET_PATTERN.test(p)) throw new PolicyError(`bad secret name pattern "${p}"`);
   }
   const ops = splitList(operations);
   if (ops.length === 0) throw new PolicyError("--operations needs at least one operation or *");
@@ -55,7 +76,12 @@ export function parsePolicy(keys: string, operations = "*", sourceIps = ""): Acc
   }
   const ips = splitList(sourceIps);
   for (const ip of ips) parseCidr(ip);
-  return { keys: keyPatterns, operations: ops, sourceIps: ips };
+  return {
+    keys: keyPatterns,
+    operations: ops,
+    sourceIps: ips,
+    ...(secretPatterns.length > 0 ? { secrets: secretPatterns } : {}),
+  };
 }
 
 function parseCidr(text: string): { address: string; prefix: number; family: "ipv4" | "ipv6" } {
@@ -96,6 +122,11 @@ export function allowsOperation(policy: AccessPolicy, operation: string): boolea
 /** Whether the policy covers a key, named by its id or any of its aliases. */
 export function allowsKey(policy: AccessPolicy, keyId: string, aliases: readonly string[]): boolean {
   return policy.keys.some((p) => globMatches(p, keyId) || aliases.some((a) => globMatches(p, a)));
+}
+
+/** Whether the policy names this secret (policies written before secrets existed name none). */
+export function allowsSecret(policy: AccessPolicy, name: string): boolean {
+  return (policy.secrets ?? []).some((p) => globMatches(p, name));
 }
 
 /** Whether a request from `address` is allowed (an empty list allows every address). */

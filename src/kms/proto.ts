@@ -22,6 +22,22 @@ message GenerateDataKeyRequest { string KeyId = 1; string Algorithm = 2; int32 N
 message GenerateDataKeyResponse { string KeyId = 1; bytes Iv = 2; bytes Plaintext = 3; bytes CiphertextBlob = 4; string RequestId = 5; string Algorithm = 6; }
 message GenerateRandomRequest { int32 Length = 1; }
 message GenerateRandomResponse { bytes Random = 1; string RequestId = 2; }
+message AdvanceEncryptRequest { string KeyId = 1; bytes Plaintext = 2; string Algorithm = 3; bytes Aad = 4; bytes Iv = 5; string PaddingMode = 6; }
+message AdvanceEncryptResponse { string KeyId = 1; bytes CiphertextBlob = 2; bytes Iv = 3; string RequestId = 4; string Algorithm = 5; string PaddingMode = 6; string KeyVersionId = 7; }
+message AdvanceDecryptRequest { bytes CiphertextBlob = 1; string KeyId = 2; string Algorithm = 3; bytes Aad = 4; bytes Iv = 5; string PaddingMode = 6; }
+message AdvanceDecryptResponse { string KeyId = 1; bytes Plaintext = 2; string RequestId = 3; string Algorithm = 4; string PaddingMode = 5; string KeyVersionId = 6; }
+message AdvanceGenerateDataKeyRequest { string KeyId = 1; int32 NumberOfBytes = 2; bytes Aad = 3; }
+message AdvanceGenerateDataKeyResponse { string KeyId = 1; bytes Iv = 2; bytes Plaintext = 3; bytes CiphertextBlob = 4; string RequestId = 5; string Algorithm = 6; string KeyVersionId = 7; }
+message GenerateDataKeyPairRequest { string KeyId = 1; string Algorithm = 2; string KeyPairSpec = 3; string KeyFormat = 4; bytes Aad = 5; }
+message GenerateDataKeyPairResponse { string KeyId = 1; bytes Iv = 2; string KeyPairSpec = 3; bytes PrivateKeyPlaintext = 4; bytes PrivateKeyCiphertextBlob = 5; bytes PublicKey = 6; string RequestId = 7; string Algorithm = 8; }
+message GenerateDataKeyPairWithoutPlaintextRequest { string KeyId = 1; string Algorithm = 2; string KeyPairSpec = 3; string KeyFormat = 4; bytes Aad = 5; }
+message GenerateDataKeyPairWithoutPlaintextResponse { string KeyId = 1; bytes Iv = 2; string KeyPairSpec = 3; bytes PrivateKeyCiphertextBlob = 4; bytes PublicKey = 5; string RequestId = 6; string Algorithm = 7; }
+message AdvanceGenerateDataKeyPairRequest { string KeyId = 1; string KeyPairSpec = 2; string KeyFormat = 3; bytes Aad = 4; }
+message AdvanceGenerateDataKeyPairResponse { string KeyId = 1; bytes Iv = 2; string KeyPairSpec = 3; bytes PrivateKeyPlaintext = 4; bytes PrivateKeyCiphertextBlob = 5; bytes PublicKey = 6; string RequestId = 7; string Algorithm = 8; string KeyVersionId = 9; }
+message AdvanceGenerateDataKeyPairWithoutPlaintextRequest { string KeyId = 1; string KeyPairSpec = 2; string KeyFormat = 3; bytes Aad = 4; }
+message AdvanceGenerateDataKeyPairWithoutPlaintextResponse { string KeyId = 1; bytes Iv = 2; string KeyPairSpec = 3; bytes PrivateKeyCiphertextBlob = 4; bytes PublicKey = 5; string RequestId = 6; string Algorithm = 7; string KeyVersionId = 8; }
+message GetSecretValueRequest { string SecretName = 1; string VersionStage = 2; string VersionId = 3; bool FetchExtendedConfig = 4; }
+message GetSecretValueResponse { string SecretName = 1; string SecretType = 2; string SecretData = 3; string SecretDataType = 4; repeated string VersionStages = 5; string VersionId = 6; string CreateTime = 7; string RequestId = 8; string LastRotationDate = 9; string NextRotationDate = 10; string ExtendedConfig = 11; string AutomaticRotation = 12; string RotationInterval = 13; }
 message Error { int32 StatusCode = 1; string ErrorCode = 2; string ErrorMessage = 3; string RequestId = 4; }
 `;
 
@@ -128,6 +144,90 @@ export interface GenerateRandomResponse {
   Random: Buffer;
   RequestId: string;
 }
+/** Encrypt into a blob that names its key and version (AdvanceDecrypt needs no KeyId). */
+export type AdvanceEncryptRequest = EncryptRequest;
+/** Reply to AdvanceEncrypt: the version that sealed it is named too. */
+export interface AdvanceEncryptResponse extends EncryptResponse {
+  KeyVersionId: string;
+}
+/** Decrypt an AdvanceEncrypt / AdvanceGenerateDataKey blob; KeyId, if given, must be the blob's key. */
+export type AdvanceDecryptRequest = DecryptRequest;
+/** Reply to AdvanceDecrypt. */
+export interface AdvanceDecryptResponse extends DecryptResponse {
+  KeyVersionId: string;
+}
+/** A data key wrapped in an Advance blob (always AES_GCM). */
+export interface AdvanceGenerateDataKeyRequest {
+  KeyId: string;
+  NumberOfBytes: number;
+  Aad: Buffer;
+}
+/** Reply to AdvanceGenerateDataKey. */
+export interface AdvanceGenerateDataKeyResponse extends GenerateDataKeyResponse {
+  KeyVersionId: string;
+}
+/** A fresh RSA or EC key pair whose private key comes back wrapped under a KMS key. */
+export interface GenerateDataKeyPairRequest {
+  KeyId: string;
+  Algorithm: string;
+  KeyPairSpec: string;
+  /** PEM (default) or DER, for the private and the public key. */
+  KeyFormat: string;
+  Aad: Buffer;
+}
+/** The pair without the plaintext private key. */
+export interface GenerateDataKeyPairWithoutPlaintextResponse {
+  KeyId: string;
+  Iv: Buffer;
+  KeyPairSpec: string;
+  PrivateKeyCiphertextBlob: Buffer;
+  PublicKey: Buffer;
+  RequestId: string;
+  Algorithm: string;
+}
+/** Reply to GenerateDataKeyPair: the private key in the clear and wrapped. */
+export interface GenerateDataKeyPairResponse extends GenerateDataKeyPairWithoutPlaintextResponse {
+  PrivateKeyPlaintext: Buffer;
+}
+/** The same request without the plaintext in the reply. */
+export type GenerateDataKeyPairWithoutPlaintextRequest = GenerateDataKeyPairRequest;
+/** A key pair whose private key is wrapped in an Advance blob (always AES_GCM). */
+export type AdvanceGenerateDataKeyPairRequest = Omit<GenerateDataKeyPairRequest, "Algorithm">;
+/** Reply to AdvanceGenerateDataKeyPair. */
+export interface AdvanceGenerateDataKeyPairResponse extends GenerateDataKeyPairResponse {
+  KeyVersionId: string;
+}
+/** The Advance form without the plaintext in the reply. */
+export type AdvanceGenerateDataKeyPairWithoutPlaintextRequest = AdvanceGenerateDataKeyPairRequest;
+/** Reply to AdvanceGenerateDataKeyPairWithoutPlaintext. */
+export interface AdvanceGenerateDataKeyPairWithoutPlaintextResponse
+  extends GenerateDataKeyPairWithoutPlaintextResponse {
+  KeyVersionId: string;
+}
+/** Read a secret's value: by VersionId, else by VersionStage (default ACSCurrent). */
+export interface GetSecretValueRequest {
+  SecretName: string;
+  VersionStage: string;
+  VersionId: string;
+  FetchExtendedConfig: boolean;
+}
+/** A secret's value and version facts; rotation fields stay empty (no automatic rotation). */
+export interface GetSecretValueResponse {
+  SecretName: string;
+  SecretType: string;
+  /** The value: text as is, binary values base64 (SecretDataType says which). */
+  SecretData: string;
+  SecretDataType: string;
+  VersionStages: string[];
+  VersionId: string;
+  CreateTime: string;
+  RequestId: string;
+  LastRotationDate: string;
+  NextRotationDate: string;
+  ExtendedConfig: string;
+  AutomaticRotation: string;
+  RotationInterval: string;
+}
 /** The body of every 4xx/5xx reply. */
 export interface ErrorMessage {
   StatusCode: number;
@@ -152,6 +252,22 @@ export interface KmsMessages {
   GenerateDataKeyResponse: GenerateDataKeyResponse;
   GenerateRandomRequest: GenerateRandomRequest;
   GenerateRandomResponse: GenerateRandomResponse;
+  AdvanceEncryptRequest: AdvanceEncryptRequest;
+  AdvanceEncryptResponse: AdvanceEncryptResponse;
+  AdvanceDecryptRequest: AdvanceDecryptRequest;
+  AdvanceDecryptResponse: AdvanceDecryptResponse;
+  AdvanceGenerateDataKeyRequest: AdvanceGenerateDataKeyRequest;
+  AdvanceGenerateDataKeyResponse: AdvanceGenerateDataKeyResponse;
+  GenerateDataKeyPairRequest: GenerateDataKeyPairRequest;
+  GenerateDataKeyPairResponse: GenerateDataKeyPairResponse;
+  GenerateDataKeyPairWithoutPlaintextRequest: GenerateDataKeyPairWithoutPlaintextRequest;
+  GenerateDataKeyPairWithoutPlaintextResponse: GenerateDataKeyPairWithoutPlaintextResponse;
+  AdvanceGenerateDataKeyPairRequest: AdvanceGenerateDataKeyPairRequest;
+  AdvanceGenerateDataKeyPairResponse: AdvanceGenerateDataKeyPairResponse;
+  AdvanceGenerateDataKeyPairWithoutPlaintextRequest: AdvanceGenerateDataKeyPairWithoutPlaintextRequest;
+  AdvanceGenerateDataKeyPairWithoutPlaintextResponse: AdvanceGenerateDataKeyPairWithoutPlaintextResponse;
+  GetSecretValueRequest: GetSecretValueRequest;
+  GetSecretValueResponse: GetSecretValueResponse;
   Error: ErrorMessage;
 }
 
@@ -192,7 +308,10 @@ export function decodeMessage<N extends KmsMessageName>(name: N, bytes: Uint8Arr
   } catch (err) {
     throw new ProtoDecodeError(`malformed ${name}: ${(err as Error).message}`);
   }
-  const plain = type.toObject(decoded, { defaults: true, longs: Number }) as Record<string, unknown>;
+  const plain = type.toObject(decoded, { defaults: true, arrays: true, longs: Number }) as Record<
+    string,
+    unknown
+  >;
   for (const field of type.fieldsArray) {
     const v = plain[field.name];
     if (field.type === "bytes") {

@@ -1,15 +1,17 @@
 /**
  * The KMS operations, after authentication: decode the protobuf request, check the access
  * point's policy and the key's state and usage, do the cryptography, encode the reply.
- * Refusals are {@link KmsServiceError}s with the protocol's codes.
+ * Refusals are {@link KmsServiceError}s with the protocol's codes. The Advance operations,
+ * data key pairs and secrets live in their own files; this one dispatches and holds the
+ * original seven.
  */
 import { randomBytes } from "node:crypto";
+import { advanceDecrypt, advanceEncrypt, advanceGenerateDataKey } from "./advance_ops.ts";
+import { generateDataKeyPair } from "./data_key_pair.ts";
 import { KmsServiceError } from "./errors.ts";
 import type { KmsInstance } from "./instance.ts";
 import {
   aesGcmOpen,
-  aesGcmSeal,
-  type LoadedKey,
   rsaOaepDecrypt,
   rsaOaepEncrypt,
   signDigest,
@@ -17,51 +19,32 @@ import {
   verifyDigest,
   verifyMessage,
 } from "./key_ops.ts";
-import { allowsKey, allowsOperation, type Operation } from "./policy.ts";
+import { allowsOperation, type Operation } from "./policy.ts";
+import { encodeMessage, type KmsMessages } from "./proto.ts";
+import { getSecretValue } from "./secret_ops.ts";
 import {
-  decodeMessage,
-  encodeMessage,
-  type KmsMessageName,
-  type KmsMessages,
-  ProtoDecodeError,
-} from "./proto.ts";
+  BLOB_FORMAT,
+  BLOB_HEADER,
+  dataKeySize,
+  decodeRequest as decode,
+  type RequestContext,
+  rsaOaepHash,
+  sealGcm,
+  secretOf,
+  usableKey,
+} from "./service_common.ts";
 import {
   defaultAlgorithm,
   KEY_SPECS,
-  type KeyUsage,
-  RSA_ENCRYPT_ALGORITHMS,
   type SignAlgorithmInfo,
   SYMMETRIC_ALGORITHM,
   signAlgorithm,
 } from "./specs.ts";
-import type { AccessPointRecord, KeyRecord } from "./store.ts";
+import type { KeyRecord } from "./store.ts";
 
-/** Per-request facts the service fills in for the audit log. */
-export interface RequestContext {
-  readonly accessPoint: AccessPointRecord;
-  readonly requestId: string;
-  /** The key the request resolved to (or the name it asked for). */
-  keyId: string;
-  /** Non-secret detail for the audit log (algorithm, message type, version). */
-  detail: string;
-}
+export type { RequestContext } from "./service_common.ts";
 
-const MAX_DATA_KEY_BYTES = 1024;
 const MAX_RANDOM_BYTES = 1024;
-const BLOB_FORMAT = 0x01;
-const BLOB_HEADER = 1 + 16;
-/** Longest KeyId accepted: key-<hex> ids and aliases (alias/ + up to 200 characters) are far shorter. */
-const MAX_KEY_NAME = 256;
-
-function decode<N extends KmsMessageName>(name: N, body: Buffer): KmsMessages[N] {
-  try {
-    return decodeMessage(name, body);
-  } catch (err) {
-    if (err instanceof ProtoDecodeError)
-      throw new KmsServiceError("InvalidParam", `The body is not a valid ${name}.`);
-    throw err;
-  }
-}
 
 /** Runs one operation; returns the encoded reply. */
 export class KmsService {
@@ -87,42 +70,20 @@ export class KmsService {
         return this.generateDataKey(decode("GenerateDataKeyRequest", body), ctx);
       case "GenerateRandom":
         return this.generateRandom(decode("GenerateRandomRequest", body), ctx);
+      case "AdvanceEncrypt":
+        return advanceEncrypt(this.instance, decode("AdvanceEncryptRequest", body), ctx);
+      case "AdvanceDecrypt":
+        return advanceDecrypt(this.instance, decode("AdvanceDecryptRequest", body), ctx);
+      case "AdvanceGenerateDataKey":
+        return advanceGenerateDataKey(this.instance, decode("AdvanceGenerateDataKeyRequest", body), ctx);
+      case "GenerateDataKeyPair":
+      case "GenerateDataKeyPairWithoutPlaintext":
+      case "AdvanceGenerateDataKeyPair":
+      case "AdvanceGenerateDataKeyPairWithoutPlaintext":
+        return generateDataKeyPair(this.instance, operation, body, ctx);
+      case "GetSecretValue":
+        return getSecretValue(this.instance, decode("GetSecretValueRequest", body), ctx);
     }
-  }
-
-  /** Resolves a key the access point may use, in a state and usage that allow the operation. */
-  private async usableKey(
-    name: string,
-    usage: KeyUsage | undefined,
-    ctx: RequestContext,
-  ): Promise<KeyRecord> {
-    if (name === "") throw new KmsServiceError("MissingParameter", "The parameter KeyId is missing.");
-    // Key ids and aliases are short; a long one is refused before it reaches lookups or the audit log.
-    if (name.length > MAX_KEY_NAME)
-      throw new KmsServiceError("InvalidParam", "The parameter KeyId is too long.");
-    ctx.keyId = name;
-    const key = await this.instance.keys.resolve(name);
-    const policy = ctx.accessPoint.policy;
-    if (!key) {
-      // Only say "not found" to an access point that could have used such a key.
-      if (allowsKey(policy, name, name.startsWith("alias/") ? [name] : [])) {
-        throw new KmsServiceError("Forbidden.KeyNotFound", `The key "${name}" does not exist.`);
-      }
-      throw new KmsServiceError("Forbidden.NoPermission", `This access point may not use "${name}".`);
-    }
-    ctx.keyId = key.id;
-    const aliases = await this.instance.store.aliasesOf(key.id);
-    if (!allowsKey(policy, key.id, name === key.id ? aliases : [...aliases, name])) {
-      throw new KmsServiceError("Forbidden.NoPermission", `This access point may not use "${name}".`);
-    }
-    if (key.state !== "Enabled") {
-      this.instance.keys.forget(key.id);
-      throw new KmsServiceError("IncorrectKeyState", `The key is ${key.state}.`);
-    }
-    if (usage !== undefined && key.usage !== usage) {
-      throw new KmsServiceError("UnsupportedOperation", `The key's usage is ${key.usage}, not ${usage}.`);
-    }
-    return key;
   }
 
   private signingAlgorithm(key: KeyRecord, name: string, ctx: RequestContext): [string, SignAlgorithmInfo] {
@@ -150,7 +111,7 @@ export class KmsService {
   }
 
   private async sign(req: KmsMessages["SignRequest"], ctx: RequestContext): Promise<Buffer> {
-    const key = await this.usableKey(req.KeyId, "SIGN/VERIFY", ctx);
+    const key = await usableKey(this.instance, req.KeyId, "SIGN/VERIFY", ctx);
     const [algName, alg] = this.signingAlgorithm(key, req.Algorithm, ctx);
     const input = this.messageInput(req.MessageType, req.Message, req.Digest, ctx);
     const version = await this.instance.keys.primaryVersion(key.id);
@@ -170,7 +131,7 @@ export class KmsService {
   }
 
   private async verify(req: KmsMessages["VerifyRequest"], ctx: RequestContext): Promise<Buffer> {
-    const key = await this.usableKey(req.KeyId, "SIGN/VERIFY", ctx);
+    const key = await usableKey(this.instance, req.KeyId, "SIGN/VERIFY", ctx);
     const [algName, alg] = this.signingAlgorithm(key, req.Algorithm, ctx);
     const input = this.messageInput(req.MessageType, req.Message, req.Digest, ctx);
     if (req.Signature.length === 0)
@@ -199,7 +160,7 @@ export class KmsService {
   }
 
   private async getPublicKey(req: KmsMessages["GetPublicKeyRequest"], ctx: RequestContext): Promise<Buffer> {
-    const key = await this.usableKey(req.KeyId, undefined, ctx);
+    const key = await usableKey(this.instance, req.KeyId, undefined, ctx);
     if (KEY_SPECS[key.spec].kind === "aes") {
       throw new KmsServiceError("UnsupportedOperation", "A symmetric key has no public key.");
     }
@@ -212,22 +173,8 @@ export class KmsService {
     });
   }
 
-  /**
-   * Seals with AES-GCM under the key's newest version; the blob names the version. The IV is
-   * drawn here, 96 random bits per message, and never taken from a caller.
-   */
-  private async seal(key: KeyRecord, plaintext: Buffer, aad: Buffer, ctx: RequestContext) {
-    const iv = randomBytes(12);
-    const version = await this.instance.keys.primaryVersion(key.id);
-    ctx.detail += ` v${version.seq}`;
-    const loaded = await this.instance.keys.load(key, version);
-    const header = Buffer.concat([Buffer.from([BLOB_FORMAT]), Buffer.from(version.id, "hex")]);
-    const sealed = aesGcmSeal(secretOf(loaded), iv, Buffer.concat([header, aad]), plaintext);
-    return { blob: Buffer.concat([header, sealed]), iv };
-  }
-
   private async encrypt(req: KmsMessages["EncryptRequest"], ctx: RequestContext): Promise<Buffer> {
-    const key = await this.usableKey(req.KeyId, "ENCRYPT/DECRYPT", ctx);
+    const key = await usableKey(this.instance, req.KeyId, "ENCRYPT/DECRYPT", ctx);
     if (req.Plaintext.length === 0)
       throw new KmsServiceError("MissingParameter", "The parameter Plaintext is missing.");
     const kind = KEY_SPECS[key.spec].kind;
@@ -245,7 +192,7 @@ export class KmsService {
           "Iv must be left empty: the KMS chooses a fresh random IV and returns it in the response.",
         );
       }
-      const { blob, iv } = await this.seal(key, req.Plaintext, req.Aad, ctx);
+      const { blob, iv } = await sealGcm(this.instance, key, req.Plaintext, req.Aad, ctx);
       return encodeMessage("EncryptResponse", {
         KeyId: key.id,
         CiphertextBlob: blob,
@@ -276,7 +223,7 @@ export class KmsService {
       keyName =
         (await this.instance.store.version(blob.subarray(1, BLOB_HEADER).toString("hex")))?.keyId ?? "";
     }
-    const key = await this.usableKey(keyName, "ENCRYPT/DECRYPT", ctx);
+    const key = await usableKey(this.instance, keyName, "ENCRYPT/DECRYPT", ctx);
     const kind = KEY_SPECS[key.spec].kind;
     const algName = req.Algorithm === "" ? defaultAlgorithm(kind, "encrypt") : req.Algorithm;
     ctx.detail = algName;
@@ -325,20 +272,17 @@ export class KmsService {
     req: KmsMessages["GenerateDataKeyRequest"],
     ctx: RequestContext,
   ): Promise<Buffer> {
-    const key = await this.usableKey(req.KeyId, "ENCRYPT/DECRYPT", ctx);
+    const key = await usableKey(this.instance, req.KeyId, "ENCRYPT/DECRYPT", ctx);
     if (KEY_SPECS[key.spec].kind !== "aes") {
       throw new KmsServiceError("UnsupportedOperation", "GenerateDataKey needs a symmetric key.");
     }
     const algName = req.Algorithm === "" ? SYMMETRIC_ALGORITHM : req.Algorithm;
     if (algName !== SYMMETRIC_ALGORITHM)
       throw new KmsServiceError("InvalidParameter", "Use Algorithm AES_GCM.");
-    const size = req.NumberOfBytes === 0 ? 32 : req.NumberOfBytes;
-    if (!Number.isInteger(size) || size < 1 || size > MAX_DATA_KEY_BYTES) {
-      throw new KmsServiceError("InvalidParameter", `NumberOfBytes must be 1..${MAX_DATA_KEY_BYTES}.`);
-    }
+    const size = dataKeySize(req.NumberOfBytes);
     ctx.detail = `${algName} ${size}B`;
     const plaintext = randomBytes(size);
-    const { blob, iv } = await this.seal(key, plaintext, req.Aad, ctx);
+    const { blob, iv } = await sealGcm(this.instance, key, plaintext, req.Aad, ctx);
     const reply = encodeMessage("GenerateDataKeyResponse", {
       KeyId: key.id,
       Iv: iv,
@@ -362,15 +306,4 @@ export class KmsService {
     ctx.detail = `${size}B`;
     return encodeMessage("GenerateRandomResponse", { Random: randomBytes(size), RequestId: ctx.requestId });
   }
-}
-
-function rsaOaepHash(algName: string): string {
-  const hash = Object.hasOwn(RSA_ENCRYPT_ALGORITHMS, algName) ? RSA_ENCRYPT_ALGORITHMS[algName] : undefined;
-  if (!hash) throw new KmsServiceError("InvalidParameter", `Unknown encryption algorithm "${algName}".`);
-  return hash;
-}
-
-function secretOf(key: LoadedKey) {
-  if (key.kind !== "aes") throw new KmsServiceError("InternalFailure", "not a symmetric key");
-  return key.secretKey;
 }

@@ -44,6 +44,8 @@ export interface AccessPolicy {
   readonly operations: readonly string[];
   /** Source addresses or CIDR blocks allowed; empty means any. */
   readonly sourceIps: readonly string[];
+  /** Secret name patterns GetSecretValue may read; absent or empty means none. */
+  readonly secrets?: readonly string[];
 }
 
 /** An application access point: the server keeps only its public key and policy. */
@@ -169,8 +171,19 @@ export class Store {
     await this.watch.refresh();
   }
 
-  /** Runs `work` as one write to the cached tables: counter bumped in the same transaction. */
-  private async write<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  /**
+   * A memo table over the store's change counter, for repositories beside the store
+   * (secret_store.ts): emptied whenever any cached table changes, on any node.
+   */
+  memo<T>(maxEntries?: number): Memo<T> {
+    return new Memo<T>(this.watch, maxEntries);
+  }
+
+  /**
+   * Runs `work` as one write to the cached tables: counter bumped in the same transaction.
+   * Public for repositories beside the store, whose tables are memoised the same way.
+   */
+  async write<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     try {
       return await this.driver.transaction(LOCKS.data, async (tx) => {
         const result = await work(tx);

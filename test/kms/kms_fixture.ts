@@ -3,13 +3,23 @@
  * 127.0.0.1, access points with client key files on disk, and raw protocol requests for tests
  * that must craft what the SDK would never send.
  */
+import assert from "node:assert/strict";
+import { sign } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { adminCreateAccessPoint } from "../../src/kms/admin.ts";
-import { KmsClient, type KmsClientConfig } from "../../src/kms/client.ts";
+import {
+  ACCESS_KEY_HEADER,
+  API_VERSION,
+  contentSha256,
+  formatHttpDate,
+  SIGNATURE_METHOD,
+  stringToSign,
+} from "../../src/kms/auth.ts";
+import { KmsClient, type KmsClientConfig, KmsRequestError, loadClientKey } from "../../src/kms/client.ts";
 import { KmsInstance } from "../../src/kms/instance.ts";
 import { decodeMessage } from "../../src/kms/proto.ts";
 import { KmsServer, type KmsServerOptions } from "../../src/kms/server.ts";
@@ -22,7 +32,7 @@ export interface KmsFixture {
   /** Creates an access point and returns a client for it (closed with the fixture). */
   client(
     keys?: string,
-    extra?: { operations?: string; sourceIps?: string },
+    extra?: { operations?: string; sourceIps?: string; secrets?: string },
     config?: Partial<KmsClientConfig>,
   ): Promise<ApClient>;
   /** Stops everything and removes the directory. */
@@ -68,6 +78,7 @@ export async function startKms(
         outDir: join(dir, "aps"),
         ...(extra.operations !== undefined ? { operations: extra.operations } : {}),
         ...(extra.sourceIps !== undefined ? { sourceIps: extra.sourceIps } : {}),
+        ...(extra.secrets !== undefined ? { secrets: extra.secrets } : {}),
       });
       const cfg: KmsClientConfig = {
         endpoint: server.endpoint,
@@ -134,4 +145,39 @@ export function rawRequest(
     req.setTimeout(20_000, () => req.destroy(new Error("raw request timed out")));
     req.end(body);
   });
+}
+
+/** Asserts that a client call is refused by the server with `code` (and a request id). */
+export async function refused(promise: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(err instanceof KmsRequestError, String(err));
+    assert.equal(err.code, code, err.message);
+    assert.match(err.requestId, /^[0-9a-f-]{36}$/);
+    return true;
+  });
+}
+
+/**
+ * Protocol headers for a hand-made body, signed with the access point's key as an SDK would;
+ * `overrides` replace headers before signing (a skewed date, a wrong hash, another id).
+ */
+export function signedHeaders(
+  config: KmsClientConfig,
+  apiName: string,
+  body: Buffer,
+  overrides: Record<string, string> = {},
+): Record<string, string> {
+  const { accessKeyId, privateKey } = loadClientKey(config);
+  const headers: Record<string, string> = {
+    date: formatHttpDate(new Date()),
+    "x-kms-apiversion": API_VERSION,
+    "x-kms-apiname": apiName,
+    "x-kms-signaturemethod": SIGNATURE_METHOD,
+    [ACCESS_KEY_HEADER]: accessKeyId,
+    "content-type": "application/x-protobuf",
+    "content-sha256": contentSha256(body),
+    ...overrides,
+  };
+  const signature = sign("sha256", Buffer.from(stringToSign("POST", headers)), privateKey);
+  return { ...headers, authorization: `Bearer ${signature.toString("base64")}` };
 }

@@ -56,6 +56,63 @@ describe("KMS protobuf messages", () => {
     assert.equal(v.Iv.length, 12);
   });
 
+  it("puts the Advance fields where the SDKs read them: KeyVersionId=7 / 6, NumberOfBytes=2", () => {
+    assert.deepEqual(
+      encodeMessage("AdvanceEncryptResponse", { KeyId: "k", KeyVersionId: "v" }),
+      hex(`0a01${ascii("k")} 3a01${ascii("v")}`),
+    );
+    assert.deepEqual(
+      encodeMessage("AdvanceDecryptResponse", { KeyId: "k", KeyVersionId: "v" }),
+      hex(`0a01${ascii("k")} 3201${ascii("v")}`),
+    );
+    const dk = decodeMessage("AdvanceGenerateDataKeyRequest", hex(`0a01${ascii("k")} 1020 1a01 ff`));
+    assert.equal(dk.NumberOfBytes, 32);
+    assert.deepEqual(dk.Aad, hex("ff"));
+  });
+
+  it("numbers the key pair fields as the SDKs do (the Advance requests have no Algorithm)", () => {
+    const plain = decodeMessage(
+      "GenerateDataKeyPairRequest",
+      hex(`0a01${ascii("k")} 1207${ascii("AES_GCM")} 1a07${ascii("EC_P256")} 2203${ascii("DER")} 2a01 aa`),
+    );
+    assert.deepEqual(
+      [plain.Algorithm, plain.KeyPairSpec, plain.KeyFormat, plain.Aad],
+      ["AES_GCM", "EC_P256", "DER", hex("aa")],
+    );
+    const advance = decodeMessage(
+      "AdvanceGenerateDataKeyPairWithoutPlaintextRequest",
+      hex(`0a01${ascii("k")} 1207${ascii("EC_P256")} 1a03${ascii("PEM")} 2201 bb`),
+    );
+    assert.deepEqual([advance.KeyPairSpec, advance.KeyFormat, advance.Aad], ["EC_P256", "PEM", hex("bb")]);
+    assert.deepEqual(
+      encodeMessage("AdvanceGenerateDataKeyPairResponse", {
+        PrivateKeyPlaintext: hex("01"),
+        KeyVersionId: "v",
+      }),
+      hex(`2201 01 4a01${ascii("v")}`),
+    );
+    assert.deepEqual(
+      encodeMessage("GenerateDataKeyPairWithoutPlaintextResponse", {
+        PrivateKeyCiphertextBlob: hex("02"),
+        PublicKey: hex("03"),
+      }),
+      hex("2201 02 2a01 03"),
+    );
+  });
+
+  it("reads GetSecretValueRequest's FetchExtendedConfig=4 and writes VersionStages=5 repeated", () => {
+    const req = decodeMessage("GetSecretValueRequest", hex(`0a01${ascii("s")} 1a02${ascii("v1")} 2001`));
+    assert.deepEqual(
+      [req.SecretName, req.VersionStage, req.VersionId, req.FetchExtendedConfig],
+      ["s", "", "v1", true],
+    );
+    assert.deepEqual(
+      encodeMessage("GetSecretValueResponse", { SecretData: "x", VersionStages: ["A", "B"] }),
+      hex(`1a01${ascii("x")} 2a01${ascii("A")} 2a01${ascii("B")}`),
+    );
+    assert.deepEqual(decodeMessage("GetSecretValueResponse", hex("")).VersionStages, []);
+  });
+
   it("rejects truncated, oversized-length and garbage input with ProtoDecodeError", () => {
     const good = encodeMessage("SignRequest", { KeyId: "key-1", Message: Buffer.alloc(100, 1) });
     for (const bad of [

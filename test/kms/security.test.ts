@@ -4,22 +4,14 @@
  * must not grow the audit log without bound. Everything runs against a real server on 127.0.0.1.
  */
 import assert from "node:assert/strict";
-import { sign } from "node:crypto";
 import { after, before, describe, it, type TestContext } from "node:test";
 import tls from "node:tls";
 import { adminCreateKey } from "../../src/kms/admin.ts";
-import {
-  ACCESS_KEY_HEADER,
-  API_VERSION,
-  contentSha256,
-  formatHttpDate,
-  SIGNATURE_METHOD,
-  stringToSign,
-} from "../../src/kms/auth.ts";
-import { KmsClient, KmsRequestError, loadClientKey } from "../../src/kms/client.ts";
+import { ACCESS_KEY_HEADER, API_VERSION, formatHttpDate, SIGNATURE_METHOD } from "../../src/kms/auth.ts";
+import { KmsClient, KmsRequestError } from "../../src/kms/client.ts";
 import { MAX_REFUSAL_GROUPS } from "../../src/kms/refusals.ts";
 import { KmsServer } from "../../src/kms/server.ts";
-import { type ApClient, type KmsFixture, rawRequest, startKms } from "./kms_fixture.ts";
+import { type ApClient, type KmsFixture, rawRequest, signedHeaders, startKms } from "./kms_fixture.ts";
 
 let kms: KmsFixture;
 let aesKey: string;
@@ -124,22 +116,6 @@ function kmsHead(extra: Record<string, string>, contentLength: number): string {
     .join("")}\r\n`;
 }
 
-/** Headers of a request for `body` signed with the access point's key, as its client would sign them. */
-function signedHeaders(ap: ApClient, body: Buffer): Record<string, string> {
-  const { accessKeyId, privateKey } = loadClientKey(ap.config);
-  const headers: Record<string, string> = {
-    date: formatHttpDate(new Date()),
-    "x-kms-apiversion": API_VERSION,
-    "x-kms-apiname": "GenerateRandom",
-    "x-kms-signaturemethod": SIGNATURE_METHOD,
-    [ACCESS_KEY_HEADER]: accessKeyId,
-    "content-type": "application/x-protobuf",
-    "content-sha256": contentSha256(body),
-  };
-  const signature = sign("sha256", Buffer.from(stringToSign("POST", headers)), privateKey);
-  return { ...headers, authorization: `Bearer ${signature.toString("base64")}` };
-}
-
 /**
  * A server with 5 s read bounds (short enough for a quick test, long enough for the real
  * client's handshake under load), stopped after the test with every socket it lists.
@@ -173,7 +149,10 @@ describe("slow clients", () => {
       const c = await stalledConnection(
         server.endpoint,
         ca,
-        kmsHead({ expect: "100-continue", ...signedHeaders(full, Buffer.alloc(64)) }, 64),
+        kmsHead(
+          { expect: "100-continue", ...signedHeaders(full.config, "GenerateRandom", Buffer.alloc(64)) },
+          64,
+        ),
       );
       sockets.push(c.socket);
       noBody.push(c);
@@ -207,7 +186,10 @@ describe("slow clients", () => {
 
   it("an unsigned request is refused before its body is read: no stranger makes the server buffer one", async (t) => {
     const { server, sockets, ca } = await shortTimeoutServer(t);
-    const forged = { ...signedHeaders(full, Buffer.alloc(3 << 20)), authorization: "Bearer AAAA" };
+    const forged = {
+      ...signedHeaders(full.config, "GenerateRandom", Buffer.alloc(3 << 20)),
+      authorization: "Bearer AAAA",
+    };
     // Three mebibytes announced, one kibibyte sent: the refusal must come without the rest.
     const c = await stalledConnection(server.endpoint, ca, kmsHead(forged, 3 << 20));
     sockets.push(c.socket);

@@ -3,7 +3,7 @@
  * by openssl, every operation, and each kind of refusal with the code clients expect.
  */
 import assert from "node:assert/strict";
-import { createHash, createPublicKey, randomBytes, sign } from "node:crypto";
+import { createHash, createPublicKey, randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -13,19 +13,19 @@ import {
   adminRotateKey,
   adminSetKeyState,
 } from "../../src/kms/admin.ts";
-import {
-  ACCESS_KEY_HEADER,
-  API_VERSION,
-  contentSha256,
-  formatHttpDate,
-  SIGNATURE_METHOD,
-  stringToSign,
-} from "../../src/kms/auth.ts";
-import { KmsClient, KmsRequestError, loadClientKey } from "../../src/kms/client.ts";
+import { ACCESS_KEY_HEADER, contentSha256, formatHttpDate } from "../../src/kms/auth.ts";
+import { KmsClient, type KmsRequestError } from "../../src/kms/client.ts";
 import { encodeMessage } from "../../src/kms/proto.ts";
 import { KmsServer } from "../../src/kms/server.ts";
 import { runCommand } from "../helpers/process.ts";
-import { type ApClient, type KmsFixture, rawRequest, startKms } from "./kms_fixture.ts";
+import {
+  type ApClient,
+  type KmsFixture,
+  rawRequest,
+  refused,
+  signedHeaders,
+  startKms,
+} from "./kms_fixture.ts";
 
 let kms: KmsFixture;
 let rsaKey: string;
@@ -45,15 +45,6 @@ after(() => kms.close());
 async function openssl(args: string[]): Promise<string> {
   const r = await runCommand("openssl", args);
   return r.output.trim();
-}
-
-async function refused(promise: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(err instanceof KmsRequestError, String(err));
-    assert.equal(err.code, code, err.message);
-    assert.match(err.requestId, /^[0-9a-f-]{36}$/);
-    return true;
-  });
 }
 
 describe("seed 000 through the SDK", () => {
@@ -411,20 +402,8 @@ describe("request authentication", () => {
     withSignature = true,
     payload = body,
   ): Record<string, string> {
-    const { accessKeyId, privateKey } = loadClientKey(full.config);
-    const h: Record<string, string> = {
-      date: formatHttpDate(new Date()),
-      "x-kms-apiversion": API_VERSION,
-      "x-kms-apiname": "GenerateRandom",
-      "x-kms-signaturemethod": SIGNATURE_METHOD,
-      [ACCESS_KEY_HEADER]: accessKeyId,
-      "content-type": "application/x-protobuf",
-      "content-sha256": contentSha256(payload),
-      ...overrides,
-    };
-    if (withSignature) {
-      h.authorization = `Bearer ${sign("sha256", Buffer.from(stringToSign("POST", h)), privateKey).toString("base64")}`;
-    }
+    const h = signedHeaders(full.config, "GenerateRandom", payload, overrides);
+    if (!withSignature) delete h.authorization;
     return h;
   }
   const send = async (h: Record<string, string>, b = body) =>

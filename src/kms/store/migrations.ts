@@ -81,7 +81,29 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: `CREATE TABLE changes (id INTEGER PRIMARY KEY, counter BIGINT NOT NULL);
 INSERT INTO changes (id, counter) VALUES (1, 0);`,
   },
+  {
+    version: 10,
+    description: "secrets, their sealed versions and version stages",
+    sql: { sqlite: secretTables("BLOB"), postgres: secretTables("BYTEA") },
+  },
 ];
+
+/** The secrets tables; only the binary column type differs between the dialects. */
+function secretTables(binary: "BLOB" | "BYTEA"): string {
+  return `
+CREATE TABLE secrets (
+  name TEXT PRIMARY KEY, key_id TEXT, data_type TEXT NOT NULL, description TEXT NOT NULL,
+  created_at TEXT NOT NULL);
+CREATE TABLE secret_versions (
+  secret_name TEXT NOT NULL REFERENCES secrets(name) ON DELETE CASCADE, version_id TEXT NOT NULL,
+  created_at TEXT NOT NULL, key_version_id TEXT, iv ${binary} NOT NULL, sealed ${binary} NOT NULL,
+  PRIMARY KEY (secret_name, version_id));
+CREATE TABLE secret_stages (
+  secret_name TEXT NOT NULL, stage TEXT NOT NULL, version_id TEXT NOT NULL,
+  PRIMARY KEY (secret_name, stage),
+  FOREIGN KEY (secret_name, version_id) REFERENCES secret_versions (secret_name, version_id) ON DELETE CASCADE);
+`;
+}
 
 const LEDGER = `CREATE TABLE IF NOT EXISTS schema_migrations (
   version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)`;

@@ -1,0 +1,219 @@
+/**
+ * Secrets: named values (a database password, an API token) with versions and version
+ * stages, sealed at rest with AES-256-GCM under an AES KMS key (`keyId`) or, when none is
+ * named, under the instance's secrets key (32 random bytes wrapped by the master key, made on
+ * first use). The additional data names the secret, the version and the sealing key version,
+ * so a value copied onto another row does not open.
+ *
+ * Reading is the hot path (applications fetch a password on every start or pool refill):
+ * the repository memoises rows until the database changes, and the sealing keys stay
+ * unwrapped in memory as KeyObjects (the KMS key version through the key registry as for
+ * every operation; the instance secrets key here). Plaintext values are never cached: each
+ * read opens the value again, which costs one AES-GCM pass over a few bytes.
+ */
+import { createSecretKey, type KeyObject, randomBytes, randomUUID } from "node:crypto";
+import type { KmsInstance } from "./instance.ts";
+import { aesGcmOpen, aesGcmSeal } from "./key_ops.ts";
+import {
+  CURRENT_STAGE,
+  type SecretRecord,
+  type SecretRepository,
+  type SecretVersionRecord,
+  StoreSecretRepository,
+} from "./secret_store.ts";
+import { KEY_SPECS } from "./specs.ts";
+import type { KeyRecord } from "./store.ts";
+
+/** Secret names: letters, digits and `_ / + = . @ -`, 1 to 192 characters. */
+export const SECRET_NAME = /^[A-Za-z0-9_/+=.@-]{1,192}$/;
+/** Version ids and stages: letters, digits and `_ . -`, 1 to 64 characters. */
+export const SECRET_VERSION = /^[A-Za-z0-9_.-]{1,64}$/;
+/** Largest secret value. */
+export const MAX_SECRET_BYTES = 64 * 1024;
+
+const SECRETS_KEY_META = "secrets.key";
+const SECRETS_KEY_AAD = "instance-secrets-key";
+
+/** Why a secret operation was refused; `kind` tells the service which protocol code to use. */
+export class SecretError extends Error {
+  constructor(
+    readonly kind: "invalid" | "not-found" | "key-state" | "corrupt",
+    message: string,
+  ) {
+    super(message);
+    this.name = "SecretError";
+  }
+}
+
+/** A value read back. */
+export interface SecretValue {
+  readonly secret: SecretRecord;
+  readonly version: SecretVersionRecord;
+  /** The plaintext; the caller zeroes it once encoded. */
+  readonly value: Buffer;
+}
+
+/** What a new value needs. */
+export interface NewSecretValue {
+  readonly value: Buffer;
+  /** Default: a random UUID. */
+  readonly versionId?: string;
+}
+
+/** Secrets of one KMS instance. */
+export class SecretVault {
+  private instanceKey: KeyObject | undefined;
+
+  constructor(
+    private readonly instance: KmsInstance,
+    readonly repository: SecretRepository = new StoreSecretRepository(instance.store),
+  ) {}
+
+  /** Creates a secret with its first value (ACSCurrent). */
+  async create(
+    name: string,
+    first: NewSecretValue,
+    o: { keyId?: string; dataType?: "text" | "binary"; description?: string } = {},
+  ): Promise<SecretVersionRecord> {
+    if (!SECRET_NAME.test(name))
+      throw new SecretError("invalid", "a secret name is 1-192 letters, digits or _ / + = . @ -");
+    const key = o.keyId === undefined ? undefined : await this.sealingKey(o.keyId);
+    const secret: SecretRecord = {
+      name,
+      keyId: key?.id ?? null,
+      dataType: o.dataType ?? "text",
+      description: o.description ?? "",
+      createdAt: new Date().toISOString(),
+    };
+    const version = await this.seal(secret, first);
+    if (!(await this.repository.create(secret, version)))
+      throw new SecretError("invalid", `a secret named "${name}" exists`);
+    return version;
+  }
+
+  /** Adds a value that becomes ACSCurrent (the former one becomes ACSPrevious). */
+  async putValue(name: string, next: NewSecretValue): Promise<SecretVersionRecord> {
+    const secret = await this.require(name);
+    const version = await this.seal(secret, next);
+    if (!(await this.repository.putVersion(version)))
+      throw new SecretError("invalid", `secret "${name}" already has a version "${version.versionId}"`);
+    return version;
+  }
+
+  /** Reads a value by version id, else by stage (default ACSCurrent). */
+  async read(name: string, by: { versionId?: string; stage?: string } = {}): Promise<SecretValue> {
+    const secret = await this.require(name);
+    const version = await this.repository.version(
+      name,
+      by.versionId ? { versionId: by.versionId } : { stage: by.stage || CURRENT_STAGE },
+    );
+    if (!version || (by.versionId && by.stage && !version.stages.includes(by.stage)))
+      throw new SecretError("not-found", `secret "${name}" has no such version`);
+    const key = await this.openingKey(secret, version);
+    const value = aesGcmOpen(key, version.iv, sealAad(secret, version), version.sealed);
+    if (!value) throw new SecretError("corrupt", `the stored value of "${name}" does not open`);
+    return { secret, version, value };
+  }
+
+  /** A secret by name, or a not-found {@link SecretError}. */
+  async require(name: string): Promise<SecretRecord> {
+    const secret = SECRET_NAME.test(name) ? await this.repository.find(name) : undefined;
+    if (!secret) throw new SecretError("not-found", `no secret "${name}"`);
+    return secret;
+  }
+
+  /** Deletes a secret and all its values. */
+  async delete(name: string): Promise<void> {
+    if (!(await this.repository.delete(name))) throw new SecretError("not-found", `no secret "${name}"`);
+  }
+
+  /** A key that may seal secrets: an Enabled AES key. */
+  private async sealingKey(idOrAlias: string): Promise<KeyRecord> {
+    const key = await this.instance.keys.resolve(idOrAlias);
+    if (!key) throw new SecretError("invalid", `no key "${idOrAlias}"`);
+    if (KEY_SPECS[key.spec].kind !== "aes")
+      throw new SecretError("invalid", `key ${key.id} is ${key.spec}: secrets need an AES key`);
+    if (key.state !== "Enabled") throw new SecretError("key-state", `key ${key.id} is ${key.state}`);
+    return key;
+  }
+
+  private async seal(secret: SecretRecord, next: NewSecretValue): Promise<SecretVersionRecord> {
+    const versionId = next.versionId ?? randomUUID();
+    if (!SECRET_VERSION.test(versionId))
+      throw new SecretError("invalid", "a version id is 1-64 letters, digits or _ . -");
+    if (next.value.length === 0 || next.value.length > MAX_SECRET_BYTES)
+      throw new SecretError("invalid", `a secret value is 1 to ${MAX_SECRET_BYTES} bytes`);
+    if (secret.dataType === "text" && !isUtf8(next.value))
+      throw new SecretError("invalid", "the value is not UTF-8 text (store it as binary)");
+    let keyVersionId: string | null = null;
+    let key: KeyObject;
+    if (secret.keyId === null) key = await this.secretsKey();
+    else {
+      const record = await this.sealingKey(secret.keyId);
+      const version = await this.instance.keys.primaryVersion(record.id);
+      const loaded = await this.instance.keys.load(record, version);
+      if (loaded.kind !== "aes") throw new SecretError("invalid", "secrets need an AES key");
+      key = loaded.secretKey;
+      keyVersionId = version.id;
+    }
+    const draft = { secretName: secret.name, versionId, createdAt: new Date().toISOString(), keyVersionId };
+    const iv = randomBytes(12);
+    const sealed = aesGcmSeal(key, iv, sealAad(secret, draft), next.value);
+    return { ...draft, iv, sealed, stages: [CURRENT_STAGE] };
+  }
+
+  private async openingKey(secret: SecretRecord, version: SecretVersionRecord): Promise<KeyObject> {
+    if (secret.keyId === null) return this.secretsKey();
+    const key = await this.instance.keys.resolve(secret.keyId);
+    if (!key) throw new SecretError("corrupt", `the key of secret "${secret.name}" is gone`);
+    if (key.state !== "Enabled") {
+      this.instance.keys.forget(key.id);
+      throw new SecretError("key-state", `the key that seals secret "${secret.name}" is ${key.state}`);
+    }
+    const keyVersion = version.keyVersionId
+      ? await this.instance.store.version(version.keyVersionId)
+      : undefined;
+    if (!keyVersion || keyVersion.keyId !== key.id)
+      throw new SecretError("corrupt", `the key version of secret "${secret.name}" is gone`);
+    const loaded = await this.instance.keys.load(key, keyVersion);
+    if (loaded.kind !== "aes") throw new SecretError("corrupt", "secrets need an AES key");
+    return loaded.secretKey;
+  }
+
+  /** The instance secrets key, made and wrapped on first use, unwrapped once per process. */
+  private async secretsKey(): Promise<KeyObject> {
+    if (this.instanceKey) return this.instanceKey;
+    let wrapped = await this.instance.store.getMeta(SECRETS_KEY_META);
+    if (!wrapped) {
+      const fresh = randomBytes(32);
+      // INSERT OR IGNORE: when two processes race, both use whichever was stored first.
+      wrapped = await this.instance.store.initMeta(
+        SECRETS_KEY_META,
+        await this.instance.master.wrap(fresh, SECRETS_KEY_AAD),
+      );
+      fresh.fill(0);
+    }
+    const raw = await this.instance.master.unwrap(wrapped, SECRETS_KEY_AAD);
+    this.instanceKey = createSecretKey(raw);
+    raw.fill(0);
+    return this.instanceKey;
+  }
+}
+
+function sealAad(
+  secret: SecretRecord,
+  v: Pick<SecretVersionRecord, "secretName" | "versionId" | "keyVersionId">,
+): Buffer {
+  return Buffer.from(
+    `kms-secret:${v.secretName}:${v.versionId}:${secret.dataType}:${secret.keyId ?? ""}:${v.keyVersionId ?? ""}`,
+  );
+}
+
+function isUtf8(bytes: Buffer): boolean {
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}

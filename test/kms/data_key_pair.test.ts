@@ -1,0 +1,159 @@
+/**
+ * GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext and their Advance forms through
+ * the SDK against a real server: the private key comes back wrapped under an AES KMS key and
+ * opens with Decrypt (or AdvanceDecrypt) to the key whose public half was returned; openssl
+ * reads the PEM; specs, formats, usages, states and policies are refused with the usual codes.
+ */
+import assert from "node:assert/strict";
+import { createPrivateKey, createPublicKey } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { adminCreateKey, adminSetKeyState } from "../../src/kms/admin.ts";
+import { runCommand } from "../helpers/process.ts";
+import { type ApClient, type KmsFixture, refused, startKms } from "./kms_fixture.ts";
+
+let kms: KmsFixture;
+let aesKey: string;
+let rsaKey: string;
+let signKey: string;
+let full: ApClient;
+
+before(async () => {
+  kms = await startKms();
+  aesKey = (await adminCreateKey(kms.instance, "AES_256", "ENCRYPT/DECRYPT")).id;
+  rsaKey = (await adminCreateKey(kms.instance, "RSA_2048", "ENCRYPT/DECRYPT")).id;
+  signKey = (await adminCreateKey(kms.instance, "EC_P256", "SIGN/VERIFY")).id;
+  full = await kms.client("key-*");
+});
+after(() => kms.close());
+
+const aad = Buffer.from("pair context");
+
+/** The SPKI DER of a PKCS#8 private key given as PEM or DER. */
+function publicOf(privateKey: Buffer, format: "pem" | "der"): Buffer {
+  const key =
+    format === "pem"
+      ? createPrivateKey(privateKey)
+      : createPrivateKey({ key: privateKey, format, type: "pkcs8" });
+  return createPublicKey(key).export({ type: "spki", format: "der" });
+}
+
+describe("data key pairs", () => {
+  it("GenerateDataKeyPair RSA_2048 PEM: openssl reads it, Decrypt opens the wrapped copy", async () => {
+    const pair = await full.kms.generateDataKeyPair({ keyId: aesKey, keyPairSpec: "RSA_2048", aad });
+    assert.equal(pair.KeyId, aesKey);
+    assert.equal(pair.KeyPairSpec, "RSA_2048");
+    assert.equal(pair.Algorithm, "AES_GCM");
+    assert.match(pair.PrivateKeyPlaintext.toString(), /^-----BEGIN PRIVATE KEY-----\n/);
+    assert.match(pair.PublicKey.toString(), /^-----BEGIN PUBLIC KEY-----\n/);
+    const file = join(kms.dir, "pair.key");
+    writeFileSync(file, pair.PrivateKeyPlaintext, { mode: 0o600 });
+    const fromOpenssl = await runCommand("openssl", ["pkey", "-in", file, "-pubout"]);
+    assert.equal(fromOpenssl.exitCode, 0, fromOpenssl.output);
+    assert.equal(fromOpenssl.stdout, pair.PublicKey.toString());
+    const opened = await full.kms.decrypt({
+      ciphertextBlob: pair.PrivateKeyCiphertextBlob,
+      iv: pair.Iv,
+      aad,
+    });
+    assert.deepEqual(opened.Plaintext, pair.PrivateKeyPlaintext);
+    await refused(
+      full.kms.decrypt({ ciphertextBlob: pair.PrivateKeyCiphertextBlob, iv: pair.Iv }),
+      "InvalidCiphertext",
+    );
+  });
+
+  it("GenerateDataKeyPairWithoutPlaintext EC_P256 DER returns only the wrapped private key", async () => {
+    const pair = await full.kms.generateDataKeyPairWithoutPlaintext({
+      keyId: aesKey,
+      keyPairSpec: "EC_P256",
+      keyFormat: "DER",
+    });
+    assert.equal("PrivateKeyPlaintext" in pair, false);
+    const opened = await full.kms.decrypt({ ciphertextBlob: pair.PrivateKeyCiphertextBlob, iv: pair.Iv });
+    assert.deepEqual(publicOf(opened.Plaintext, "der"), pair.PublicKey);
+    assert.equal(
+      createPublicKey({ key: pair.PublicKey, format: "der", type: "spki" }).asymmetricKeyDetails?.namedCurve,
+      "prime256v1",
+    );
+  });
+
+  it("the Advance forms wrap in an Advance blob that AdvanceDecrypt opens alone", async () => {
+    const pair = await full.kms.advanceGenerateDataKeyPair({ keyId: aesKey, keyPairSpec: "EC_P384", aad });
+    assert.match(pair.KeyVersionId, /^[0-9a-f]{32}$/);
+    const opened = await full.kms.advanceDecrypt({ ciphertextBlob: pair.PrivateKeyCiphertextBlob, aad });
+    assert.deepEqual(opened.Plaintext, pair.PrivateKeyPlaintext);
+    assert.deepEqual(
+      publicOf(opened.Plaintext, "pem"),
+      createPublicKey(pair.PublicKey).export({ type: "spki", format: "der" }),
+    );
+    const bare = await full.kms.advanceGenerateDataKeyPairWithoutPlaintext({
+      keyId: aesKey,
+      keyPairSpec: "EC_P256",
+    });
+    const openedBare = await full.kms.advanceDecrypt({ ciphertextBlob: bare.PrivateKeyCiphertextBlob });
+    assert.deepEqual(
+      publicOf(openedBare.Plaintext, "pem"),
+      createPublicKey(bare.PublicKey).export({ type: "spki", format: "der" }),
+    );
+    assert.equal(bare.KeyVersionId, pair.KeyVersionId);
+  });
+
+  it("refuses specs outside the set, unknown formats and algorithms, and the wrong keys", async () => {
+    for (const spec of ["RSA_4096", "RSA_1024", "EC_P521", "AES_256", "rsa_2048"]) {
+      await refused(full.kms.generateDataKeyPair({ keyId: aesKey, keyPairSpec: spec }), "InvalidParameter");
+    }
+    await refused(full.kms.generateDataKeyPair({ keyId: aesKey, keyPairSpec: "" }), "MissingParameter");
+    await refused(
+      full.kms.generateDataKeyPair({ keyId: aesKey, keyPairSpec: "EC_P256", keyFormat: "JWK" }),
+      "InvalidParameter",
+    );
+    await refused(
+      full.kms.generateDataKeyPair({
+        keyId: aesKey,
+        keyPairSpec: "EC_P256",
+        algorithm: "RSAES_OAEP_SHA_256",
+      }),
+      "InvalidParameter",
+    );
+    await refused(
+      full.kms.generateDataKeyPair({ keyId: rsaKey, keyPairSpec: "EC_P256" }),
+      "UnsupportedOperation",
+    );
+    await refused(
+      full.kms.advanceGenerateDataKeyPair({ keyId: signKey, keyPairSpec: "EC_P256" }),
+      "UnsupportedOperation",
+    );
+    const other = await kms.client(rsaKey);
+    await refused(
+      other.kms.generateDataKeyPairWithoutPlaintext({ keyId: aesKey, keyPairSpec: "EC_P256" }),
+      "Forbidden.NoPermission",
+    );
+    const noPairs = await kms.client("key-*", { operations: "GenerateDataKeyPair" });
+    await refused(
+      noPairs.kms.advanceGenerateDataKeyPair({ keyId: aesKey, keyPairSpec: "EC_P256" }),
+      "Forbidden.NoPermission",
+    );
+    await adminSetKeyState(kms.instance, aesKey, "disable");
+    try {
+      await refused(
+        full.kms.generateDataKeyPair({ keyId: aesKey, keyPairSpec: "EC_P256" }),
+        "IncorrectKeyState",
+      );
+    } finally {
+      await adminSetKeyState(kms.instance, aesKey, "enable");
+    }
+  });
+
+  it("audits the spec and format, never the key material", async () => {
+    const pair = await full.kms.generateDataKeyPair({
+      keyId: aesKey,
+      keyPairSpec: "EC_P256",
+      keyFormat: "DER",
+    });
+    const entry = (await kms.instance.audit.entries(5)).find((e) => e.requestId === pair.RequestId);
+    assert.equal(entry?.operation, "GenerateDataKeyPair");
+    assert.match(entry?.detail ?? "", /^EC_P256 DER v\d+$/);
+  });
+});
