@@ -20,6 +20,7 @@ import {
 import { KmsInstance, type OpenOptions } from "../kms/instance.ts";
 import { KmsServer } from "../kms/server.ts";
 import { CliError } from "./errors.ts";
+import { parseListen, stopSignal } from "./input.ts";
 
 interface MasterOptions {
   data: string;
@@ -74,13 +75,6 @@ async function withInstance<T>(
   }
 }
 
-function parseListen(text: string): { host: string; port: number } {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text);
-  const port = Number(m?.[2]);
-  if (!m?.[1] || port > 65535) throw new CliError(`kms: --listen wants HOST:PORT, got "${text}"`);
-  return { host: m[1].replace(/^\[|\]$/g, ""), port };
-}
-
 /** A flag's value as a number > 0 (an integer when asked), or a one-line CliError naming the flag. */
 function positiveNumber(text: string, flag: string, integer = false): number {
   const n = Number(text);
@@ -114,7 +108,9 @@ function registerServe(kms: Command): void {
           quiet?: boolean;
         },
       ) => {
-        const { host, port } = parseListen(o.listen);
+        const listen = parseListen(o.listen);
+        if (!listen) throw new CliError(`kms: --listen wants HOST:PORT, got "${o.listen}"`);
+        const { host, port } = listen;
         const maxInflight = positiveNumber(o.maxInflight, "--max-inflight", true);
         const headersTimeoutMs = positiveNumber(o.headersTimeout, "--headers-timeout") * 1000;
         const bodyTimeoutMs = positiveNumber(o.bodyTimeout, "--body-timeout") * 1000;
@@ -144,15 +140,7 @@ function registerServe(kms: Command): void {
         out(`kms: instance CA ${instance.caPath}`);
         out(`kms: endpoint https://${server.endpoint}`);
         out(`listening on ${server.endpoint}`);
-        await new Promise<void>((resolve) => {
-          const stop = (): void => {
-            process.off("SIGINT", stop);
-            process.off("SIGTERM", stop);
-            resolve();
-          };
-          process.on("SIGINT", stop);
-          process.on("SIGTERM", stop);
-        });
+        await stopSignal();
         await server.close();
         await instance.close();
       },

@@ -4,6 +4,7 @@
  */
 import { request } from "node:http";
 import type { Writable } from "node:stream";
+import { TimeoutError } from "../errors.ts";
 import type { PrivateKeyHandle } from "../keys/types.ts";
 import type { TlsError } from "../tls/alert.ts";
 import { type ConnectOptions, connect } from "../tls/client.ts";
@@ -117,7 +118,10 @@ export function curl(req: CurlRequest): Promise<CurlResponse> {
     sock.once("error", (err: TlsError) => {
       tlsError = err;
     });
-    r.on("timeout", () => r.destroy(new Error(`operation timed out after ${req.timeout ?? 60_000} ms`)));
+    r.on("timeout", () => {
+      const ms = req.timeout ?? 60_000;
+      r.destroy(new TimeoutError(`operation timed out after ${ms} ms`, ms));
+    });
     r.on("error", (err) => reject(tlsError ?? err));
     r.on("response", (res) => {
       log(`< HTTP/${res.httpVersion} ${res.statusCode} ${res.statusMessage}`);

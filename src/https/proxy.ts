@@ -6,6 +6,7 @@
  */
 import { Agent, type IncomingMessage, request, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import { ConfigError } from "../errors.ts";
 import type { TlsSocket } from "../tls/conn.ts";
 import { certificateFromDer } from "../tls/verify_peer.ts";
 import { formatNameRfc4514 } from "../tls/x509/rfc4514.ts";
@@ -104,17 +105,17 @@ function returnedHeaders(res: IncomingMessage): [string, string][] {
   return out;
 }
 
-/** Parses --upstream: http://HOST:PORT with an optional base path. */
+/** Parses the `upstream` option: http://HOST:PORT with an optional base path. */
 export function parseUpstream(text: string): URL {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new Error(`--upstream '${text}' is not a URL (expected http://HOST:PORT)`);
+    throw new ConfigError((name) => `${name("upstream")} '${text}' is not a URL (expected http://HOST:PORT)`);
   }
-  if (url.protocol !== "http:") throw new Error(`--upstream must be an http:// URL, got '${url.protocol}'`);
+  if (url.protocol !== "http:") throw new ConfigError((name) => `${name("upstream")} must be an http:// URL, got '${url.protocol}'`);
   if (url.username || url.password || url.search || url.hash)
-    throw new Error("--upstream takes no credentials, query or fragment");
+    throw new ConfigError((name) => `${name("upstream")} takes no credentials, query or fragment`);
   return url;
 }
 

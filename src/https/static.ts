@@ -7,6 +7,7 @@ import { createReadStream } from "node:fs";
 import { realpath, stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
+import { ConfigError } from "../errors.ts";
 
 const TYPES: Readonly<Record<string, string>> = {
   ".html": "text/html; charset=utf-8",
@@ -136,8 +137,9 @@ export async function openRoot(root: string): Promise<string> {
   try {
     real = await realpath(root);
   } catch (err) {
-    throw new Error(`cannot open --root '${root}': ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    const reason = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new ConfigError((name) => `cannot open ${name("root")} '${root}': ${reason}`, { cause: err });
   }
-  if (!(await stat(real)).isDirectory()) throw new Error(`--root '${root}' is not a directory`);
+  if (!(await stat(real)).isDirectory()) throw new ConfigError((name) => `${name("root")} '${root}' is not a directory`);
   return real;
 }

@@ -69,5 +69,8 @@ export async function obtainKey(
   } catch (err) {
     keyFailure(err, `cannot ${source.type !== undefined ? "generate" : "open"} ${what}`);
   }
-  throw new PkiError("bad-input", `give --key KEYREF or --type TYPE for ${what}`);
+  throw new PkiError(
+    "bad-input",
+    (name) => `give ${name("key", "KEYREF")} or ${name("type", "TYPE")} for ${what}`,
+  );
 }
