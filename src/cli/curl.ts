@@ -54,7 +54,8 @@ export function curlFailure(err: unknown): CliError {
   }
   if (err instanceof TlsError) {
     const message = messageOf(err);
-    if (err.kind === "certificate") return new CliError(`server certificate verification failed: ${message}`, 60);
+    if (err.kind === "certificate")
+      return new CliError(`server certificate verification failed: ${message}`, 60);
     if (err.kind === "key") return new CliError(message, 58);
     return new CliError(`TLS handshake failed: ${message}`, 35);
   }

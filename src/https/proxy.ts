@@ -113,7 +113,8 @@ export function parseUpstream(text: string): URL {
   } catch {
     throw new ConfigError((name) => `${name("upstream")} '${text}' is not a URL (expected http://HOST:PORT)`);
   }
-  if (url.protocol !== "http:") throw new ConfigError((name) => `${name("upstream")} must be an http:// URL, got '${url.protocol}'`);
+  if (url.protocol !== "http:")
+    throw new ConfigError((name) => `${name("upstream")} must be an http:// URL, got '${url.protocol}'`);
   if (url.username || url.password || url.search || url.hash)
     throw new ConfigError((name) => `${name("upstream")} takes no credentials, query or fragment`);
   return url;

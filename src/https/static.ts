@@ -140,6 +140,7 @@ export async function openRoot(root: string): Promise<string> {
     const reason = (err as NodeJS.ErrnoException).code ?? String(err);
     throw new ConfigError((name) => `cannot open ${name("root")} '${root}': ${reason}`, { cause: err });
   }
-  if (!(await stat(real)).isDirectory()) throw new ConfigError((name) => `${name("root")} '${root}' is not a directory`);
+  if (!(await stat(real)).isDirectory())
+    throw new ConfigError((name) => `${name("root")} '${root}' is not a directory`);
   return real;
 }

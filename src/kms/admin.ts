@@ -5,11 +5,12 @@
  * whether the database changed (`PRAGMA data_version`) before it trusts a memoised key or
  * access point, so a change here reaches the server's next request.
  */
+
+import type { CertBagCipher } from "../keys/pkcs12/index.ts";
 import { type CreatedAccessPoint, createAccessPoint } from "./access_point.ts";
 import type { AuditVerdict } from "./audit.ts";
 import type { KmsInstance } from "./instance.ts";
 import { KeyAdminError } from "./key_registry.ts";
-import type { CertBagCipher } from "./pfx.ts";
 import { parsePolicy } from "./policy.ts";
 import type { KeyRecord, KeyVersionRecord } from "./store.ts";
 

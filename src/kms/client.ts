@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import https from "node:https";
 import { promisify } from "node:util";
 import { TimeoutError } from "../errors.ts";
+import { readPfx } from "../keys/pkcs12/index.ts";
 import { warnIfSecretFileExposed } from "../keys/secret_file.ts";
 import type { ClientKeyJson } from "./access_point.ts";
 import {
@@ -21,7 +22,6 @@ import {
   stringToSign,
 } from "./auth.ts";
 import { RETRYABLE_CODES } from "./errors.ts";
-import { readPfx } from "./pfx.ts";
 import {
   decodeMessage,
   encodeMessage,

@@ -127,7 +127,8 @@ async function newCaKey(
 }
 
 function schemeFor(options: NewCaOptions, key: PrivateKeyHandle): CaSignatureScheme {
-  if (options.pss && key.type !== "rsa") throw new PkiError("bad-input", (name) => `${name("pss")} needs an RSA CA key`);
+  if (options.pss && key.type !== "rsa")
+    throw new PkiError("bad-input", (name) => `${name("pss")} needs an RSA CA key`);
   const scheme = options.signature ?? defaultSchemeFor(key, options.pss);
   checkSchemeForKey(key, scheme);
   return scheme;

@@ -123,7 +123,8 @@ export async function issueCertificate(options: IssueOptions): Promise<IssuedFil
   // Everything the user typed is checked before the CA is locked or its key opened.
   const csr: VerifiedCsr | undefined = options.csr ? await readCsr(options.csr) : undefined;
   const cn = options.cn ?? csr?.commonName;
-  if (cn === undefined) throw new PkiError("bad-input", (name) => `give the subject's common name with ${name("cn")}`);
+  if (cn === undefined)
+    throw new PkiError("bad-input", (name) => `give the subject's common name with ${name("cn")}`);
   checkCommonName(cn);
   const subject = subjectName(cn);
   const san = plannedSan(options.profile, cn, options.san);

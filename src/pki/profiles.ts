@@ -82,7 +82,8 @@ export function profileExtensions(input: ProfileInput): x509.Extension[] {
   if (input.profile === "server" && san.length === 0) {
     throw new PkiError(
       "bad-input",
-      (name) => `a server certificate needs a host name: give ${name("san", "DNS:...")} or a host name as ${name("cn")}`,
+      (name) =>
+        `a server certificate needs a host name: give ${name("san", "DNS:...")} or a host name as ${name("cn")}`,
     );
   }
   if (san.length > 0) exts.push(subjectAltNameExtension(san));

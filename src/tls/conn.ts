@@ -396,7 +396,11 @@ export class TlsSocket extends SocketFace implements HandshakeIO {
         ? (name: OptionNamer) =>
             `: the server requires a client certificate and none was given (use ${name("cert")} and ${name("key")})`
         : () => "";
-    const err = new TlsError(desc, (name) => `${peer} sent alert ${alertName(desc)}${hint(name)}`, "peer-alert");
+    const err = new TlsError(
+      desc,
+      (name) => `${peer} sent alert ${alertName(desc)}${hint(name)}`,
+      "peer-alert",
+    );
     this.fail(err, false);
   }
 
