@@ -107,21 +107,21 @@ export function curl(req: CurlRequest): Promise<CurlResponse> {
       ...req.headers,
     };
     if (req.body) headers["Content-Length"] = String(req.body.length);
+    // http.request hands `timeout` to net.createConnection, which arms it; ours must arm it itself.
+    const timeoutMs = req.timeout ?? 60_000;
+    sock.setTimeout(timeoutMs);
     const r = request({
       method,
       path,
       headers,
       createConnection: () => sock,
-      timeout: req.timeout ?? 60_000,
+      timeout: timeoutMs,
     });
     let tlsError: TlsError | undefined;
     sock.once("error", (err: TlsError) => {
       tlsError = err;
     });
-    r.on("timeout", () => {
-      const ms = req.timeout ?? 60_000;
-      r.destroy(new TimeoutError(`operation timed out after ${ms} ms`, ms));
-    });
+    r.on("timeout", () => r.destroy(new TimeoutError(`operation timed out after ${timeoutMs} ms`, timeoutMs)));
     r.on("error", (err) => reject(tlsError ?? err));
     r.on("response", (res) => {
       log(`< HTTP/${res.httpVersion} ${res.statusCode} ${res.statusMessage}`);
