@@ -18,7 +18,11 @@ export class CliError extends Error {
 }
 
 /** API options whose flag is not simply their kebab-case name. */
-const FLAG_OF_OPTION: Readonly<Record<string, string>> = { pss: "--rsa-pss" };
+const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
+  algorithm: "--alg",
+  pkcs11: "--master-key",
+  pss: "--rsa-pss",
+};
 
 /** The flag that sets an API option (`pathLen` is `--path-len`), followed by its placeholder. */
 export const flagName: OptionNamer = (option, placeholder) => {

@@ -121,7 +121,9 @@ export function curl(req: CurlRequest): Promise<CurlResponse> {
     sock.once("error", (err: TlsError) => {
       tlsError = err;
     });
-    r.on("timeout", () => r.destroy(new TimeoutError(`operation timed out after ${timeoutMs} ms`, timeoutMs)));
+    r.on("timeout", () =>
+      r.destroy(new TimeoutError(`operation timed out after ${timeoutMs} ms`, timeoutMs)),
+    );
     r.on("error", (err) => reject(tlsError ?? err));
     r.on("response", (res) => {
       log(`< HTTP/${res.httpVersion} ${res.statusCode} ${res.statusMessage}`);

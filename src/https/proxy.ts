@@ -12,7 +12,7 @@ import { certificateFromDer } from "../tls/verify_peer.ts";
 import { formatNameRfc4514 } from "../tls/x509/rfc4514.ts";
 
 /** The identity headers the proxy sets; a client can never supply them. */
-export const IDENTITY_HEADERS: readonly string[] = ["x-client-subject", "x-client-verify"];
+const IDENTITY_HEADERS: readonly string[] = ["x-client-subject", "x-client-verify"];
 
 /** Headers that describe one connection, not the message (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set([
@@ -39,7 +39,7 @@ export interface ClientIdentity {
 }
 
 /** Escapes free text (a verification failure reason) for an HTTP header: a backslash and bytes outside printable ASCII become \\HH. */
-export function headerSafe(text: string): string {
+function headerSafe(text: string): string {
   let out = "";
   for (const b of Buffer.from(text, "utf8")) {
     out +=
@@ -70,7 +70,7 @@ function isIdentityHeader(name: string): boolean {
 }
 
 /** The request headers to forward: end-to-end ones only, identity headers replaced by ours. */
-export function forwardedHeaders(req: IncomingMessage, identity: ClientIdentity): [string, string][] {
+function forwardedHeaders(req: IncomingMessage, identity: ClientIdentity): [string, string][] {
   const connectionTokens = new Set(
     (req.headers.connection ?? "")
       .split(",")

@@ -117,7 +117,7 @@ function peerLabel(socket: { remoteAddress?: string; remotePort?: number }): str
 }
 
 /** The access log line for a finished request. */
-export function accessLogLine(req: IncomingMessage, res: ServerResponse, startedAt: bigint): string {
+function accessLogLine(req: IncomingMessage, res: ServerResponse, startedAt: bigint): string {
   const socket = req.socket as unknown as TlsSocket;
   const ms = Number((process.hrtime.bigint() - startedAt) / 1_000_000n);
   const id = clientIdentity(socket);

@@ -30,19 +30,19 @@ const TYPES: Readonly<Record<string, string>> = {
 };
 
 /** The content type for a file name. */
-export function contentType(file: string): string {
+function contentType(file: string): string {
   return TYPES[path.extname(file).toLowerCase()] ?? "application/octet-stream";
 }
 
 /** Why a request path is refused, or the path relative to the root (posix, no leading slash). */
-export type SafePath = { ok: true; relative: string } | { ok: false; status: 400 | 404 };
+type SafePath = { ok: true; relative: string } | { ok: false; status: 400 | 404 };
 
 /**
  * Turns a request target into a path under the root: the query is dropped, %-escapes
  * decoded once, and anything that could step outside (`..`, backslashes, NUL, a hidden
  * segment) is refused before the file system is touched.
  */
-export function safeRequestPath(target: string): SafePath {
+function safeRequestPath(target: string): SafePath {
   const rawPath = target.split(/[?#]/, 1)[0]!;
   if (!rawPath.startsWith("/")) return { ok: false, status: 400 };
   let decoded: string;

@@ -209,7 +209,9 @@ export class KmsInstance {
 async function openMasterKey(store: Store, options: OpenOptions, creating: boolean): Promise<MasterKey> {
   const given = [options.passphrase, options.passphraseFile, options.pkcs11].filter((x) => x !== undefined);
   if (given.length > 1)
-    throw new MasterKeyError("give one master key source: a passphrase or --master-key pkcs11:...");
+    throw new MasterKeyError(
+      (name) => `give one master key source: a passphrase or ${name("pkcs11", "pkcs11:...")}`,
+    );
   const existing = store.getMeta("master");
   let meta: MasterMeta;
   if (existing) {
@@ -223,8 +225,9 @@ async function openMasterKey(store: Store, options: OpenOptions, creating: boole
   let master: MasterKey;
   if (meta.kind === "pkcs11") {
     if (!options.pkcs11) {
+      const token = meta.token;
       throw new MasterKeyError(
-        `this KMS's master key is in a PKCS#11 token (${meta.token}); pass --master-key`,
+        (name) => `this KMS's master key is in a PKCS#11 token (${token}); pass ${name("pkcs11")}`,
       );
     }
     master = await openPkcs11MasterKey(options.pkcs11);
@@ -263,7 +266,9 @@ function resolvePassphrase(options: OpenOptions, creating: boolean): { passphras
   const defaultFile = join(options.dataDir, "master.pass");
   if (existsSync(defaultFile)) return nonEmpty(readFirstLine(defaultFile), defaultFile);
   if (!creating) {
-    throw new MasterKeyError(`no passphrase: give --passphrase-file FILE or set ${PASSPHRASE_ENV}`);
+    throw new MasterKeyError(
+      (name) => `no passphrase: give ${name("passphraseFile", "FILE")} or set ${PASSPHRASE_ENV}`,
+    );
   }
   const generated = randomBytes(24).toString("base64url");
   writeFileSync(defaultFile, `${generated}\n`, { mode: 0o600 });

@@ -3,6 +3,7 @@
  * source addresses. Parsed strictly when an access point is created, checked per request.
  */
 import { BlockList, isIP } from "node:net";
+import { HsmkitError, type OptionText } from "../errors.ts";
 import type { AccessPolicy } from "./store.ts";
 
 /** The operations a policy can name (the API names of the protocol). */
@@ -25,8 +26,8 @@ export function isOperation(name: string): name is Operation {
 }
 
 /** Why a policy string was refused. */
-export class PolicyError extends Error {
-  constructor(message: string) {
+export class PolicyError extends HsmkitError {
+  constructor(message: string | OptionText) {
     super(message);
     this.name = "PolicyError";
   }
@@ -39,15 +40,17 @@ function splitList(text: string): string[] {
     .filter((s) => s !== "");
 }
 
-/** Builds a policy from CLI-style comma lists, validating every entry. */
+/** Builds a policy from comma lists (`keys`, `operations`, `sourceIps`), validating every entry. */
 export function parsePolicy(keys: string, operations = "*", sourceIps = ""): AccessPolicy {
   const keyPatterns = splitList(keys);
-  if (keyPatterns.length === 0) throw new PolicyError("--keys needs at least one key id, alias or pattern");
+  if (keyPatterns.length === 0)
+    throw new PolicyError((name) => `${name("keys")} needs at least one key id, alias or pattern`);
   for (const p of keyPatterns) {
     if (!/^[A-Za-z0-9_./*-]+$/.test(p)) throw new PolicyError(`bad key pattern "${p}"`);
   }
   const ops = splitList(operations);
-  if (ops.length === 0) throw new PolicyError("--operations needs at least one operation or *");
+  if (ops.length === 0)
+    throw new PolicyError((name) => `${name("operations")} needs at least one operation or *`);
   for (const op of ops) {
     if (op !== "*" && !isOperation(op)) {
       throw new PolicyError(`unknown operation "${op}" (known: ${OPERATIONS.join(", ")}, or *)`);

@@ -13,9 +13,6 @@ import { nameConstraintsExtension, subjectAltNameExtension } from "./names.ts";
 /** The kinds of certificate the CA issues. */
 export type Profile = "root" | "intermediate" | "server" | "client";
 
-/** Leaf profiles users pick with `--profile`. */
-export const LEAF_PROFILES = ["server", "client"] as const;
-
 /** What a profile needs to know about the certificate being made. */
 export interface ProfileInput {
   readonly profile: Profile;
