@@ -10,7 +10,7 @@ import { curl } from "../https/curl.ts";
 import { openKey } from "../keys/index.ts";
 import { KeyError, type PrivateKeyHandle } from "../keys/types.ts";
 import { alertName, NegotiationError, TlsError } from "../tls/alert.ts";
-import { CliError, messageOf } from "./errors.ts";
+import { CliError, messageWithFlags } from "./errors.ts";
 import { readTextFile } from "./input.ts";
 import { type ValidationProfile, validationProfileOption } from "./profile_option.ts";
 
@@ -53,7 +53,7 @@ export function curlFailure(err: unknown): CliError {
     );
   }
   if (err instanceof TlsError) {
-    const message = messageOf(err);
+    const message = messageWithFlags(err);
     if (err.kind === "certificate")
       return new CliError(`server certificate verification failed: ${message}`, 60);
     if (err.kind === "key") return new CliError(message, 58);
@@ -61,7 +61,7 @@ export function curlFailure(err: unknown): CliError {
   }
   if (err instanceof KeyError) return new CliError(err.message, 58);
   const code = (err as NodeJS.ErrnoException).code;
-  const message = messageOf(err);
+  const message = messageWithFlags(err);
   if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EHOSTUNREACH") {
     return new CliError(`failed to connect: ${message}`, 7);
   }

@@ -31,7 +31,7 @@ export const flagName: OptionNamer = (option, placeholder) => {
 };
 
 /** An error's message as the CLI tells it: options named by their flags. */
-export function messageOf(err: unknown): string {
+export function messageWithFlags(err: unknown): string {
   if (err instanceof HsmkitError) return err.describeWith(flagName);
   return err instanceof Error ? err.message : String(err);
 }
@@ -39,6 +39,6 @@ export function messageOf(err: unknown): string {
 /** The one-line text to show for any thrown value; stack traces only with HSMKIT_DEBUG=1. */
 export function describeError(err: unknown): string {
   if (process.env.HSMKIT_DEBUG === "1" && err instanceof Error && err.stack) return err.stack;
-  const text = messageOf(err);
+  const text = messageWithFlags(err);
   return text.split("\n")[0] ?? text;
 }

@@ -19,7 +19,7 @@ import {
 } from "../kms/admin.ts";
 import { KmsInstance, type OpenOptions } from "../kms/instance.ts";
 import { KmsServer } from "../kms/server.ts";
-import { CliError, messageOf } from "./errors.ts";
+import { CliError, messageWithFlags } from "./errors.ts";
 import { parseListen, stopSignal } from "./input.ts";
 
 interface MasterOptions {
@@ -63,13 +63,13 @@ async function withInstance<T>(
   try {
     instance = await KmsInstance.open(openOptions(o, create));
   } catch (err) {
-    throw new CliError(`kms: ${messageOf(err)}`);
+    throw new CliError(`kms: ${messageWithFlags(err)}`);
   }
   try {
     return await work(instance);
   } catch (err) {
     if (err instanceof CliError) throw err;
-    throw new CliError(`kms: ${messageOf(err)}`);
+    throw new CliError(`kms: ${messageWithFlags(err)}`);
   } finally {
     await instance.close();
   }
@@ -118,7 +118,7 @@ function registerServe(kms: Command): void {
         try {
           instance = await KmsInstance.open(openOptions(o, true));
         } catch (err) {
-          throw new CliError(`kms: ${messageOf(err)}`);
+          throw new CliError(`kms: ${messageWithFlags(err)}`);
         }
         let server: KmsServer;
         try {
@@ -134,7 +134,7 @@ function registerServe(kms: Command): void {
           });
         } catch (err) {
           await instance.close();
-          throw new CliError(`kms: cannot listen on ${o.listen}: ${messageOf(err)}`);
+          throw new CliError(`kms: cannot listen on ${o.listen}: ${messageWithFlags(err)}`);
         }
         out(`kms: instance ${instance.id}, master key: ${instance.master.description}`);
         out(`kms: instance CA ${instance.caPath}`);
