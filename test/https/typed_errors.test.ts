@@ -3,10 +3,11 @@
  * flags and picks exit codes by type, never by message text.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { Writable } from "node:stream";
 import { after, before, test } from "node:test";
 import { curlFailure } from "../../src/cli/curl.ts";
-import { describeError, flagName } from "../../src/cli/errors.ts";
+import { describeError, flagName, messageWithFlags } from "../../src/cli/errors.ts";
 import { ConfigError, HsmkitError, TimeoutError } from "../../src/errors.ts";
 import { curl } from "../../src/https/curl.ts";
 import { parseUpstream } from "../../src/https/proxy.ts";
@@ -14,18 +15,22 @@ import { startServe } from "../../src/https/serve.ts";
 import { openRoot } from "../../src/https/static.ts";
 import { initCa } from "../../src/pki/ca_init.ts";
 import { PkiError } from "../../src/pki/errors.ts";
+import { TlsError } from "../../src/tls/alert.ts";
+import { connect } from "../../src/tls/client.ts";
 import { opensslServer, type Peer } from "../helpers/peers.ts";
 import { makePki, type Pki } from "../helpers/pki.ts";
 import { tempDir } from "../pki/helpers.ts";
 
 let pki: Pki;
 let silent: Peer | undefined;
+let demanding: Peer | undefined;
 
 before(async () => {
   pki = await makePki();
 });
 after(async () => {
   await silent?.stop();
+  await demanding?.stop();
 });
 
 /** A ConfigError naming `option`, whose library message names no flag. */
@@ -99,3 +104,36 @@ test("a silent server: curl rejects with a TimeoutError, which the CLI maps to e
   assert.equal(curlFailure(new Error("the upstream timed out")).exitCode, 1);
   assert.ok(err instanceof HsmkitError);
 });
+
+for (const version of ["1.2", "1.3"] as const) {
+  test(`TLS ${version}: a server that wants a client certificate; the library names cert and key, the CLI --cert and --key`, async () => {
+    demanding = await opensslServer({
+      cert: pki.server.certPath,
+      key: pki.server.keyPath,
+      chain: pki.intermediate.certPath,
+      caFile: pki.caFile,
+      verifyClient: true,
+      tls: version,
+      www: true,
+    });
+    const sock = connect({
+      host: "127.0.0.1",
+      port: demanding.port,
+      servername: "localhost",
+      ca: readFileSync(pki.caFile),
+    });
+    const err = await new Promise<unknown>((resolve) => {
+      sock.once("error", resolve);
+      // TLS 1.3 reports the alert once the client reads after its Finished.
+      sock.once("secureConnect", () => sock.write("GET / HTTP/1.0\r\n\r\n"));
+      sock.resume();
+    });
+    sock.destroy();
+    await demanding.stop();
+    demanding = undefined;
+    assert.ok(err instanceof TlsError && err.kind === "peer-alert", String(err));
+    assert.deepEqual(err.options, ["cert", "key"]);
+    assert.match(err.message, /none was given \(use 'cert' and 'key'\)$/);
+    assert.match(messageWithFlags(err), /none was given \(use --cert and --key\)$/);
+  });
+}
