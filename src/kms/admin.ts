@@ -6,7 +6,7 @@
  * access point, so a change here reaches the server's next request.
  */
 
-import type { CertBagCipher } from "../keys/pkcs12/index.ts";
+import type { CertBagCipher } from "../keys/pkcs12/write_legacy.ts";
 import { type CreatedAccessPoint, createAccessPoint } from "./access_point.ts";
 import type { AuditVerdict } from "./audit.ts";
 import type { KmsInstance } from "./instance.ts";

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import https from "node:https";
 import { promisify } from "node:util";
 import { TimeoutError } from "../errors.ts";
-import { readPfx } from "../keys/pkcs12/index.ts";
+import { readPfx } from "../keys/pkcs12/read.ts";
 import { warnIfSecretFileExposed } from "../keys/secret_file.ts";
 import type { ClientKeyJson } from "./access_point.ts";
 import {
