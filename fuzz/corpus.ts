@@ -6,7 +6,7 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { writeLegacyPfx } from "../src/kms/pfx.ts";
+import { writeLegacyPfx } from "../src/keys/pkcs12/index.ts";
 import { ContentType, HandshakeType, ProtocolVersion } from "../src/tls/constants.ts";
 import { frameRecord } from "../src/tls/record.ts";
 import { decodePemBlocks } from "../src/tls/x509/pem.ts";

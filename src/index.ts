@@ -6,6 +6,13 @@
  */
 import "./kms/register.ts";
 
+export {
+  ConfigError,
+  HsmkitError,
+  type OptionNamer,
+  type OptionText,
+  TimeoutError,
+} from "./errors.ts";
 export { type AgentTlsOptions, HsmkitAgent } from "./https/agent.ts";
 export { type ConnectorOptions, hsmkitConnector } from "./https/undici.ts";
 export {

@@ -2,7 +2,7 @@
  * Untrusted files the CA and the KMS client read: PKCS#10 requests (`cert issue --csr`) and
  * PKCS#12 client keys (the KMS client key JSON's PrivateKeyData).
  */
-import { PfxError, readPfx } from "../../src/kms/pfx.ts";
+import { PfxError, readPfx } from "../../src/keys/pkcs12/index.ts";
 import { PkiError } from "../../src/pki/errors.ts";
 import { parseCsr } from "../../src/pki/subject_key.ts";
 import { PFX_PASSWORD } from "../corpus.ts";

@@ -8,6 +8,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import fc from "fast-check";
+import { readPfx } from "../../src/keys/pkcs12/index.ts";
 import { adminCreateAccessPoint } from "../../src/kms/admin.ts";
 import {
   AdvanceBlobError,
@@ -26,7 +27,6 @@ import {
 } from "../../src/kms/auth.ts";
 import { KmsServiceError } from "../../src/kms/errors.ts";
 import { KmsInstance } from "../../src/kms/instance.ts";
-import { readPfx } from "../../src/kms/pfx.ts";
 import { OPERATIONS, type Operation } from "../../src/kms/policy.ts";
 import { decodeMessage, encodeMessage, type KmsMessageName, ProtoDecodeError } from "../../src/kms/proto.ts";
 import { authenticate } from "../../src/kms/request_auth.ts";

@@ -157,11 +157,8 @@ async function verifyAction(leafPath: string, flags: VerifyFlags): Promise<void>
   process.exitCode = 1;
 }
 
-/** Adds the `cert` command group to the program (called from registerCaCommands). */
-export function registerCertCommands(program: Command): void {
-  const cert = program.command("cert").description("issue, export, revoke, show and verify certificates");
-  const collect = (value: string, previous: string[] = []) => [...previous, value];
-
+/** `cert issue`. */
+function registerIssue(cert: Command): void {
   cert
     .command("issue")
     .description("issue a server or client certificate; writes PREFIX.pem (leaf + chain) and PREFIX.key")
@@ -191,7 +188,10 @@ export function registerCertCommands(program: Command): void {
       new Option("--sig-alg <scheme>", "signature scheme, overriding the CA's").choices(CA_SIGNATURE_SCHEMES),
     )
     .action(issueAction);
+}
 
+/** `cert pfx`. */
+function registerPfx(cert: Command): void {
   cert
     .command("pfx")
     .description("export a certificate chain and its file key as PKCS#12 (PFX)")
@@ -221,7 +221,10 @@ export function registerCertCommands(program: Command): void {
         process.stdout.write(`wrote ${flags.legacy ? "legacy " : ""}PFX ${out}\n`);
       },
     );
+}
 
+/** `cert revoke`. */
+function registerRevoke(cert: Command): void {
   cert
     .command("revoke")
     .description("revoke a certificate the CA issued (publish with 'ca crl')")
@@ -236,7 +239,10 @@ export function registerCertCommands(program: Command): void {
       });
       process.stdout.write(`revoked ${entry.serial} (${entry.subject})\n`);
     });
+}
 
+/** `cert show`. */
+function registerShow(cert: Command): void {
   cert
     .command("show")
     .description("summarise the certificates or CRLs in a file")
@@ -250,7 +256,13 @@ export function registerCertCommands(program: Command): void {
       }
       process.stdout.write(`${describeFile(data, file)}\n`);
     });
+}
 
+/** Collects a repeatable option's values. */
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+/** `cert verify`. */
+function registerVerify(cert: Command): void {
   cert
     .command("verify")
     .description("validate a certificate path as the TLS stack does; prints OK or the reason")
@@ -269,4 +281,14 @@ export function registerCertCommands(program: Command): void {
     .option("--crl <file>", "check revocation with this CRL; repeatable", collect)
     .addOption(validationProfileOption("the chain"))
     .action(verifyAction);
+}
+
+/** Adds the `cert` command group to the program (called from registerCaCommands). */
+export function registerCertCommands(program: Command): void {
+  const cert = program.command("cert").description("issue, export, revoke, show and verify certificates");
+  registerIssue(cert);
+  registerPfx(cert);
+  registerRevoke(cert);
+  registerShow(cert);
+  registerVerify(cert);
 }

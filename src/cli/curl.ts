@@ -5,11 +5,13 @@
  */
 import { createWriteStream, readFileSync } from "node:fs";
 import type { Command } from "commander";
+import { TimeoutError } from "../errors.ts";
 import { curl } from "../https/curl.ts";
 import { openKey } from "../keys/index.ts";
 import { KeyError, type PrivateKeyHandle } from "../keys/types.ts";
 import { alertName, NegotiationError, TlsError } from "../tls/alert.ts";
-import { CliError } from "./errors.ts";
+import { CliError, messageWithFlags } from "./errors.ts";
+import { readTextFile } from "./input.ts";
 import { type ValidationProfile, validationProfileOption } from "./profile_option.ts";
 
 interface CurlFlags {
@@ -27,17 +29,6 @@ interface CurlFlags {
   servername?: string;
   insecure?: boolean;
   profile: ValidationProfile;
-}
-
-function readText(path: string, what: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (err) {
-    throw new CliError(
-      `cannot read ${what} '${path}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      58,
-    );
-  }
 }
 
 function parseHeaders(lines: string[]): Record<string, string> {
@@ -62,18 +53,19 @@ export function curlFailure(err: unknown): CliError {
     );
   }
   if (err instanceof TlsError) {
+    const message = messageWithFlags(err);
     if (err.kind === "certificate")
-      return new CliError(`server certificate verification failed: ${err.message}`, 60);
-    if (err.kind === "key") return new CliError(err.message, 58);
-    return new CliError(`TLS handshake failed: ${err.message}`, 35);
+      return new CliError(`server certificate verification failed: ${message}`, 60);
+    if (err.kind === "key") return new CliError(message, 58);
+    return new CliError(`TLS handshake failed: ${message}`, 35);
   }
   if (err instanceof KeyError) return new CliError(err.message, 58);
   const code = (err as NodeJS.ErrnoException).code;
-  const message = err instanceof Error ? err.message : String(err);
+  const message = messageWithFlags(err);
   if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EHOSTUNREACH") {
     return new CliError(`failed to connect: ${message}`, 7);
   }
-  if (/timed out/.test(message)) return new CliError(message, 28);
+  if (err instanceof TimeoutError) return new CliError(message, 28);
   if (code === "ECONNRESET" || code === "EPIPE") return new CliError(`connection reset: ${message}`, 56);
   return new CliError(message, 1);
 }
@@ -124,8 +116,8 @@ export function registerCurlCommand(program: Command): void {
         if (body && !Object.keys(headers).some((h) => h.toLowerCase() === "content-type")) {
           headers["Content-Type"] = "application/x-www-form-urlencoded";
         }
-        const ca = flags.cacert ? readText(flags.cacert, "CA file") : undefined;
-        const cert = flags.cert ? readText(flags.cert, "certificate file") : undefined;
+        const ca = flags.cacert ? readTextFile(flags.cacert, "CA file", 58) : undefined;
+        const cert = flags.cert ? readTextFile(flags.cert, "certificate file", 58) : undefined;
         key = flags.key ? await openKey(flags.key) : undefined;
         const output = flags.output ? createWriteStream(flags.output) : process.stdout;
         const log = flags.verbose ? (line: string) => process.stderr.write(`${line}\n`) : undefined;

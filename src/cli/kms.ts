@@ -19,16 +19,10 @@ import {
 } from "../kms/admin.ts";
 import { KmsInstance } from "../kms/instance.ts";
 import { KmsServer } from "../kms/server.ts";
-import { CliError } from "./errors.ts";
+import { CliError, messageWithFlags } from "./errors.ts";
+import { parseListen, stopSignal } from "./input.ts";
 import { type MasterOptions, masterOptions, openOptions, out, withInstance } from "./kms_common.ts";
 import { registerSecrets } from "./kms_secret.ts";
-
-function parseListen(text: string): { host: string; port: number } {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text);
-  const port = Number(m?.[2]);
-  if (!m?.[1] || port > 65535) throw new CliError(`kms: --listen wants HOST:PORT, got "${text}"`);
-  return { host: m[1].replace(/^\[|\]$/g, ""), port };
-}
 
 /** A flag's value as a number > 0 (an integer when asked), or a one-line CliError naming the flag. */
 function positiveNumber(text: string, flag: string, integer = false): number {
@@ -59,7 +53,9 @@ function registerServe(kms: Command): void {
           quiet?: boolean;
         },
       ) => {
-        const { host, port } = parseListen(o.listen);
+        const listen = parseListen(o.listen);
+        if (!listen) throw new CliError(`kms: --listen wants HOST:PORT, got "${o.listen}"`);
+        const { host, port } = listen;
         const maxInflight = positiveNumber(o.maxInflight, "--max-inflight", true);
         const headersTimeoutMs = positiveNumber(o.headersTimeout, "--headers-timeout") * 1000;
         const bodyTimeoutMs = positiveNumber(o.bodyTimeout, "--body-timeout") * 1000;
@@ -68,7 +64,7 @@ function registerServe(kms: Command): void {
         try {
           instance = await KmsInstance.open(options);
         } catch (err) {
-          throw new CliError(`kms: ${(err as Error).message}`);
+          throw new CliError(`kms: ${messageWithFlags(err)}`);
         }
         let server: KmsServer;
         try {
@@ -84,7 +80,7 @@ function registerServe(kms: Command): void {
           });
         } catch (err) {
           await instance.close();
-          throw new CliError(`kms: cannot listen on ${o.listen}: ${(err as Error).message}`);
+          throw new CliError(`kms: cannot listen on ${o.listen}: ${messageWithFlags(err)}`);
         }
         out(`kms: instance ${instance.id}, master key: ${instance.master.description}`);
         out(
@@ -92,15 +88,7 @@ function registerServe(kms: Command): void {
         );
         out(`kms: endpoint https://${server.endpoint}`);
         out(`listening on ${server.endpoint}`);
-        await new Promise<void>((resolve) => {
-          const stop = (): void => {
-            process.off("SIGINT", stop);
-            process.off("SIGTERM", stop);
-            resolve();
-          };
-          process.on("SIGINT", stop);
-          process.on("SIGTERM", stop);
-        });
+        await stopSignal();
         await server.close();
         await instance.close();
       },

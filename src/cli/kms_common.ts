@@ -4,7 +4,7 @@
  */
 import { type Command, Option } from "commander";
 import { KmsInstance, type OpenOptions } from "../kms/instance.ts";
-import { CliError } from "./errors.ts";
+import { CliError, messageWithFlags } from "./errors.ts";
 
 /** The options every `kms` command takes. */
 export interface MasterOptions {
@@ -66,13 +66,13 @@ export async function withInstance<T>(
   try {
     instance = await KmsInstance.open(options);
   } catch (err) {
-    throw new CliError(`kms: ${(err as Error).message}`);
+    throw new CliError(`kms: ${messageWithFlags(err)}`);
   }
   try {
     return await work(instance);
   } catch (err) {
     if (err instanceof CliError) throw err;
-    throw new CliError(`kms: ${(err as Error).message}`);
+    throw new CliError(`kms: ${messageWithFlags(err)}`);
   } finally {
     await instance.close();
   }

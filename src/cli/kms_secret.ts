@@ -15,7 +15,7 @@ import {
   secretTable,
 } from "../kms/admin.ts";
 import { MAX_SECRET_BYTES } from "../kms/secrets.ts";
-import { CliError } from "./errors.ts";
+import { CliError, messageWithFlags } from "./errors.ts";
 import { type MasterOptions, masterOptions, out, withInstance } from "./kms_common.ts";
 
 /** A value file: text minus one trailing newline, or with --binary the exact bytes. */
@@ -38,7 +38,7 @@ async function withValue<T>(path: string, binary: boolean, use: (value: Buffer) 
     value = await readValue(path, binary);
   } catch (err) {
     if (err instanceof CliError) throw err;
-    throw new CliError(`kms: ${(err as Error).message}`);
+    throw new CliError(`kms: ${messageWithFlags(err)}`);
   }
   try {
     return await use(value);

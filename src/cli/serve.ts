@@ -4,12 +4,12 @@
  * that receives the verified client subject. Prints 'listening on HOST:PORT', one line
  * per request, and stops gracefully on SIGTERM / SIGINT.
  */
-import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { startServe } from "../https/serve.ts";
 import { openKey } from "../keys/index.ts";
 import type { PrivateKeyHandle } from "../keys/types.ts";
 import { CliError } from "./errors.ts";
+import { parseListen, readTextFile, stopSignal } from "./input.ts";
 import { type ValidationProfile, validationProfileOption } from "./profile_option.ts";
 
 interface ServeFlags {
@@ -26,41 +26,9 @@ interface ServeFlags {
   profile: ValidationProfile;
 }
 
-function readText(path: string, what: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (err) {
-    throw new CliError(
-      `cannot read ${what} '${path}': ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-      2,
-    );
-  }
-}
-
-/** Parses HOST:PORT or [IPv6]:PORT; port 0 picks a free one. */
-export function parseListen(text: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
-  const port = m ? Number(m[3]) : Number.NaN;
-  if (!m || port > 65535) throw new CliError(`bad --listen '${text}' (expected HOST:PORT)`, 2);
-  return { host: (m[1] ?? m[2])!, port };
-}
-
 function checkVersion(v: string | undefined): "1.1" | "1.2" | "1.3" | undefined {
   if (v === undefined || v === "1.1" || v === "1.2" || v === "1.3") return v;
   throw new CliError(`unknown TLS version '${v}' (use 1.1, 1.2 or 1.3)`, 2);
-}
-
-/** Resolves when SIGTERM or SIGINT arrives. */
-function stopSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals) => {
-      process.off("SIGTERM", on);
-      process.off("SIGINT", on);
-      resolve(sig);
-    };
-    process.on("SIGTERM", on);
-    process.on("SIGINT", on);
-  });
 }
 
 /** Adds `hsmkit serve`. */
@@ -84,11 +52,13 @@ export function registerServeCommand(program: Command): void {
     .action(async (flags: ServeFlags) => {
       if ((flags.root === undefined) === (flags.upstream === undefined))
         throw new CliError("give exactly one of --root DIR or --upstream http://HOST:PORT", 2);
-      const { host, port } = parseListen(flags.listen);
+      const listen = parseListen(flags.listen);
+      if (!listen) throw new CliError(`bad --listen '${flags.listen}' (expected HOST:PORT)`, 2);
+      const { host, port } = listen;
       const minVersion = checkVersion(flags.tlsMin);
       const maxVersion = checkVersion(flags.tlsMax);
-      const cert = readText(flags.cert, "certificate file");
-      const clientCa = flags.clientCa ? readText(flags.clientCa, "client CA file") : undefined;
+      const cert = readTextFile(flags.cert, "certificate file", 2);
+      const clientCa = flags.clientCa ? readTextFile(flags.clientCa, "client CA file", 2) : undefined;
       let key: PrivateKeyHandle | undefined;
       try {
         key = await openKey(flags.key);

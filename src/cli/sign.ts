@@ -12,7 +12,7 @@ import { FILE_ALGORITHMS } from "../sign/algorithms.ts";
 import { progressBar } from "../sign/progress.ts";
 import { signFile } from "../sign/sign_file.ts";
 import { verifyFile } from "../sign/verify_file.ts";
-import { CliError } from "./errors.ts";
+import { CliError, messageWithFlags } from "./errors.ts";
 
 const ALGS = Object.keys(FILE_ALGORITHMS).join(" | ");
 
@@ -21,7 +21,7 @@ function ioMessage(err: unknown, path: string): string {
   if (code === "ENOENT") return `${path}: no such file`;
   if (code === "EACCES") return `${path}: permission denied`;
   if (code === "EISDIR") return `${path}: is a directory`;
-  return (err as Error).message;
+  return messageWithFlags(err);
 }
 
 async function sizeOf(command: string, path: string, exitCode: number): Promise<number> {

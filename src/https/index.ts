@@ -4,6 +4,7 @@
  * one request, {@link createHttpsServer} / {@link startServe} for a mutual-TLS server and
  * reverse proxy whose key stays in a token or KMS.
  */
+export { ConfigError, TimeoutError } from "../errors.ts";
 export { type AgentTlsOptions, HsmkitAgent } from "./agent.ts";
 export { type CurlRequest, type CurlResponse, curl } from "./curl.ts";
 export { type ClientIdentity, clientIdentity, reverseProxy } from "./proxy.ts";

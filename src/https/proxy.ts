@@ -6,12 +6,13 @@
  */
 import { Agent, type IncomingMessage, request, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import { ConfigError } from "../errors.ts";
 import type { TlsSocket } from "../tls/conn.ts";
 import { certificateFromDer } from "../tls/verify_peer.ts";
 import { formatNameRfc4514 } from "../tls/x509/rfc4514.ts";
 
 /** The identity headers the proxy sets; a client can never supply them. */
-export const IDENTITY_HEADERS: readonly string[] = ["x-client-subject", "x-client-verify"];
+const IDENTITY_HEADERS: readonly string[] = ["x-client-subject", "x-client-verify"];
 
 /** Headers that describe one connection, not the message (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set([
@@ -38,7 +39,7 @@ export interface ClientIdentity {
 }
 
 /** Escapes free text (a verification failure reason) for an HTTP header: a backslash and bytes outside printable ASCII become \\HH. */
-export function headerSafe(text: string): string {
+function headerSafe(text: string): string {
   let out = "";
   for (const b of Buffer.from(text, "utf8")) {
     out +=
@@ -69,7 +70,7 @@ function isIdentityHeader(name: string): boolean {
 }
 
 /** The request headers to forward: end-to-end ones only, identity headers replaced by ours. */
-export function forwardedHeaders(req: IncomingMessage, identity: ClientIdentity): [string, string][] {
+function forwardedHeaders(req: IncomingMessage, identity: ClientIdentity): [string, string][] {
   const connectionTokens = new Set(
     (req.headers.connection ?? "")
       .split(",")
@@ -104,17 +105,18 @@ function returnedHeaders(res: IncomingMessage): [string, string][] {
   return out;
 }
 
-/** Parses --upstream: http://HOST:PORT with an optional base path. */
+/** Parses the `upstream` option: http://HOST:PORT with an optional base path. */
 export function parseUpstream(text: string): URL {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new Error(`--upstream '${text}' is not a URL (expected http://HOST:PORT)`);
+    throw new ConfigError((name) => `${name("upstream")} '${text}' is not a URL (expected http://HOST:PORT)`);
   }
-  if (url.protocol !== "http:") throw new Error(`--upstream must be an http:// URL, got '${url.protocol}'`);
+  if (url.protocol !== "http:")
+    throw new ConfigError((name) => `${name("upstream")} must be an http:// URL, got '${url.protocol}'`);
   if (url.username || url.password || url.search || url.hash)
-    throw new Error("--upstream takes no credentials, query or fragment");
+    throw new ConfigError((name) => `${name("upstream")} takes no credentials, query or fragment`);
   return url;
 }
 

@@ -13,6 +13,7 @@ import {
   type ServerResponse,
 } from "node:http";
 import type { AddressInfo } from "node:net";
+import { ConfigError } from "../errors.ts";
 import type { TlsSocket } from "../tls/conn.ts";
 import { createServer as createTlsServer, type TlsServer, type TlsServerOptions } from "../tls/server.ts";
 import { clientIdentity, parseUpstream, reverseProxy } from "./proxy.ts";
@@ -116,7 +117,7 @@ function peerLabel(socket: { remoteAddress?: string; remotePort?: number }): str
 }
 
 /** The access log line for a finished request. */
-export function accessLogLine(req: IncomingMessage, res: ServerResponse, startedAt: bigint): string {
+function accessLogLine(req: IncomingMessage, res: ServerResponse, startedAt: bigint): string {
   const socket = req.socket as unknown as TlsSocket;
   const ms = Number((process.hrtime.bigint() - startedAt) / 1_000_000n);
   const id = clientIdentity(socket);
@@ -130,7 +131,9 @@ export function accessLogLine(req: IncomingMessage, res: ServerResponse, started
 /** Starts `hsmkit serve`: static files or a reverse proxy, on hsmkit TLS. */
 export async function startServe(options: ServeOptions): Promise<RunningServe> {
   if ((options.root === undefined) === (options.upstream === undefined))
-    throw new Error("give exactly one of --root DIR or --upstream http://HOST:PORT");
+    throw new ConfigError(
+      (name) => `give exactly one of ${name("root", "DIR")} or ${name("upstream", "http://HOST:PORT")}`,
+    );
   let handler: RequestListener;
   let cleanup = (): void => {};
   if (options.root !== undefined) {

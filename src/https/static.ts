@@ -7,6 +7,7 @@ import { createReadStream } from "node:fs";
 import { realpath, stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
+import { ConfigError } from "../errors.ts";
 
 const TYPES: Readonly<Record<string, string>> = {
   ".html": "text/html; charset=utf-8",
@@ -38,19 +39,19 @@ const TYPES: Readonly<Record<string, string>> = {
 const READ_CHUNK = 256 * 1024;
 
 /** The content type for a file name. */
-export function contentType(file: string): string {
+function contentType(file: string): string {
   return TYPES[path.extname(file).toLowerCase()] ?? "application/octet-stream";
 }
 
 /** Why a request path is refused, or the path relative to the root (posix, no leading slash). */
-export type SafePath = { ok: true; relative: string } | { ok: false; status: 400 | 404 };
+type SafePath = { ok: true; relative: string } | { ok: false; status: 400 | 404 };
 
 /**
  * Turns a request target into a path under the root: the query is dropped, %-escapes
  * decoded once, and anything that could step outside (`..`, backslashes, NUL, a hidden
  * segment) is refused before the file system is touched.
  */
-export function safeRequestPath(target: string): SafePath {
+function safeRequestPath(target: string): SafePath {
   const rawPath = target.split(/[?#]/, 1)[0]!;
   if (!rawPath.startsWith("/")) return { ok: false, status: 400 };
   let decoded: string;
@@ -145,8 +146,10 @@ export async function openRoot(root: string): Promise<string> {
   try {
     real = await realpath(root);
   } catch (err) {
-    throw new Error(`cannot open --root '${root}': ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    const reason = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new ConfigError((name) => `cannot open ${name("root")} '${root}': ${reason}`, { cause: err });
   }
-  if (!(await stat(real)).isDirectory()) throw new Error(`--root '${root}' is not a directory`);
+  if (!(await stat(real)).isDirectory())
+    throw new ConfigError((name) => `${name("root")} '${root}' is not a directory`);
   return real;
 }

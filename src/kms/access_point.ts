@@ -7,9 +7,9 @@ import { generateKeyPair, randomBytes, randomUUID } from "node:crypto";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { type CertBagCipher, writeLegacyPfx } from "../keys/pkcs12/write_legacy.ts";
 import type { KmsInstance } from "./instance.ts";
 import { issueAccessPointCert } from "./instance_certs.ts";
-import { type CertBagCipher, writeLegacyPfx } from "./pfx.ts";
 import type { AccessPointRecord, AccessPolicy } from "./store.ts";
 
 const generateKeyPairAsync = promisify(generateKeyPair);

@@ -5,11 +5,12 @@
  * every server reads the store's change counter at the start of each request before it trusts
  * a memoised key or access point, so a change here reaches every node's next request.
  */
+
+import type { CertBagCipher } from "../keys/pkcs12/write_legacy.ts";
 import { type CreatedAccessPoint, createAccessPoint } from "./access_point.ts";
 import type { AuditVerdict } from "./audit.ts";
 import type { KmsInstance } from "./instance.ts";
 import { KeyAdminError } from "./key_registry.ts";
-import type { CertBagCipher } from "./pfx.ts";
 import { parsePolicy } from "./policy.ts";
 import type { SecretVersionRecord } from "./secret_store.ts";
 import type { SecretValue } from "./secrets.ts";

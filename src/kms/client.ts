@@ -8,6 +8,7 @@ import { sign as cryptoSign, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import { promisify } from "node:util";
+import { TimeoutError } from "../errors.ts";
 import {
   ACCESS_KEY_HEADER,
   API_VERSION,
@@ -290,7 +291,8 @@ export class KmsClient {
           });
         },
       );
-      req.setTimeout(this.config.timeoutMs ?? 30_000, () => req.destroy(new Error("timed out")));
+      const timeoutMs = this.config.timeoutMs ?? 30_000;
+      req.setTimeout(timeoutMs, () => req.destroy(new TimeoutError("timed out", timeoutMs)));
       req.on("error", (err: NodeJS.ErrnoException) =>
         reject(
           new KmsTransportError(`cannot reach the KMS at ${this.host}:${this.port}: ${err.message}`, {

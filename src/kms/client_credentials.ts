@@ -5,9 +5,9 @@
  */
 import type { KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { readPfx } from "../keys/pkcs12/read.ts";
 import { warnIfSecretFileExposed } from "../keys/secret_file.ts";
 import type { ClientKeyJson } from "./access_point.ts";
-import { readPfx } from "./pfx.ts";
 
 /** Client configuration (field names follow the instance SDKs' Config). */
 export interface KmsClientConfig {

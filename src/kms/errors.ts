@@ -30,11 +30,6 @@ export const KMS_ERROR_STATUS = {
 /** A protocol error code. */
 export type KmsErrorCode = keyof typeof KMS_ERROR_STATUS;
 
-/** True when `code` is one of ours. */
-export function isKmsErrorCode(code: string): code is KmsErrorCode {
-  return Object.hasOwn(KMS_ERROR_STATUS, code);
-}
-
 /** Codes a client may retry after a pause (the same set the instance SDKs retry on). */
 export const RETRYABLE_CODES: ReadonlySet<string> = new Set([
   "Rejected.Throttling",

@@ -261,7 +261,9 @@ async function openStore(options: OpenOptions): Promise<{ store: Store; fresh: b
 async function openMasterKey(store: Store, options: OpenOptions, creating: boolean): Promise<MasterKey> {
   const given = [options.passphrase, options.passphraseFile, options.pkcs11].filter((x) => x !== undefined);
   if (given.length > 1)
-    throw new MasterKeyError("give one master key source: a passphrase or --master-key pkcs11:...");
+    throw new MasterKeyError(
+      (name) => `give one master key source: a passphrase or ${name("pkcs11", "pkcs11:...")}`,
+    );
   const existing = await store.getMeta("master");
   let meta: MasterMeta;
   if (existing) {
@@ -277,8 +279,9 @@ async function openMasterKey(store: Store, options: OpenOptions, creating: boole
   let master: MasterKey;
   if (meta.kind === "pkcs11") {
     if (!options.pkcs11) {
+      const token = meta.token;
       throw new MasterKeyError(
-        `this KMS's master key is in a PKCS#11 token (${meta.token}); pass --master-key`,
+        (name) => `this KMS's master key is in a PKCS#11 token (${token}); pass ${name("pkcs11")}`,
       );
     }
     master = await openPkcs11MasterKey(options.pkcs11);
@@ -319,7 +322,9 @@ function resolvePassphrase(options: OpenOptions, creating: boolean): { passphras
     return nonEmpty(readFirstLine(defaultFile), defaultFile);
   // A cluster's nodes must share the passphrase: one generated on a node's own disk would not be.
   if (!creating || defaultFile === undefined || options.store !== undefined) {
-    throw new MasterKeyError(`no passphrase: give --passphrase-file FILE or set ${PASSPHRASE_ENV}`);
+    throw new MasterKeyError(
+      (name) => `no passphrase: give ${name("passphraseFile", "FILE")} or set ${PASSPHRASE_ENV}`,
+    );
   }
   const generated = randomBytes(24).toString("base64url");
   writeFileSync(defaultFile, `${generated}\n`, { mode: 0o600 });

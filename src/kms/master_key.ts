@@ -4,7 +4,9 @@
  * to another row). Two sources: a passphrase stretched with scrypt (the default), or an AES
  * key inside a PKCS#11 token that wraps and unwraps without ever leaving it.
  */
+
 import { createSecretKey, type KeyObject, randomBytes, scrypt } from "node:crypto";
+import { HsmkitError, type OptionText } from "../errors.ts";
 import { aesGcmOpen, aesGcmSeal } from "./key_ops.ts";
 
 /** Wraps and unwraps secrets; never exposes its own key. */
@@ -25,8 +27,8 @@ export interface MasterKey {
 export type MasterKeyKind = "passphrase" | "pkcs11";
 
 /** Why the master key could not be used. */
-export class MasterKeyError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+export class MasterKeyError extends HsmkitError {
+  constructor(message: string | OptionText, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "MasterKeyError";
   }

@@ -17,11 +17,13 @@ export async function openPkcs11MasterKey(ref: string): Promise<Pkcs11MasterKey>
   let context: TokenContext | undefined;
   try {
     const uri = parsePkcs11Uri(ref);
-    if (!uri.token || !uri.object) throw new MasterKeyError("--master-key needs token=... and object=...");
+    if (!uri.token || !uri.object)
+      throw new MasterKeyError((name) => `${name("pkcs11")} needs token=... and object=...`);
     if (uri.pinSource) warnIfSecretFileExposed(uri.pinSource, "PIN file");
     const pin =
       uri.pinValue ?? (uri.pinSource ? readFileSync(uri.pinSource, "utf8").split(/\r?\n/)[0] : undefined);
-    if (pin === undefined) throw new MasterKeyError("--master-key needs pin-value=... or pin-source=...");
+    if (pin === undefined)
+      throw new MasterKeyError((name) => `${name("pkcs11")} needs pin-value=... or pin-source=...`);
     const module = loadModule(resolveModulePath(uri));
     context = acquireTokenContext(module, findToken(module, uri), pin);
     const label = uri.object;

@@ -3,6 +3,7 @@
  * source addresses. Parsed strictly when an access point is created, checked per request.
  */
 import { BlockList, isIP } from "node:net";
+import { HsmkitError, type OptionText } from "../errors.ts";
 import type { AccessPolicy } from "./store.ts";
 
 /** The operations a policy can name (the API names of the protocol). */
@@ -36,8 +37,8 @@ export function isOperation(name: string): name is Operation {
 const SECRET_PATTERN = /^[A-Za-z0-9_/+=.@*-]{1,192}$/;
 
 /** Why a policy string was refused. */
-export class PolicyError extends Error {
-  constructor(message: string) {
+export class PolicyError extends HsmkitError {
+  constructor(message: string | OptionText) {
     super(message);
     this.name = "PolicyError";
   }
@@ -60,7 +61,9 @@ export function parsePolicy(keys: string, operations = "*", sourceIps = "", secr
   const keyPatterns = splitList(keys);
   const secretPatterns = splitList(secrets);
   if (keyPatterns.length === 0 && secretPatterns.length === 0)
-    throw new PolicyError("keys needs at least one key id, alias or pattern (or give secrets)");
+    throw new PolicyError(
+      (name) => `${name("keys")} needs at least one key id, alias or pattern (or give ${name("secrets")})`,
+    );
   for (const p of keyPatterns) {
     if (!/^[A-Za-z0-9_./*-]+$/.test(p)) throw new PolicyError(`bad key pattern "${p}"`);
   }
@@ -68,7 +71,8 @@ export function parsePolicy(keys: string, operations = "*", sourceIps = "", secr
     if (!SECRET_PATTERN.test(p)) throw new PolicyError(`bad secret name pattern "${p}"`);
   }
   const ops = splitList(operations);
-  if (ops.length === 0) throw new PolicyError("--operations needs at least one operation or *");
+  if (ops.length === 0)
+    throw new PolicyError((name) => `${name("operations")} needs at least one operation or *`);
   for (const op of ops) {
     if (op !== "*" && !isOperation(op)) {
       throw new PolicyError(`unknown operation "${op}" (known: ${OPERATIONS.join(", ")}, or *)`);

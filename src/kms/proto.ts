@@ -1,6 +1,6 @@
 /**
  * The KMS instance protocol's protobuf messages. Field names and numbers are the contract
- * (ARCHITECTURE.md): they are what the existing instance SDKs put on the wire, so they are
+ * (docs/architecture.md): they are what the existing instance SDKs put on the wire, so they are
  * spelled here exactly once, as .proto text, and every encoder/decoder comes from it.
  */
 import protobuf from "protobufjs";

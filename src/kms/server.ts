@@ -69,11 +69,15 @@ export interface KmsServerOptions {
   readonly log?: (line: string) => void;
 }
 
-interface AuditFields {
-  actor: string;
-  keyId: string;
-  detail: string;
-  operation: string;
+/** An authenticated request on its way to an answer: what its audit entry and log line need. */
+interface Exchange {
+  readonly res: ServerResponse;
+  readonly requestId: string;
+  readonly source: string;
+  readonly started: number;
+  readonly operation: string;
+  /** The access point's id and what the service filled in (key, detail). */
+  readonly ctx: RequestContext;
 }
 
 /** A running KMS endpoint. */
@@ -188,15 +192,14 @@ export class KmsServer {
       return;
     }
     const { who, body } = admitted;
-    const audit: AuditFields = { actor: who.accessPoint.id, keyId: "", detail: "", operation: who.operation };
+    const ctx: RequestContext = { accessPoint: who.accessPoint, requestId, keyId: "", detail: "" };
+    const exchange: Exchange = { res, requestId, source, started, operation: who.operation, ctx };
     // The slot is only ever held by authenticated work whose body is already in memory.
     if (this.inflight >= (this.options.maxInflight ?? 256)) {
-      const busy = new KmsServiceError("Rejected.Throttling", "Too many requests.");
-      await this.finish(res, requestId, audit, source, started, busy);
+      await this.finish(exchange, new KmsServiceError("Rejected.Throttling", "Too many requests."));
       return;
     }
     this.inflight++;
-    const ctx: RequestContext = { accessPoint: who.accessPoint, requestId, keyId: "", detail: "" };
     let outcome: Buffer | unknown;
     try {
       outcome = await this.service.handle(who.operation, body, ctx);
@@ -204,14 +207,7 @@ export class KmsServer {
       outcome = err;
     }
     try {
-      await this.finish(
-        res,
-        requestId,
-        { ...audit, keyId: ctx.keyId, detail: ctx.detail },
-        source,
-        started,
-        outcome,
-      );
+      await this.finish(exchange, outcome);
     } finally {
       this.inflight--;
     }
@@ -251,25 +247,20 @@ export class KmsServer {
   }
 
   /** Audits, then replies (the order that makes acknowledged requests durable). */
-  private async finish(
-    res: ServerResponse,
-    requestId: string,
-    audit: AuditFields,
-    source: string,
-    started: number,
-    outcome: Buffer | unknown,
-  ): Promise<void> {
+  private async finish(exchange: Exchange, outcome: Buffer | unknown): Promise<void> {
+    const { res, requestId, source, started, operation, ctx } = exchange;
+    const actor = ctx.accessPoint.id;
     const error = Buffer.isBuffer(outcome) ? undefined : toServiceError(outcome);
     const code: KmsErrorCode | "ok" = error ? error.code : "ok";
     try {
       await this.options.instance.audit.appendSoon({
-        actor: audit.actor,
+        actor,
         source,
-        operation: audit.operation,
-        keyId: audit.keyId,
+        operation,
+        keyId: ctx.keyId,
         outcome: code,
         requestId,
-        detail: audit.detail,
+        detail: ctx.detail,
       });
     } catch (err) {
       // Without an audit entry the request must not succeed.
@@ -279,7 +270,7 @@ export class KmsServer {
     }
     this.reply(res, requestId, error ?? (outcome as Buffer));
     this.options.log?.(
-      `${new Date().toISOString()} ${requestId} ${audit.actor} ${audit.operation} ${audit.keyId || "-"} ${code} ${Date.now() - started}ms`,
+      `${new Date().toISOString()} ${requestId} ${actor} ${operation} ${ctx.keyId || "-"} ${code} ${Date.now() - started}ms`,
     );
   }
 

@@ -70,19 +70,22 @@ function checkNewCaOptions(options: NewCaOptions): void {
   checkPathLen(options.pathLen);
   checkCrlUrl(options.crlUrl);
   if (options.pss && options.type?.startsWith("ec")) {
-    throw new PkiError("bad-input", "--rsa-pss needs an RSA CA key");
+    throw new PkiError("bad-input", (name) => `${name("pss")} needs an RSA CA key`);
   }
 }
 
 function checkPathLen(pathLen: number | undefined): void {
   if (pathLen !== undefined && (!Number.isInteger(pathLen) || pathLen < 0 || pathLen > 16)) {
-    throw new PkiError("bad-input", `--path-len must be a whole number from 0 to 16, not ${pathLen}`);
+    throw new PkiError(
+      "bad-input",
+      (name) => `${name("pathLen")} must be a whole number from 0 to 16, not ${pathLen}`,
+    );
   }
 }
 
 function checkCrlUrl(url: string | undefined): void {
   if (url !== undefined && !/^https?:\/\/[^\s/]+\/\S*$/.test(url)) {
-    throw new PkiError("bad-input", `--crl-url '${url}' is not an http(s) URL`);
+    throw new PkiError("bad-input", (name) => `${name("crlUrl")} '${url}' is not an http(s) URL`);
   }
 }
 
@@ -124,7 +127,8 @@ async function newCaKey(
 }
 
 function schemeFor(options: NewCaOptions, key: PrivateKeyHandle): CaSignatureScheme {
-  if (options.pss && key.type !== "rsa") throw new PkiError("bad-input", "--rsa-pss needs an RSA CA key");
+  if (options.pss && key.type !== "rsa")
+    throw new PkiError("bad-input", (name) => `${name("pss")} needs an RSA CA key`);
   const scheme = options.signature ?? defaultSchemeFor(key, options.pss);
   checkSchemeForKey(key, scheme);
   return scheme;
@@ -206,7 +210,7 @@ function intermediatePathLen(parent: x509.X509Certificate, requested: number | u
   if (limit !== undefined && pathLen >= limit) {
     throw new PkiError(
       "bad-input",
-      `--path-len ${pathLen} must be below the parent CA's path length (${limit})`,
+      (name) => `${name("pathLen")} ${pathLen} must be below the parent CA's path length (${limit})`,
     );
   }
   return pathLen;
@@ -220,7 +224,7 @@ export async function createIntermediate(options: IntermediateOptions): Promise<
   const excluded: NameConstraint[] = options.excluded ? parseNameConstraints(options.excluded) : [];
   const parentDir = await locateCaDirectory(options.parent);
   if (resolve(options.dir) === parentDir)
-    throw new PkiError("bad-input", "--dir and --parent are the same directory");
+    throw new PkiError("bad-input", (name) => `${name("dir")} and ${name("parent")} are the same directory`);
   const { dir, staging } = await stageNewDir(options.dir);
   try {
     return await withDirLock(parentDir, async () => {

@@ -10,13 +10,13 @@ import { PkiError } from "./errors.ts";
 import { type CaSignatureScheme, checkSchemeForKey } from "./signer.ts";
 
 /** Turns a key failure into a PkiError that says which key it was. */
-export function keyFailure(err: unknown, what: string): never {
+function keyFailure(err: unknown, what: string): never {
   if (err instanceof KeyError) throw new PkiError("key", `${what}: ${err.message}`, { cause: err });
   throw err;
 }
 
 /** Opens a key by reference, naming it in any error. */
-export async function openNamedKey(ref: string, what: string): Promise<PrivateKeyHandle> {
+async function openNamedKey(ref: string, what: string): Promise<PrivateKeyHandle> {
   try {
     return await openKey(ref);
   } catch (err) {
@@ -69,5 +69,8 @@ export async function obtainKey(
   } catch (err) {
     keyFailure(err, `cannot ${source.type !== undefined ? "generate" : "open"} ${what}`);
   }
-  throw new PkiError("bad-input", `give --key KEYREF or --type TYPE for ${what}`);
+  throw new PkiError(
+    "bad-input",
+    (name) => `give ${name("key", "KEYREF")} or ${name("type", "TYPE")} for ${what}`,
+  );
 }

@@ -145,7 +145,7 @@ export async function signCertificate(
  * Splits a signed DER object (certificate, CRL, CSR: SEQUENCE { tbs, algorithm, BIT
  * STRING }) into the signed bytes and the signature.
  */
-export function splitSigned(der: ArrayBuffer | Uint8Array): { tbs: Uint8Array; signature: Uint8Array } {
+function splitSigned(der: ArrayBuffer | Uint8Array): { tbs: Uint8Array; signature: Uint8Array } {
   const bytes = der instanceof Uint8Array ? der : new Uint8Array(der);
   const parsed = asn1js.fromBER(bytes);
   const parts = parsed.result instanceof asn1js.Sequence ? parsed.result.valueBlock.value : [];

@@ -29,7 +29,7 @@ export interface CrlTemplate {
 }
 
 /** DER INTEGER content of a positive serial given in hex: a leading 00 when the top bit is set. */
-export function serialContentHex(serial: string): string {
+function serialContentHex(serial: string): string {
   const even = serial.length % 2 === 1 ? `0${serial}` : serial;
   return Number.parseInt(even.slice(0, 1), 16) >= 8 ? `00${even}` : even;
 }

@@ -1,6 +1,7 @@
 /**
  * Errors from the private CA, each with a precise kind and a one-line message for users.
  */
+import { HsmkitError, type OptionText } from "../errors.ts";
 
 /** Why a CA operation failed. */
 export type PkiErrorKind =
@@ -12,12 +13,12 @@ export type PkiErrorKind =
   | "io" // a file could not be read or written
   | "internal"; // a bug: an invariant of ours did not hold
 
-/** A CA failure whose message is fit to print as is. */
-export class PkiError extends Error {
+/** A CA failure whose message is fit to print as is (with API option names; see HsmkitError). */
+export class PkiError extends HsmkitError {
   /** What went wrong, for callers that branch on it. */
   readonly kind: PkiErrorKind;
 
-  constructor(kind: PkiErrorKind, message: string, options?: { cause?: unknown }) {
+  constructor(kind: PkiErrorKind, message: string | OptionText, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "PkiError";
     this.kind = kind;

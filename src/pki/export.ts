@@ -4,10 +4,15 @@
  */
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
+import {
+  PfxError,
+  type Pkcs12Contents,
+  writeLegacyPfxContents,
+  writeModernPfx,
+} from "../keys/pkcs12/index.ts";
 import { parseCertificates } from "./cadir.ts";
 import { PkiError } from "./errors.ts";
 import { readFileKey, readPasswordFile } from "./keyfile.ts";
-import { legacyPfx, modernPfx } from "./pfx.ts";
 import { withStagedWrites } from "./staged.ts";
 
 /** `cert pfx` options. */
@@ -22,6 +27,16 @@ export interface PfxExportOptions {
   readonly legacy?: boolean;
   /** friendlyName; defaults to the leaf's CN. */
   readonly name?: string;
+}
+
+/** The PFX bytes; a refusal (key and leaf differ, empty password) is a bad-input PkiError. */
+async function pfxOf(contents: Pkcs12Contents, legacy: boolean): Promise<Buffer> {
+  try {
+    return legacy ? writeLegacyPfxContents(contents) : await writeModernPfx(contents);
+  } catch (err) {
+    if (err instanceof PfxError) throw new PkiError("bad-input", err.message, { cause: err });
+    throw err;
+  }
 }
 
 /** Writes a PFX; returns its path. */
@@ -41,18 +56,19 @@ export async function exportPfx(options: PfxExportOptions): Promise<string> {
   } catch {
     throw new PkiError("bad-input", `${options.cert} is not a PEM file of certificates`);
   }
-  if (certificates.length === 0) throw new PkiError("bad-input", `${options.cert} holds no certificate`);
+  const [leaf] = certificates;
+  if (!leaf) throw new PkiError("bad-input", `${options.cert} holds no certificate`);
   // The key is refused here, before the password is read, when it lives in a token or KMS.
   const privateKey = await readFileKey(options.key);
   const password = await readPasswordFile(options.passwordFile);
   try {
-    const contents = {
-      certificates,
+    const contents: Pkcs12Contents = {
+      certificates: certificates.map((cert) => new Uint8Array(cert.rawData)),
       privateKey,
       password,
-      ...(options.name !== undefined ? { friendlyName: options.name } : {}),
+      friendlyName: options.name ?? leaf.subjectName.getField("CN")[0] ?? leaf.subject,
     };
-    const der = options.legacy ? legacyPfx(contents) : await modernPfx(contents);
+    const der = await pfxOf(contents, options.legacy === true);
     const out = resolve(options.out);
     await withStagedWrites((batch) => batch.add(out, der, 0o600));
     return out;

@@ -7,6 +7,14 @@
  *  - CA directories: {@link initCa}, {@link createIntermediate}, {@link issueCertificate},
  *    {@link revokeCertificate}, {@link publishCrl}, all-or-nothing and safe across processes.
  */
+
+export {
+  PfxError,
+  type Pkcs12Contents,
+  readPfx,
+  writeLegacyPfxContents,
+  writeModernPfx,
+} from "../keys/pkcs12/index.ts";
 export {
   type CreatedCa,
   createIntermediate,
@@ -45,7 +53,6 @@ export {
   type SanEntry,
   subjectName,
 } from "./names.ts";
-export { legacyPfx, modernPfx, type PfxContents } from "./pfx.ts";
 export { type Profile, profileExtensions } from "./profiles.ts";
 export { parseReason, publishCrl, revokeCertificate } from "./revoke.ts";
 export { describeFile } from "./show.ts";

@@ -95,9 +95,16 @@ function checkSources(options: IssueOptions): void {
     Boolean,
   );
   if (given.length !== 1)
-    throw new PkiError("bad-input", "give exactly one of --key KEYREF, --csr FILE or --type TYPE");
+    throw new PkiError(
+      "bad-input",
+      (name) =>
+        `give exactly one of ${name("key", "KEYREF")}, ${name("csr", "FILE")} or ${name("type", "TYPE")}`,
+    );
   if (options.profile !== "server" && options.profile !== "client") {
-    throw new PkiError("bad-input", `--profile must be server or client, not '${String(options.profile)}'`);
+    throw new PkiError(
+      "bad-input",
+      (name) => `${name("profile")} must be server or client, not '${String(options.profile)}'`,
+    );
   }
 }
 
@@ -116,7 +123,8 @@ export async function issueCertificate(options: IssueOptions): Promise<IssuedFil
   // Everything the user typed is checked before the CA is locked or its key opened.
   const csr: VerifiedCsr | undefined = options.csr ? await readCsr(options.csr) : undefined;
   const cn = options.cn ?? csr?.commonName;
-  if (cn === undefined) throw new PkiError("bad-input", "give the subject's common name with --cn");
+  if (cn === undefined)
+    throw new PkiError("bad-input", (name) => `give the subject's common name with ${name("cn")}`);
   checkCommonName(cn);
   const subject = subjectName(cn);
   const san = plannedSan(options.profile, cn, options.san);

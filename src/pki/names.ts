@@ -98,7 +98,7 @@ export function sanFromCommonName(cn: string): SanEntry | undefined {
 
 /** Checks a common name the user gave: present, printable, within the X.520 bound. */
 export function checkCommonName(cn: string): void {
-  if (cn.trim() === "") throw new PkiError("bad-input", "the common name (--cn) is empty");
+  if (cn.trim() === "") throw new PkiError("bad-input", (name) => `the common name (${name("cn")}) is empty`);
   if (cn.length > MAX_CN_LENGTH) {
     throw new PkiError("bad-input", `the common name is longer than ${MAX_CN_LENGTH} characters`);
   }

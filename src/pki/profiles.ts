@@ -13,9 +13,6 @@ import { nameConstraintsExtension, subjectAltNameExtension } from "./names.ts";
 /** The kinds of certificate the CA issues. */
 export type Profile = "root" | "intermediate" | "server" | "client";
 
-/** Leaf profiles users pick with `--profile`. */
-export const LEAF_PROFILES = ["server", "client"] as const;
-
 /** What a profile needs to know about the certificate being made. */
 export interface ProfileInput {
   readonly profile: Profile;
@@ -82,7 +79,8 @@ export function profileExtensions(input: ProfileInput): x509.Extension[] {
   if (input.profile === "server" && san.length === 0) {
     throw new PkiError(
       "bad-input",
-      "a server certificate needs a host name: give --san DNS:... or a host name as --cn",
+      (name) =>
+        `a server certificate needs a host name: give ${name("san", "DNS:...")} or a host name as ${name("cn")}`,
     );
   }
   if (san.length > 0) exts.push(subjectAltNameExtension(san));

@@ -43,7 +43,7 @@ function describeSignature(alg: x509.HashedAlgorithm): string {
 }
 
 /** "RSA 2048", "EC P-256"... from an SPKI. */
-export function describePublicKey(spki: ArrayBuffer): string {
+function describePublicKey(spki: ArrayBuffer): string {
   const problem = spkiProblem(Buffer.from(spki));
   if (problem) return `unusable public key (${problem})`;
   try {
@@ -65,7 +65,7 @@ function describeNames(names: x509.GeneralNames): string {
 }
 
 /** The summary lines of one certificate. */
-export function describeCertificate(cert: x509.X509Certificate, now = new Date()): string[] {
+function describeCertificate(cert: x509.X509Certificate, now = new Date()): string[] {
   const state = now < cert.notBefore ? " (not yet valid)" : now > cert.notAfter ? " (EXPIRED)" : "";
   const lines = [
     `Subject:     ${cert.subject}`,
@@ -120,7 +120,7 @@ function asn1Version(der: ArrayBuffer): number {
 }
 
 /** The summary lines of one CRL. */
-export function describeCrl(crl: x509.X509Crl): string[] {
+function describeCrl(crl: x509.X509Crl): string[] {
   const lines = [
     `CRL issuer:  ${crl.issuer}`,
     `This update: ${iso(crl.thisUpdate)}`,

@@ -67,7 +67,7 @@ export function checkSchemeForKey(handle: PrivateKeyHandle, scheme: CaSignatureS
 const webHash = { sha256: "SHA-256", sha384: "SHA-384", sha512: "SHA-512" } as const;
 
 /** The WebCrypto algorithm for a scheme, as @peculiar/x509 maps it to an AlgorithmIdentifier. */
-export function webAlgorithmFor(scheme: CaSignatureScheme, handle: PrivateKeyHandle): WebSigningAlgorithm {
+function webAlgorithmFor(scheme: CaSignatureScheme, handle: PrivateKeyHandle): WebSigningAlgorithm {
   const info = SCHEMES[scheme];
   const hash = webHash[info.hash as keyof typeof webHash];
   switch (info.padding) {

@@ -3,6 +3,7 @@
  * mapped onto the key handle's signature schemes, which fix hash and padding. PSS always
  * uses salt length = hash length, so `openssl dgst -sigopt rsa_pss_saltlen:32` agrees.
  */
+import { HsmkitError, type OptionText } from "../errors.ts";
 import { SCHEMES, type SchemeInfo, type SignatureScheme } from "../keys/schemes.ts";
 
 /** File signature algorithm names. */
@@ -22,8 +23,8 @@ export const FILE_ALGORITHMS = {
 export type FileAlgorithm = keyof typeof FILE_ALGORITHMS;
 
 /** Why an algorithm name or key does not fit. */
-export class AlgorithmError extends Error {
-  constructor(message: string) {
+export class AlgorithmError extends HsmkitError {
+  constructor(message: string | OptionText) {
     super(message);
     this.name = "AlgorithmError";
   }
@@ -32,7 +33,8 @@ export class AlgorithmError extends Error {
 /** The scheme (hash, padding, key type) behind an algorithm name; throws on unknown names. */
 export function fileAlgorithm(name: string): SchemeInfo {
   if (!Object.hasOwn(FILE_ALGORITHMS, name)) {
-    throw new AlgorithmError(`unknown --alg "${name}" (one of ${Object.keys(FILE_ALGORITHMS).join(", ")})`);
+    const known = Object.keys(FILE_ALGORITHMS).join(", ");
+    throw new AlgorithmError((option) => `unknown ${option("algorithm")} "${name}" (one of ${known})`);
   }
   return SCHEMES[FILE_ALGORITHMS[name as FileAlgorithm]];
 }

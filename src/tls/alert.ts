@@ -3,6 +3,7 @@
  * Every failure inside the stack is a TlsError naming the alert to send, so no peer
  * input can end a connection without telling the peer why.
  */
+import { HsmkitError, type OptionText } from "../errors.ts";
 import { versionName } from "./constants.ts";
 
 /** Alert description code points. */
@@ -58,7 +59,7 @@ export type TlsErrorKind =
   | "key"; // the key handle failed (token, PIN, KMS)
 
 /** A TLS failure, carrying the alert that was (or will be) sent and a one-line reason. */
-export class TlsError extends Error {
+export class TlsError extends HsmkitError {
   /** The alert this failure sends (or, for "peer-alert", received). */
   readonly alert: AlertDescription;
   /** Broad category of the failure. */
@@ -66,7 +67,7 @@ export class TlsError extends Error {
 
   constructor(
     alert: AlertDescription,
-    message: string,
+    message: string | OptionText,
     kind: TlsErrorKind = "protocol",
     options?: { cause?: unknown },
   ) {

@@ -7,6 +7,7 @@
  */
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import type { OptionNamer } from "../errors.ts";
 import { AlertDescription, AlertLevel, alertName, TlsError } from "./alert.ts";
 import { ContentType, HandshakeType, MAX_PLAINTEXT, ProtocolVersion } from "./constants.ts";
 
@@ -265,9 +266,14 @@ export class TlsSocket extends HandshakeSocket {
     const peer = this.role === "client" ? "server" : "client";
     const hint =
       desc === AlertDescription.certificate_required || (this.handshaking && this.failureHint)
-        ? ": the server requires a client certificate and none was given (use --cert and --key)"
-        : "";
-    const err = new TlsError(desc, `${peer} sent alert ${alertName(desc)}${hint}`, "peer-alert");
+        ? (name: OptionNamer) =>
+            `: the server requires a client certificate and none was given (use ${name("cert")} and ${name("key")})`
+        : () => "";
+    const err = new TlsError(
+      desc,
+      (name) => `${peer} sent alert ${alertName(desc)}${hint(name)}`,
+      "peer-alert",
+    );
     this.fail(err, false);
   }
 

@@ -9,8 +9,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { PfxError, readPfx, writeLegacyPfx } from "../../src/keys/pkcs12/index.ts";
 import { createInstanceCa, issueAccessPointCert } from "../../src/kms/instance_certs.ts";
-import { PfxError, readPfx, writeLegacyPfx } from "../../src/kms/pfx.ts";
 import { runCommand } from "../helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hsmkit-pfx-"));

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, it } from "node:test";
 import * as asn1js from "asn1js";
-import { MAX_PFX_ITERATIONS, PfxError, readPfx } from "../../src/kms/pfx.ts";
+import { MAX_PFX_ITERATIONS, PfxError, readPfx } from "../../src/keys/pkcs12/index.ts";
 import { runChecked } from "../helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hsmkit-pfx-iter-"));

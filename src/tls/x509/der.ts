@@ -1,9 +1,9 @@
 /**
- * A minimal, bounds-checked DER reader. The full certificate parse is done by
- * @peculiar/x509; this reader exists for the few places where the exact encoded bytes
- * matter (the signed TBS block, raw distinguished names, GeneralNames with raw IP octets,
- * algorithm parameters) and to insist on a single well-formed DER element before any
- * library sees the input.
+ * A minimal, bounds-checked DER reader: the parser of certificates and CRLs
+ * (certificate.ts, crl.ts, extensions.ts decode every field with it, keeping exact bytes where
+ * they matter: the signed TBS block, raw distinguished names, GeneralNames with raw IP octets,
+ * algorithm parameters). It insists on a single well-formed DER element before OpenSSL, or
+ * @peculiar/x509 formatting a name for a message, sees the input.
  */
 import { X509ParseError } from "./errors.ts";
 
