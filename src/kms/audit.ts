@@ -24,6 +24,7 @@ import {
   type AuditEvent,
   type AuditRow,
   type AuditVerdict,
+  auditableEvent,
   auditMac,
   entryHash,
   GENESIS,
@@ -199,7 +200,7 @@ export class AuditLog {
     let prev: Buffer = last ? Buffer.from(last.hash) : GENESIS;
     const rows: SqlValue[][] = [];
     for (const event of events) {
-      const entry: AuditEntry = { ...event, seq: ++seq, time: when.toISOString() };
+      const entry: AuditEntry = { ...auditableEvent(event), seq: ++seq, time: when.toISOString() };
       const hash = entryHash(prev, entry);
       const mac = auditMac(this.macKey, "entry", hash);
       rows.push([

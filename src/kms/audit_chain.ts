@@ -23,6 +23,37 @@ export interface AuditEvent {
   readonly detail: string;
 }
 
+/** Longest text kept in an audit field; the rest is cut and marked. */
+export const MAX_AUDIT_FIELD = 512;
+
+/**
+ * A caller-controlled string made fit for the audit table: control characters (NUL included,
+ * which PostgreSQL refuses in text and which would fail a whole group commit) and lone UTF-16
+ * surrogates are written as \uXXXX escapes, and the text is cut at {@link MAX_AUDIT_FIELD}
+ * characters, so no request can fail other requests' entries or grow the log by megabytes.
+ */
+export function auditText(text: string): string {
+  const escaped = text.replace(
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
+    /[\u0000-\u001f\u007f-\u009f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+  return escaped.length <= MAX_AUDIT_FIELD ? escaped : `${escaped.slice(0, MAX_AUDIT_FIELD)}...(cut)`;
+}
+
+/** Every text field of an event through {@link auditText}. */
+export function auditableEvent(e: AuditEvent): AuditEvent {
+  return {
+    actor: auditText(e.actor),
+    source: auditText(e.source),
+    operation: auditText(e.operation),
+    keyId: auditText(e.keyId),
+    outcome: auditText(e.outcome),
+    requestId: auditText(e.requestId),
+    detail: auditText(e.detail),
+  };
+}
+
 /** An entry as stored. */
 export interface AuditEntry extends AuditEvent {
   readonly seq: number;

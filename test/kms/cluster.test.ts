@@ -223,6 +223,36 @@ describe("the PostgreSQL store", () => {
     }
   });
 
+  it("a request whose audit text holds a NUL (refused by PostgreSQL text) fails no other entry of its group commit", async () => {
+    const url = await pg.createDatabase();
+    const instance = await KmsInstance.open({ store: url, create: true, passphrase: PASSPHRASE });
+    try {
+      const event = (keyId: string, n: number) => ({
+        actor: "KAAP.test",
+        source: "127.0.0.1",
+        operation: "GetSecretValue",
+        keyId,
+        outcome: "ok",
+        requestId: `r-${n}`,
+        detail: "",
+      });
+      // Queued in one event-loop turn: one INSERT for all of them.
+      const seqs = await Promise.all([
+        ...Array.from({ length: 20 }, (_, n) => instance.audit.appendSoon(event("secret:db", n))),
+        instance.audit.appendSoon(event("secret:a\u0000b", 20)),
+      ]);
+      assert.equal(new Set(seqs).size, 21);
+      const entries = await instance.audit.entries();
+      assert.ok(
+        entries.some((e) => e.keyId === "secret:a\\u0000b"),
+        "stored with the NUL escaped",
+      );
+      assert.deepEqual(await instance.audit.verify(), { ok: true, count: 21 });
+    } finally {
+      await instance.close();
+    }
+  });
+
   it("an admin command needs an initialised store and a passphrase", async () => {
     const url = await pg.createDatabase();
     const procs = kmsProcesses(PASSPHRASE, { HSMKIT_KMS_STORE: url });
