@@ -1,8 +1,9 @@
 /**
  * The SQLite driver: one better-sqlite3 connection in WAL mode. better-sqlite3 is
  * synchronous; the driver gives it the async {@link SqlDriver} shape and keeps a transaction
- * to itself: while one is open (its statements interleave with other work at each await),
- * other statements on the connection wait for it, so none sees its uncommitted writes.
+ * to itself: statements and transactions take the connection in turn, first come first
+ * served, so while a transaction is open (its statements interleave with other work at each
+ * await) nothing else runs on the connection and none sees its uncommitted writes.
  */
 import { closeSync, existsSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
@@ -28,7 +29,8 @@ export class SqliteDriver implements SqlDriver {
       this.db.exec(sql);
     },
   };
-  private open?: Promise<unknown> | undefined;
+  /** Settles when the last user of the connection queued so far is done with it. */
+  private tail: Promise<void> = Promise.resolve();
 
   /** Opens (creating, mode 0600) the database file at `path`. */
   constructor(path: string) {
@@ -44,31 +46,42 @@ export class SqliteDriver implements SqlDriver {
     this.db.pragma("foreign_keys = ON");
   }
 
-  async query<Row>(sql: string, params: readonly SqlValue[] = []): Promise<Row[]> {
-    await this.idle();
-    return this.all<Row>(sql, params);
+  query<Row>(sql: string, params: readonly SqlValue[] = []): Promise<Row[]> {
+    return this.exclusive(() => this.all<Row>(sql, params));
   }
 
-  async exec(sql: string, params: readonly SqlValue[] = []): Promise<number> {
-    await this.idle();
-    return this.run(sql, params);
+  exec(sql: string, params: readonly SqlValue[] = []): Promise<number> {
+    return this.exclusive(() => this.run(sql, params));
   }
 
   /** SQLite has one write lock per database: every lock name takes it (BEGIN IMMEDIATE). */
-  async transaction<T>(_lock: string, work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-    await this.idle();
-    const running = this.inTransaction(work);
-    this.open = running;
-    try {
-      return await running;
-    } finally {
-      if (this.open === running) this.open = undefined;
-    }
+  transaction<T>(_lock: string, work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    return this.exclusive(() => this.inTransaction(work));
   }
 
-  async close(): Promise<void> {
-    await this.idle();
-    if (this.db.open) this.db.close();
+  close(): Promise<void> {
+    return this.exclusive(() => {
+      if (this.db.open) this.db.close();
+    });
+  }
+
+  /**
+   * Runs `work` once every earlier caller is done with the connection, and holds it until
+   * `work` settles. The turn is taken synchronously, when the call is made, so two callers
+   * can never both find the connection free.
+   */
+  private async exclusive<T>(work: () => T | Promise<T>): Promise<T> {
+    const previous = this.tail;
+    let release!: () => void;
+    this.tail = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    try {
+      await previous;
+      return await work();
+    } finally {
+      release();
+    }
   }
 
   private async inTransaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
@@ -81,11 +94,6 @@ export class SqliteDriver implements SqlDriver {
       if (this.db.inTransaction) this.db.exec("ROLLBACK");
       throw err;
     }
-  }
-
-  /** Waits until no transaction is open (checked and taken in one synchronous step by callers). */
-  private async idle(): Promise<void> {
-    while (this.open) await this.open.catch(() => undefined);
   }
 
   private all<Row>(sql: string, params: readonly SqlValue[]): Row[] {
@@ -117,8 +125,9 @@ export class SqliteDriver implements SqlDriver {
     return hit;
   }
 
-  async script(sql: string): Promise<void> {
-    await this.idle();
-    this.db.exec(sql);
+  script(sql: string): Promise<void> {
+    return this.exclusive(() => {
+      this.db.exec(sql);
+    });
   }
 }
