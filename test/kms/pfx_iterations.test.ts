@@ -10,14 +10,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, it } from "node:test";
 import * as asn1js from "asn1js";
-import { MAX_PFX_ITERATIONS, PfxError, readPfx } from "../../src/keys/pkcs12/index.ts";
+import { MAX_PFX_BYTES, MAX_PFX_ITERATIONS, PfxError, readPfx } from "../../src/keys/pkcs12/index.ts";
 import { runChecked } from "../helpers/process.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hsmkit-pfx-iter-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** An RSA key and self-signed certificate in an OpenSSL PKCS#12 (3DES, SHA-1 MAC) with `iterations`. */
-async function opensslPfx(iterations: number): Promise<Buffer> {
+async function opensslPfx(iterations: number, ...extra: string[]): Promise<Buffer> {
   const key = join(dir, "key.pem");
   writeFileSync(
     key,
@@ -37,6 +37,7 @@ async function opensslPfx(iterations: number): Promise<Buffer> {
       "sha1",
       "-iter",
       String(iterations),
+      ...extra,
     ],
   ]);
   return readFileSync(out);
@@ -68,6 +69,45 @@ for (const count of [
     );
   });
 }
+
+/**
+ * The same file with its authenticated safe as a BER constructed OCTET STRING in two chunks:
+ * the same content (the MAC still holds), but the counts inside are no longer primitive DER
+ * that a walk of the file can read before anything is derived.
+ */
+function withChunkedAuthSafe(pfx: Buffer): Buffer {
+  const outer = asn1js.fromBER(new Uint8Array(pfx)).result as asn1js.Sequence;
+  const authSafe = outer.valueBlock.value[1] as asn1js.Sequence;
+  const explicit = authSafe.valueBlock.value[1] as asn1js.Constructed;
+  const content = new Uint8Array(
+    (explicit.valueBlock.value[0] as asn1js.OctetString).valueBlock.valueHexView,
+  );
+  explicit.valueBlock.value[0] = new asn1js.OctetString({
+    isConstructed: true,
+    value: [
+      new asn1js.OctetString({ valueHex: content.slice(0, 10).buffer }),
+      new asn1js.OctetString({ valueHex: content.slice(10).buffer }),
+    ],
+  });
+  return Buffer.from(outer.toBER());
+}
+
+it("refuses counts hidden from the DER walk (a chunked authenticated safe) when forge is about to use them", {
+  timeout: 120_000,
+}, async () => {
+  // 200 000 key-derivation iterations (the MAC's is 1): readPfx took about 2 s a file before.
+  const hostile = withChunkedAuthSafe(await opensslPfx(200_000, "-nomaciter"));
+  assert.throws(
+    () => readPfx(hostile, "pw"),
+    (err: unknown) =>
+      err instanceof PfxError &&
+      err.message === `the PKCS#12 asks for more than ${MAX_PFX_ITERATIONS} key-derivation iterations`,
+  );
+});
+
+it("refuses a file over the size bound before parsing it", () => {
+  assert.throws(() => readPfx(Buffer.alloc(MAX_PFX_BYTES + 1, 0x30), "pw"), /larger than/);
+});
 
 it("still reads OpenSSL files with 20 000 iterations", async () => {
   const { privateKey, certificatePem } = readPfx(await opensslPfx(20_000), "pw");

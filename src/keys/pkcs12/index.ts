@@ -5,7 +5,7 @@
  * files, so a process that opens a `kms://` key never loads pkijs.
  */
 export { PfxError, type Pkcs12Contents } from "./contents.ts";
-export { MAX_PFX_ITERATIONS, type ReadPfx, readPfx } from "./read.ts";
+export { MAX_PFX_BYTES, MAX_PFX_ITERATIONS, type ReadPfx, readPfx } from "./read.ts";
 export {
   type CertBagCipher,
   type LegacyPfxOptions,

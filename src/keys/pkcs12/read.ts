@@ -64,12 +64,52 @@ function checkIterations(node: Asn1, depth: number): void {
   });
 }
 
+/** Largest PKCS#12 read: a key and its chain fit in a few kilobytes. */
+export const MAX_PFX_BYTES = 1024 * 1024;
+
+/** The node-forge key derivations a PKCS#12 read reaches, by where forge looks them up. */
+interface ForgeDerivations {
+  pkcs12: { generateKey: (...args: never[]) => unknown };
+  pbe: { generatePkcs12Key: (...args: never[]) => unknown };
+  pkcs5: { pbkdf2: (...args: never[]) => unknown };
+}
+
+/**
+ * Runs `read` with every node-forge key derivation refusing counts over
+ * {@link MAX_PFX_ITERATIONS}. {@link checkIterations} reads counts from the DER before
+ * anything is derived, but a count can hide where no DER walk sees it (inside an encrypted
+ * safe, or a BER-chunked OCTET STRING); this catches it when forge is about to use it.
+ * forge looks these functions up on its namespace at each call, and `read` is synchronous,
+ * so the guard covers exactly this read.
+ */
+function withDerivationCap<T>(read: () => T): T {
+  const f = forge as unknown as ForgeDerivations;
+  const saved = [f.pkcs12.generateKey, f.pbe.generatePkcs12Key, f.pkcs5.pbkdf2] as const;
+  const capped =
+    (derive: (...args: never[]) => unknown, countAt: number) =>
+    (...args: never[]) => {
+      if (!((args[countAt] as unknown as number) <= MAX_PFX_ITERATIONS))
+        throw new PfxError(`the PKCS#12 asks for more than ${MAX_PFX_ITERATIONS} key-derivation iterations`);
+      return derive(...args);
+    };
+  // generateKey(password, salt, id, iter, ...), pbkdf2(password, salt, iter, ...)
+  f.pkcs12.generateKey = capped(saved[0], 3);
+  f.pbe.generatePkcs12Key = capped(saved[1], 3);
+  f.pkcs5.pbkdf2 = capped(saved[2], 2);
+  try {
+    return read();
+  } finally {
+    [f.pkcs12.generateKey, f.pbe.generatePkcs12Key, f.pkcs5.pbkdf2] = saved;
+  }
+}
+
 /** Parses and decrypts the file, mapping every node-forge failure to a PfxError. */
 function openPfx(data: Buffer, password: string): forge.pkcs12.Pkcs12Pfx {
+  if (data.length > MAX_PFX_BYTES) throw new PfxError(`the PKCS#12 is larger than ${MAX_PFX_BYTES} bytes`);
   try {
     const node = forge.asn1.fromDer(forge.util.createBuffer(bin(data)), true);
     checkIterations(node, 0);
-    return forge.pkcs12.pkcs12FromAsn1(node, true, password);
+    return withDerivationCap(() => forge.pkcs12.pkcs12FromAsn1(node, true, password));
   } catch (err) {
     if (err instanceof PfxError) throw err;
     const text = (err as Error).message;
