@@ -39,12 +39,25 @@ export function masterOptions(cmd: Command): Command {
 /** The environment form of --store. */
 const STORE_ENV = "HSMKIT_KMS_STORE";
 
+function urlHasPassword(url: string): boolean {
+  try {
+    return new URL(url).password !== "";
+  } catch {
+    return false;
+  }
+}
+
 /** The instance options those flags ask for. */
 export function openOptions(o: MasterOptions, create: boolean): OpenOptions {
   if (o.data === undefined && o.store === undefined)
     throw new CliError(`kms: give --data DIR or --store postgres://... (or set ${STORE_ENV})`);
   if (o.store !== undefined && !/^postgres(ql)?:\/\//.test(o.store))
     throw new CliError("kms: --store wants postgres://USER@HOST:PORT/DATABASE");
+  if (o.store !== undefined && o.store !== process.env[STORE_ENV] && urlHasPassword(o.store)) {
+    process.stderr.write(
+      `kms: warning: the --store URL holds a password, which other users of this machine can read in the process list; give it through ${STORE_ENV}, PGPASSWORD or ~/.pgpass\n`,
+    );
+  }
   return {
     ...(o.data !== undefined ? { dataDir: o.data } : {}),
     ...(o.store !== undefined ? { store: o.store } : {}),

@@ -113,3 +113,18 @@ describe("hsmkit kms admin commands", () => {
     }
   });
 });
+
+describe("--store with a password in the URL", () => {
+  it("warns that the process list shows it, without printing it; the same URL from the environment does not", async () => {
+    // Nothing listens on port 1: the command fails to connect after the warning.
+    const url = "postgres://kms:s3cret-pw@127.0.0.1:1/kms?connect_timeout=2";
+    const flagged = await kms(["key", "list", "--store", url]);
+    assert.notEqual(flagged.exitCode, 0, flagged.output);
+    assert.match(flagged.stderr, /warning: the --store URL holds a password.*HSMKIT_KMS_STORE/);
+    assert.doesNotMatch(flagged.output, /s3cret-pw/);
+    const fromEnv = await kms(["key", "list"], { HSMKIT_KMS_STORE: url });
+    assert.notEqual(fromEnv.exitCode, 0, fromEnv.output);
+    assert.doesNotMatch(fromEnv.stderr, /warning/);
+    assert.doesNotMatch(fromEnv.output, /s3cret-pw/);
+  });
+});
