@@ -10,7 +10,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { digestMessage, isBytes } from "../keys/digest.ts";
 import { registerKeyBackend } from "../keys/index.ts";
-import { assertExportablePublicKey } from "../keys/public_key.ts";
+import { type KeyShape, keyShape } from "../keys/public_key.ts";
 import { SCHEMES, type SignatureScheme, schemesForKey } from "../keys/schemes.ts";
 import {
   KeyError,
@@ -38,12 +38,6 @@ const ALGORITHM_FOR: Partial<Record<SignatureScheme, string>> = {
 /** In-memory messages up to this size are sent whole (RAW); larger ones as a digest. */
 const RAW_LIMIT = 64 * 1024;
 
-const CURVES: Readonly<Record<string, NamedCurve>> = {
-  prime256v1: "P-256",
-  secp384r1: "P-384",
-  secp521r1: "P-521",
-};
-
 /** Maps a client failure to the KeyError kinds users see. */
 function keyError(description: string, err: unknown): KeyError {
   if (err instanceof KeyError) return err;
@@ -70,11 +64,11 @@ export class KmsKeyHandle implements PrivateKeyHandle {
     private readonly keyId: string,
     readonly description: string,
     readonly publicKey: KeyObject,
+    shape: KeyShape,
   ) {
-    const details = publicKey.asymmetricKeyDetails ?? {};
-    this.type = publicKey.asymmetricKeyType === "rsa" ? "rsa" : "ec";
-    this.curve = this.type === "ec" ? CURVES[details.namedCurve ?? ""] : undefined;
-    this.bits = this.type === "rsa" ? (details.modulusLength ?? 0) : Number(this.curve?.slice(2) ?? 0);
+    this.type = shape.type;
+    this.curve = shape.curve;
+    this.bits = shape.bits;
     this.spki = publicKey.export({ type: "spki", format: "der" });
     this.schemes = schemesForKey(this.type, this.curve).filter((s) => ALGORITHM_FOR[s] !== undefined);
   }
@@ -97,14 +91,9 @@ export class KmsKeyHandle implements PrivateKeyHandle {
     try {
       const reply = await client.getPublicKey(parsed.keyId);
       const publicKey = createPublicKey(reply.PublicKey);
-      assertExportablePublicKey(publicKey, description);
-      if (publicKey.asymmetricKeyType !== "rsa" && publicKey.asymmetricKeyType !== "ec") {
-        throw new KeyError(
-          "unsupported",
-          `${description}: a ${publicKey.asymmetricKeyType} key is not supported`,
-        );
-      }
-      return new KmsKeyHandle(client, reply.KeyId || parsed.keyId, description, publicKey);
+      // Refuses malformed keys (before anything reads their details) and key types other than RSA and EC.
+      const shape = keyShape(publicKey, description);
+      return new KmsKeyHandle(client, reply.KeyId || parsed.keyId, description, publicKey, shape);
     } catch (err) {
       client.close();
       throw keyError(description, err);
