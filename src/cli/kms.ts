@@ -17,11 +17,10 @@ import {
   formatTable,
   keyTable,
 } from "../kms/admin.ts";
-import { KmsInstance } from "../kms/instance.ts";
 import { KmsServer } from "../kms/server.ts";
 import { CliError, messageWithFlags } from "./errors.ts";
 import { parseListen, stopSignal } from "./input.ts";
-import { type MasterOptions, masterOptions, openOptions, out, withInstance } from "./kms_common.ts";
+import { type MasterOptions, masterOptions, openInstance, out, withInstance } from "./kms_common.ts";
 import { registerSecrets } from "./kms_secret.ts";
 
 /** A flag's value as a number > 0 (an integer when asked), or a one-line CliError naming the flag. */
@@ -59,13 +58,7 @@ function registerServe(kms: Command): void {
         const maxInflight = positiveNumber(o.maxInflight, "--max-inflight", true);
         const headersTimeoutMs = positiveNumber(o.headersTimeout, "--headers-timeout") * 1000;
         const bodyTimeoutMs = positiveNumber(o.bodyTimeout, "--body-timeout") * 1000;
-        const options = openOptions(o, true);
-        let instance: KmsInstance;
-        try {
-          instance = await KmsInstance.open(options);
-        } catch (err) {
-          throw new CliError(`kms: ${messageWithFlags(err)}`);
-        }
+        const instance = await openInstance(o, true);
         let server: KmsServer;
         try {
           server = await KmsServer.start({

@@ -68,19 +68,23 @@ export function openOptions(o: MasterOptions, create: boolean): OpenOptions {
   };
 }
 
+/** Opens the instance those flags name; a failure becomes a one-line CliError. */
+export async function openInstance(o: MasterOptions, create: boolean): Promise<KmsInstance> {
+  const options = openOptions(o, create);
+  try {
+    return await KmsInstance.open(options);
+  } catch (err) {
+    throw new CliError(`kms: ${messageWithFlags(err)}`);
+  }
+}
+
 /** Opens the data directory, runs `work`, closes it; every failure becomes a one-line CliError. */
 export async function withInstance<T>(
   o: MasterOptions,
   work: (i: KmsInstance) => Promise<T> | T,
   create = false,
 ): Promise<T> {
-  const options = openOptions(o, create);
-  let instance: KmsInstance;
-  try {
-    instance = await KmsInstance.open(options);
-  } catch (err) {
-    throw new CliError(`kms: ${messageWithFlags(err)}`);
-  }
+  const instance = await openInstance(o, create);
   try {
     return await work(instance);
   } catch (err) {
