@@ -9,13 +9,17 @@
  *
  * Every figure is also printed as a ratio to the native client on the same version and suite,
  * next to the issue's targets. Options: --iterations N, --warmup N, --bulk-mib N, --no-bulk,
- * --no-handshakes, --only SUBSTR[,SUBSTR] (case ids such as tls13/hsmkit-file), --json FILE.
+ * --no-handshakes, --only SUBSTR[,SUBSTR] (case ids such as tls13/hsmkit-file), --json FILE,
+ * --v8-default (leave V8's concurrent ArrayBuffer sweeping on; by default this process runs with
+ * the settings the `hsmkit` command sets for itself, src/cli/node_tuning.ts, which apply to the
+ * native client measured here as much as to hsmkit's).
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { tuneNodeForTls } from "../src/cli/node_tuning.ts";
 import { openKey, publicKeyPem } from "../src/keys/index.ts";
 import { parsePemBundle } from "../src/tls/x509/certificate.ts";
 import { issueCert, makePki } from "../test/helpers/pki.ts";
@@ -58,8 +62,10 @@ const { values: args } = parseArgs({
     "no-handshakes": { type: "boolean", default: false },
     only: { type: "string" },
     json: { type: "string" },
+    "v8-default": { type: "boolean", default: false },
   },
 });
+if (!args["v8-default"]) tuneNodeForTls();
 const ITERATIONS = Number(args.iterations);
 const WARMUP = Number(args.warmup);
 const BULK_BYTES = Number(args["bulk-mib"]) * 1024 * 1024;
@@ -353,6 +359,11 @@ function report(stats: NativeServerStats): void {
     "Server: Node tls (OpenSSL) in a child process, requestCert + rejectUnauthorized, RSA-2048 " +
       "leaf + intermediate; client: RSA-2048 leaf + intermediate. CPU = this process only (user+sys, " +
       "libuv threads included: SoftHSM signs there).",
+  );
+  console.log(
+    args["v8-default"]
+      ? "V8: default settings (--v8-default)."
+      : "V8: the hsmkit command's settings for this whole process, native client included (src/cli/node_tuning.ts).",
   );
 
   if (handshakes.length > 0) {

@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, Help } from "commander";
 import { CliError, describeError } from "./errors.ts";
+import { tuneNodeForTls } from "./node_tuning.ts";
 
 /** A command group: the top-level names it registers and how to load its registration. */
 interface CommandGroup {
@@ -105,6 +106,7 @@ async function buildProgram(args: readonly string[]): Promise<Command> {
   return program;
 }
 
+tuneNodeForTls();
 try {
   const program = await buildProgram(process.argv.slice(2));
   await program.parseAsync(process.argv);

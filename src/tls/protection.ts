@@ -10,6 +10,8 @@ import {
   createCipheriv,
   createDecipheriv,
   createHmac,
+  createSecretKey,
+  type KeyObject,
   randomFillSync,
   timingSafeEqual,
 } from "node:crypto";
@@ -65,17 +67,36 @@ export const NULL_PROTECTION: RecordProtection = new NullProtection();
 const badMac = () =>
   new TlsError(AlertDescription.bad_record_mac, "record authentication failed (bad_record_mac)");
 
-/** Keeps the 64-bit record sequence number. */
-class Sequence {
-  private value = 0n;
+/**
+ * The 64-bit record sequence number, kept as two 32-bit halves: no BigInt and no Buffer per
+ * record on the bulk path. The last value, 2^64 - 1, is never used (RFC 8446 §5.3).
+ */
+export class Sequence {
+  private high: number;
+  private low: number;
 
-  /** Returns the current number as 8 bytes and advances it. */
-  next(): Buffer {
-    if (this.value === 0xffffffffffffffffn)
+  /** Starts at `first` (0 for every real connection; tests start near the wrap-arounds). */
+  constructor(first = 0n) {
+    this.high = Number((first >> 32n) & 0xffffffffn);
+    this.low = Number(first & 0xffffffffn);
+  }
+
+  /** Writes the current number big-endian at `offset` of `out` and advances it. */
+  writeNext(out: Buffer, offset: number): void {
+    if (this.high === 0xffffffff && this.low === 0xffffffff)
       throw new TlsError(AlertDescription.internal_error, "sequence number exhausted");
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64BE(this.value);
-    this.value++;
+    out.writeUInt32BE(this.high, offset);
+    out.writeUInt32BE(this.low, offset + 4);
+    if (this.low === 0xffffffff) {
+      this.low = 0;
+      this.high++;
+    } else this.low++;
+  }
+
+  /** Returns the current number as 8 new bytes and advances it. */
+  next(): Buffer {
+    const b = Buffer.allocUnsafe(8);
+    this.writeNext(b, 0);
     return b;
   }
 }
@@ -217,64 +238,101 @@ export class CbcProtection extends PieceSealer implements RecordProtection {
 type AeadAlgorithm = "aes-128-gcm" | "aes-256-gcm" | "chacha20-poly1305";
 // ChaCha20-Poly1305 has the same AEAD call shape as GCM; the cast only picks an overload.
 
-/** AEAD protection for TLS 1.2 (RFC 5288 / RFC 7905 nonces) and TLS 1.3 (RFC 8446 §5.2). */
+/** The one-byte inner content types TLS 1.3 seals after the data, made once. */
+const INNER_TYPE = new Map<number, Buffer>(
+  [
+    ContentType.change_cipher_spec,
+    ContentType.alert,
+    ContentType.handshake,
+    ContentType.application_data,
+  ].map((t) => [t, Buffer.of(t)]),
+);
+
+/**
+ * AEAD protection for TLS 1.2 (RFC 5288 / RFC 7905 nonces) and TLS 1.3 (RFC 8446 §5.2).
+ * The key is a KeyObject made once, and the nonce and additional data are written into
+ * buffers this object owns (node:crypto copies both when a record's cipher is created), so a
+ * record allocates only what goes on the wire.
+ */
 export class AeadProtection extends PieceSealer implements RecordProtection {
   readonly isNull = false;
   private readonly seq = new Sequence();
   private readonly explicitNonce: boolean;
+  private readonly key: KeyObject;
+  /** This record's nonce: the fixed IV (or 4-byte salt) with the sequence number applied. */
+  private readonly nonce = Buffer.alloc(12);
+  /** This record's sequence number. */
+  private readonly seqBytes = Buffer.alloc(8);
+  /** TLS 1.2 additional data (RFC 5246 §6.2.3.3); TLS 1.3 uses the record header. */
+  private readonly aad = Buffer.alloc(13);
 
   constructor(
     private readonly algorithm: AeadAlgorithm,
-    private readonly key: Buffer,
+    key: Buffer,
     /** 4-byte salt (TLS 1.2 GCM) or 12-byte IV (ChaCha20 in 1.2, everything in 1.3). */
     private readonly iv: Buffer,
     readonly tls13: boolean,
   ) {
     super();
+    this.key = createSecretKey(key);
     this.explicitNonce = !tls13 && algorithm !== "chacha20-poly1305";
+    iv.copy(this.nonce, 0, 0, 4);
   }
 
-  private nonce(seq: Buffer): Buffer {
-    if (this.explicitNonce) return Buffer.concat([this.iv, seq]);
-    const n = Buffer.from(this.iv);
-    for (let i = 0; i < 8; i++) n[n.length - 8 + i]! ^= seq[i]!;
-    return n;
+  /** Advances the sequence number and computes the nonce for it (explicit: salt || seq). */
+  private nextNonce(): Buffer {
+    this.seq.writeNext(this.seqBytes, 0);
+    if (this.explicitNonce) this.seqBytes.copy(this.nonce, 4);
+    else for (let i = 0; i < 8; i++) this.nonce[4 + i] = this.iv[4 + i]! ^ this.seqBytes[i]!;
+    return this.nonce;
+  }
+
+  /** TLS 1.2 additional data for this record: seq_num, type, version, plaintext length. */
+  private additionalData(type: number, version: number, length: number): Buffer {
+    this.seqBytes.copy(this.aad, 0);
+    this.aad[8] = type;
+    this.aad.writeUInt16BE(version, 9);
+    this.aad.writeUInt16BE(length, 11);
+    return this.aad;
   }
 
   sealPieces(type: ContentType, version: number, plaintext: Buffer): Buffer[] {
-    const seq = this.seq.next();
-    const nonce = this.nonce(seq);
+    const nonce = this.nextNonce();
     // TLS 1.3 hides the real type inside (RFC 8446 §5.2); the outer type is always application_data.
     const innerLength = plaintext.length + (this.tls13 ? 1 : 0);
     const prefix = this.explicitNonce ? 8 : 0;
     const outerType = this.tls13 ? ContentType.application_data : type;
     const head = recordHeader(outerType, version, prefix + innerLength + 16, prefix);
-    if (prefix) seq.copy(head, 5);
-    const aad = this.tls13 ? head : header(seq, type, version, plaintext.length);
+    if (prefix) this.seqBytes.copy(head, 5);
     const c = createCipheriv(this.algorithm as CipherGCMTypes, this.key, nonce, { authTagLength: 16 });
-    c.setAAD(aad, { plaintextLength: innerLength });
+    c.setAAD(this.tls13 ? head : this.additionalData(type, version, plaintext.length));
     const body = c.update(plaintext);
-    // The sealed inner type byte (TLS 1.3), anything final() returns and the tag: one small piece.
-    const innerType = this.tls13 ? c.update(Buffer.of(type)) : Buffer.alloc(0);
-    const final = c.final();
-    return [head, body, Buffer.concat([innerType, final, c.getAuthTag()])];
+    // The sealed inner type byte (TLS 1.3) and the tag travel as one small piece.
+    const innerType = this.tls13 ? c.update(INNER_TYPE.get(type) ?? Buffer.of(type)) : undefined;
+    c.final(); // GCM and ChaCha20-Poly1305 are stream modes: nothing is held back.
+    const tag = c.getAuthTag();
+    return [head, body, innerType ? Buffer.concat([innerType, tag]) : tag];
   }
 
   open(type: ContentType, version: number, body: Buffer): { type: ContentType; plaintext: Buffer } {
-    const seq = this.seq.next();
     const prefix = this.explicitNonce ? 8 : 0;
-    if (body.length < prefix + 16) throw badMac();
-    const nonce = this.explicitNonce ? Buffer.concat([this.iv, body.subarray(0, 8)]) : this.nonce(seq);
+    if (body.length < prefix + 16) {
+      this.seq.writeNext(this.seqBytes, 0);
+      throw badMac();
+    }
+    const nonce = this.nextNonce();
+    if (prefix) body.copy(nonce, 4, 0, 8);
     const ct = body.subarray(prefix, body.length - 16);
-    const aad = this.tls13 ? recordHeader(type, version, body.length) : header(seq, type, version, ct.length);
+    const aad = this.tls13
+      ? recordHeader(type, version, body.length)
+      : this.additionalData(type, version, ct.length);
     let plain: Buffer;
     try {
       const d = createDecipheriv(this.algorithm as CipherGCMTypes, this.key, nonce, { authTagLength: 16 });
-      d.setAAD(aad, { plaintextLength: ct.length });
+      d.setAAD(aad);
       d.setAuthTag(body.subarray(body.length - 16));
-      const head = d.update(ct);
-      const tail = d.final();
-      plain = tail.length === 0 ? head : Buffer.concat([head, tail]);
+      plain = d.update(ct);
+      d.final();
     } catch {
       throw badMac();
     }

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { createHmac, randomBytes } from "node:crypto";
+import { createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { test } from "node:test";
 import { AlertDescription, TlsError } from "../../src/tls/alert.ts";
 import { suiteByName } from "../../src/tls/cipher_suites.ts";
 import { ContentType, ProtocolVersion } from "../../src/tls/constants.ts";
 import { ConstantWorkHmac } from "../../src/tls/mte_mac.ts";
-import { AeadProtection, CbcProtection, type RecordProtection } from "../../src/tls/protection.ts";
+import { AeadProtection, CbcProtection, type RecordProtection, Sequence } from "../../src/tls/protection.ts";
 import { frameRecord, RecordReader } from "../../src/tls/record.ts";
 
 const V12 = ProtocolVersion.TLS12;
@@ -185,5 +185,72 @@ test("the MtE MAC's hash work is the same for every padding length a record can 
         assert.equal(total, expected, `${hash}: ${content} bytes of content, ${pad} of padding`);
       }
     }
+  }
+});
+
+test("Sequence: counts across the 32-bit boundary and never issues 2^64 - 1", () => {
+  const out = Buffer.alloc(8);
+  const seq = new Sequence(0xfffffffen);
+  const issued = [0, 1, 2].map(() => {
+    seq.writeNext(out, 0);
+    return out.toString("hex");
+  });
+  assert.deepEqual(issued, ["00000000fffffffe", "00000000ffffffff", "0000000100000000"]);
+  const last = new Sequence(0xfffffffffffffffen);
+  assert.equal(last.next().toString("hex"), "fffffffffffffffe");
+  assert.throws(() => last.next(), /sequence number exhausted/);
+});
+
+test("AEAD records: each one opens by hand with its own nonce and additional data (RFC 8446 §5.2-5.3, RFC 5288 §3)", () => {
+  const key = randomBytes(16);
+  const iv = randomBytes(12);
+  const tls13 = new AeadProtection("aes-128-gcm", key, iv, true);
+  const tls12 = new AeadProtection("aes-128-gcm", key, iv.subarray(0, 4), false);
+  for (let n = 0; n < 3; n++) {
+    const text = randomBytes(100 + n);
+    // TLS 1.3: nonce = iv XOR seq, additional data = the record header, inner type sealed last.
+    const r13 = tls13.seal(ContentType.handshake, ProtocolVersion.TLS12, text);
+    const nonce13 = Buffer.from(iv);
+    nonce13[11]! ^= n;
+    const d13 = createDecipheriv("aes-128-gcm", key, nonce13);
+    d13.setAAD(r13.subarray(0, 5));
+    d13.setAuthTag(r13.subarray(r13.length - 16));
+    const inner = Buffer.concat([d13.update(r13.subarray(5, r13.length - 16)), d13.final()]);
+    assert.deepEqual(inner, Buffer.concat([text, Buffer.of(ContentType.handshake)]));
+    assert.equal(r13[0], ContentType.application_data);
+    // TLS 1.2 GCM: explicit nonce = seq, additional data = seq, type, version, length.
+    const r12 = tls12.seal(ContentType.application_data, ProtocolVersion.TLS12, text);
+    const seq = Buffer.alloc(8);
+    seq[7] = n;
+    assert.deepEqual(r12.subarray(5, 13), seq);
+    const d12 = createDecipheriv("aes-128-gcm", key, Buffer.concat([iv.subarray(0, 4), seq]));
+    const aad = Buffer.concat([seq, Buffer.of(ContentType.application_data, 3, 3, 0, text.length)]);
+    d12.setAAD(aad);
+    d12.setAuthTag(r12.subarray(r12.length - 16));
+    assert.deepEqual(Buffer.concat([d12.update(r12.subarray(13, r12.length - 16)), d12.final()]), text);
+  }
+});
+
+test("AEAD records: a peer's protection opens what ours sealed, in order, and refuses a replayed record", () => {
+  const key = randomBytes(32);
+  const iv = randomBytes(12);
+  for (const [algorithm, fixed, tls13] of [
+    ["aes-256-gcm", iv.subarray(0, 4), false],
+    ["chacha20-poly1305", iv, false],
+    ["chacha20-poly1305", iv, true],
+  ] as const) {
+    const sender = new AeadProtection(algorithm, key, fixed, tls13);
+    const receiver = new AeadProtection(algorithm, key, fixed, tls13);
+    const records = [0, 1, 2].map((n) =>
+      sender.seal(ContentType.application_data, 0x0303, Buffer.alloc(50, n)),
+    );
+    for (const [n, r] of records.entries()) {
+      const opened = receiver.open(r[0]!, r.readUInt16BE(1), r.subarray(5));
+      assert.deepEqual(opened.plaintext, Buffer.alloc(50, n), `${algorithm} record ${n}`);
+    }
+    assert.throws(
+      () => receiver.open(records[2]![0]!, 0x0303, records[2]!.subarray(5)),
+      (e: unknown) => e instanceof TlsError && e.alert === AlertDescription.bad_record_mac,
+    );
   }
 });
