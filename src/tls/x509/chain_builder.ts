@@ -7,6 +7,27 @@ import { type SignatureCheck, verifySignature } from "./algorithms.ts";
 import type { Certificate } from "./certificate.ts";
 import type { VerifyErrorCode } from "./errors.ts";
 
+/**
+ * Certificate links whose signature verified, process-wide, as "child fingerprint:issuer
+ * fingerprint" (SHA-256 over each whole DER, so the same key means the same signed bytes and the
+ * same issuer key). A server sees the same client chains again and again; a link verified once
+ * need not be verified again. Only successes are kept, so a peer sending bad chains still pays
+ * for each check, and the oldest entry goes first past {@link MAX_VERIFIED_LINKS}. Validity
+ * dates, names, usages and revocation are still checked on every path: this caches the
+ * signature arithmetic only.
+ */
+const VERIFIED_LINKS = new Set<string>();
+const MAX_VERIFIED_LINKS = 4096;
+const LINK_OK: SignatureCheck = { ok: true };
+
+function rememberVerifiedLink(key: string): void {
+  if (VERIFIED_LINKS.size >= MAX_VERIFIED_LINKS) {
+    const oldest = VERIFIED_LINKS.values().next().value;
+    if (oldest !== undefined) VERIFIED_LINKS.delete(oldest);
+  }
+  VERIFIED_LINKS.add(key);
+}
+
 /** A refusal from the builder or the validator. */
 export interface PathFailure {
   readonly ok: false;
@@ -182,7 +203,7 @@ export class PathBuilder {
   /** The cached signature check of `child` under `issuer`'s key; undefined when the budget is spent. */
   private checkLink(child: Certificate, issuer: Certificate): SignatureCheck | undefined {
     const key = `${child.fingerprintSha256}:${issuer.fingerprintSha256}`;
-    const cached = this.signatureCache.get(key);
+    const cached = this.signatureCache.get(key) ?? (VERIFIED_LINKS.has(key) ? LINK_OK : undefined);
     if (cached) return cached;
     if (this.checksSpent >= MAX_SIGNATURE_CHECKS) return undefined;
     this.checksSpent++;
@@ -193,6 +214,7 @@ export class PathBuilder {
       issuer.publicKey,
     );
     this.signatureCache.set(key, result);
+    if (result.ok) rememberVerifiedLink(key);
     return result;
   }
 

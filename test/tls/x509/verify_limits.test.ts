@@ -12,6 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { TlsError } from "../../../src/tls/alert.ts";
 import { leafPublicKey } from "../../../src/tls/verify_peer.ts";
 import { describeKey } from "../../../src/tls/x509/algorithms.ts";
+import { Certificate } from "../../../src/tls/x509/certificate.ts";
 import { MAX_CANDIDATES_CONSIDERED, MAX_ISSUER_CANDIDATES } from "../../../src/tls/x509/chain_builder.ts";
 import { verifyChain } from "../../../src/tls/x509/verify.ts";
 import { assertOk, assertRefused } from "./chains.ts";
@@ -215,5 +216,31 @@ describe("path validation bounds the work an unauthenticated chain can cause", (
       new RegExp(`gave up after considering ${MAX_CANDIDATES_CONSIDERED} candidate issuers`),
     );
     assert.ok(result.signatureChecks <= 2 * mesh.length, `${result.signatureChecks} signature checks`);
+  });
+
+  it("a link verified once costs no signature check again; a tampered signature is checked and refused", async () => {
+    const ca = await pki.make("cached-ca", { subject: "/CN=Cached CA", issuer: root, ext: CA_EXT });
+    const leaf = await pki.make("cached-leaf", {
+      subject: "/CN=leaf.example.com",
+      issuer: ca,
+      ext: LEAF_EXT,
+    });
+    const options = { roots: [root.cert], intermediates: [ca.cert] };
+    const first = verifyChain(leaf.cert, options);
+    assertOk(first, [leaf, ca, root]);
+    assert.equal(first.signatureChecks, 2);
+    // Parsed again from the same bytes, as a new connection would: the links are known good.
+    const again = verifyChain(Certificate.fromPem(leaf.pem), {
+      ...options,
+      intermediates: [Certificate.fromPem(ca.pem)],
+    });
+    assertOk(again, [leaf, ca, root]);
+    assert.equal(again.signatureChecks, 0);
+    // The last signature byte flipped: other bytes, another fingerprint, a real check, a refusal.
+    const der = Buffer.from(leaf.cert.der);
+    der[der.length - 1]! ^= 0x01;
+    const tampered = verifyChain(Certificate.fromDer(der), options);
+    assertRefused(tampered, "bad-signature", /signature/);
+    assert.equal(tampered.signatureChecks, 1);
   });
 });
