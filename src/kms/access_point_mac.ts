@@ -82,7 +82,10 @@ export class AccessPointSeal {
   }
 }
 
-/** One field of the MAC input: 0xff for NULL, else a 4-byte big-endian length and the bytes. */
+/**
+ * One field of the MAC input: 0xff for NULL, else a 4-byte big-endian length and the bytes
+ * (a length's first byte is 0xff only past 4 GiB, which no column holds).
+ */
 function field(value: string | Buffer | null): Buffer {
   if (value === null) return Buffer.from([0xff]);
   const bytes = typeof value === "string" ? Buffer.from(value, "utf8") : Buffer.from(value);

@@ -3,6 +3,8 @@
  * the MAC in the same statement as the values it covers; every read checks it, and a row
  * whose MAC is missing or wrong is treated as absent, with the reporter told (once per row
  * until the database changes, so a caller repeating a request cannot flood log or audit).
+ * The report is not awaited: a refusal for an edited row takes the time one for an unknown
+ * id takes, and {@link AccessPointStore.settled} lets the instance finish it before closing.
  * Lookups by id are memoised on the store's change counter like keys and secrets, and only
  * verified rows ever enter the memo.
  */
@@ -10,13 +12,14 @@ import { type AccessPointSeal, AP_COLUMNS, type ApRow } from "./access_point_mac
 import type { Memo } from "./read_cache.ts";
 import type { AccessPointRecord, AccessPolicy, Store } from "./store.ts";
 
-/** Told when a row fails its check; the id is the row's (untrusted) text. */
+/** Told when a row fails its check; the id is the row's (untrusted) text. Never rejects. */
 export type IntegrityReporter = (id: string) => Promise<void>;
 
 /** The access points of one store. */
 export class AccessPointStore {
   private readonly byId: Memo<AccessPointRecord>;
   private readonly reported: Memo<true>;
+  private readonly reports = new Set<Promise<void>>();
 
   constructor(
     private readonly store: Store,
@@ -91,13 +94,22 @@ export class AccessPointStore {
     const records: AccessPointRecord[] = [];
     for (const row of rows) {
       if (this.seal.verify(row)) records.push(toRecord(row));
-      else
-        await this.reported.get(row.id, async () => {
-          await this.report(row.id);
-          return true as const;
-        });
+      else this.reportOnce(row.id);
     }
     return records;
+  }
+
+  private reportOnce(id: string): void {
+    void this.reported.get(id, async () => {
+      const report = this.report(id).finally(() => this.reports.delete(report));
+      this.reports.add(report);
+      return true as const;
+    });
+  }
+
+  /** Resolves once every integrity failure reported so far is logged and audited. */
+  async settled(): Promise<void> {
+    await Promise.all(this.reports);
   }
 }
 

@@ -222,9 +222,10 @@ export class KmsInstance {
     return { certChainPem: pemChain(issued.certPem, await this.caCertPem()), keyDer: issued.keyDer };
   }
 
-  /** Closes the store and releases the master key. */
+  /** Closes the store and releases the master key (after pending integrity reports). */
   async close(): Promise<void> {
     try {
+      await this.accessPoints.settled();
       await this.master.close();
     } finally {
       await this.store.close();
@@ -234,8 +235,8 @@ export class KmsInstance {
 
 /**
  * What happens when an access point row fails its check: one line to the operator (stderr
- * unless `warn` is given) and one audit entry, awaited so the entry is committed before the
- * request is refused. The id is the row's own text, so it is escaped like any audit field.
+ * unless `warn` is given) and one audit entry. The id is the row's own text, so it is escaped
+ * like any audit field.
  */
 function integrityReporter(audit: AuditLog, warn?: (line: string) => void): (id: string) => Promise<void> {
   const say = warn ?? ((line: string) => process.stderr.write(`${line}\n`));

@@ -102,6 +102,7 @@ async function reported(kms: Running, id: string): Promise<void> {
     kms.warnings.some((w) => w.includes(line)),
     `log line "${line}" in:\n${kms.warnings.join("\n")}`,
   );
+  await kms.instance.accessPoints.settled();
   const entries = await kms.instance.audit.entries();
   assert.ok(
     entries.some((e) => e.detail.includes(line)),

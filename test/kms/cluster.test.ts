@@ -361,6 +361,7 @@ describe("access point rows on PostgreSQL", () => {
     await pg.query(store, "UPDATE access_points SET policy = $1 WHERE id = $2", [wide, ap.record.id]);
     await pg.query(store, "UPDATE changes SET counter = counter + 1 WHERE id = 1");
     await refused(client.getSecretValue({ secretName: "root-password" }), "InvalidAccessKeyId");
+    await b.accessPoints.settled();
     const entries = await a.audit.entries();
     assert.ok(
       entries.some((e) => e.detail.includes(`access point ${ap.record.id} failed its integrity check`)),
