@@ -136,7 +136,7 @@ const request: FuzzTarget = {
       expected: kmsExpected,
       async run(input: Buffer) {
         const req = parse(input);
-        const who = await authenticate({ ...req, sourceAddress: "127.0.0.1" }, instance.store, now);
+        const who = await authenticate({ ...req, sourceAddress: "127.0.0.1" }, instance.accessPoints, now);
         decodeMessage(requestName(who.operation), req.body);
       },
       async close() {

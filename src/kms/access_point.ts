@@ -53,7 +53,7 @@ export async function createAccessPoint(
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(req.name)) {
     throw new AccessPointError("an access point name is 1-64 letters, digits, _ . or -");
   }
-  if (await instance.store.findAccessPointByIdOrName(req.name)) {
+  if (await instance.accessPoints.findByIdOrName(req.name)) {
     throw new AccessPointError(`an access point named "${req.name}" exists already`);
   }
   const id = `KAAP.${randomUUID()}`;
@@ -81,7 +81,7 @@ export async function createAccessPoint(
   const json: ClientKeyJson = { KeyId: id, PrivateKeyData: pfx.toString("base64") };
   writeSecret(clientKeyFile, JSON.stringify(json));
   writeSecret(passwordFile, password);
-  await instance.store.createAccessPoint(record);
+  await instance.accessPoints.create(record);
   return { record, clientKeyFile, passwordFile };
 }
 

@@ -16,7 +16,7 @@
  * holds the newest head this log reached, MAC'd; verify then fails on any log that ends
  * before the anchor or differs from it at the anchored entry.
  */
-import { createSecretKey, type KeyObject, randomBytes } from "node:crypto";
+import { createSecretKey, hkdfSync, type KeyObject, randomBytes } from "node:crypto";
 import { renameSync, writeFileSync } from "node:fs";
 import {
   AUDIT_COLUMNS,
@@ -44,12 +44,17 @@ export type { AuditEntry, AuditEvent, AuditVerdict } from "./audit_chain.ts";
 const HEAD = "audit.head";
 const KEY = "audit.key";
 /**
- * The audit key's wrapping label. "v2" marks a log whose head always exists; a key wrapped
- * under the old label comes from before that rule and is migrated (rewrapped) on open. Only
- * the master key can wrap, so a "v2" log cannot be passed off as an old one.
+ * The audit key's wrapping label, which also records what the database's writers did. "v2"
+ * marks a log whose head always exists; "v3" also marks a database whose access point rows
+ * all carry a MAC (access_point_mac.ts). A key under an older label comes from an older
+ * version and is rewrapped once the upgrade is done ({@link AuditLog.finishUpgrade}). Only the
+ * master key can wrap, so a database cannot be passed off as older than it is (short of
+ * putting back the key record of an older copy: see access_point_mac.ts).
  */
-const KEY_AAD = "audit-mac-key v2";
-const OLD_KEY_AAD = "audit-mac-key";
+const KEY_AAD = "audit-mac-key v3";
+/** The labels of older versions, newest first: v2 (head rule), then the first (neither). */
+const OLD_KEY_AADS = ["audit-mac-key v2", "audit-mac-key"] as const;
+const FIRST_KEY_AAD = "audit-mac-key";
 /** Entries per INSERT statement (12 parameters each; SQLite allows 32766 per statement). */
 const INSERT_CHUNK = 64;
 const AUDIT_PLACEHOLDERS = Array.from({ length: 12 }, (_, i) => i + 1);
@@ -87,7 +92,9 @@ export class AuditLog {
   private constructor(
     private readonly store: Store,
     private readonly macKey: KeyObject,
-    private readonly anchorPath?: string,
+    private readonly anchorPath: string | undefined,
+    /** The key as read at open and rewrapped under the current label, while an upgrade is due. */
+    private upgrade: { readonly stored: Buffer; readonly rewrapped: Buffer } | undefined,
   ) {}
 
   /**
@@ -105,39 +112,63 @@ export class AuditLog {
       }
       blob = await store.initMeta(KEY, await master.wrap(randomBytes(32), KEY_AAD));
     }
-    let raw: Buffer;
-    let migrate = false;
-    try {
-      raw = await master.unwrap(blob, KEY_AAD);
-    } catch {
-      raw = await master.unwrap(blob, OLD_KEY_AAD);
-      migrate = true;
-    }
-    const log = new AuditLog(store, createSecretKey(raw), options.anchorPath);
+    const { raw, label } = await unwrapAnyLabel(master, blob);
+    const upgrade =
+      label === KEY_AAD ? undefined : { stored: blob, rewrapped: await master.wrap(raw, KEY_AAD) };
+    const log = new AuditLog(store, createSecretKey(raw), options.anchorPath, upgrade);
+    raw.fill(0);
     // Only a new log, or an unused one from before the head rule, may be given a head here:
     // for any other, a missing head means a wipe, which verify must report. (An old-label key
     // copied back from a backup must not make a wiped log of a used instance look unused.)
-    const mayAddHead = options.creating || (migrate && (await store.holdsNothing()));
-    if (mayAddHead || migrate) {
-      const rewrapped = migrate ? await master.wrap(raw, KEY_AAD) : undefined;
-      await log.adoptEmpty(rewrapped, mayAddHead);
-    }
-    raw.fill(0);
+    if (options.creating || (label === FIRST_KEY_AAD && (await store.holdsNothing()))) await log.adoptEmpty();
     return log;
   }
 
   /**
    * Gives a log without a head one at entry 0 when it has no entries (an old or new empty
-   * log), and stores the rewrapped key of a migrated log, in one transaction. A log with
-   * entries but no head is left alone for verify to report.
+   * log). A log with entries but no head is left alone for verify to report.
    */
-  private async adoptEmpty(rewrapped: Buffer | undefined, mayAddHead: boolean): Promise<void> {
+  private async adoptEmpty(): Promise<void> {
     await this.store.driver.transaction(LOCKS.audit, async (tx) => {
       const empty = (await tx.query("SELECT seq FROM audit LIMIT 1")).length === 0;
-      if (mayAddHead && empty && !(await this.store.getMeta(HEAD, tx)))
+      if (empty && !(await this.store.getMeta(HEAD, tx)))
         await this.store.setMeta(HEAD, Buffer.from(JSON.stringify(makeHead(this.macKey, 0, GENESIS))), tx);
-      if (rewrapped) await this.store.setMeta(KEY, rewrapped, tx);
     });
+  }
+
+  /**
+   * A key for another MAC, derived from the audit key with HKDF-SHA256 and `info` naming its
+   * use: only the master key reaches it (through the audit key), it is independent of the
+   * audit key and of keys derived for other uses, and it needs no record of its own that
+   * someone could delete or replace.
+   */
+  deriveKey(info: string): KeyObject {
+    const derived = Buffer.from(hkdfSync("sha256", this.macKey, Buffer.alloc(0), info, 32));
+    const key = createSecretKey(derived);
+    derived.fill(0);
+    return key;
+  }
+
+  /**
+   * Completes the upgrade from an older version in one transaction under the audit lock:
+   * `work` runs (it may write other tables), the events it returns are appended, and the
+   * audit key is stored under the current label, so the upgrade happens once, whole or not
+   * at all. Does nothing when another process upgraded meanwhile (the stored key record is no
+   * longer the one read at open) or no upgrade is due.
+   */
+  async finishUpgrade(work: (tx: SqlExecutor) => Promise<readonly AuditEvent[]>): Promise<void> {
+    const upgrade = this.upgrade;
+    if (!upgrade) return;
+    let appended = false;
+    await this.store.driver.transaction(LOCKS.audit, async (tx) => {
+      if (!(await this.store.getMeta(KEY, tx))?.equals(upgrade.stored)) return;
+      const events = await work(tx);
+      if (events.length > 0) await this.appendInTransaction(tx, events, new Date());
+      appended = events.length > 0;
+      await this.store.setMeta(KEY, upgrade.rewrapped, tx);
+    });
+    this.upgrade = undefined;
+    if (appended && this.anchorPath !== undefined) await this.anchorCommittedHead(this.anchorPath);
   }
 
   /** Appends one event in its own transaction (serialised across processes); returns its number. */
@@ -349,4 +380,17 @@ export class AuditLog {
     const rows = await tx.query<{ hash: Buffer }>("SELECT hash FROM audit WHERE seq = $1", [seq]);
     return rows[0] ? Buffer.from(rows[0].hash) : undefined;
   }
+}
+
+/** Unwraps the audit key under the current label or, failing that, an older one. */
+async function unwrapAnyLabel(master: MasterKey, blob: Buffer): Promise<{ raw: Buffer; label: string }> {
+  const labels = [KEY_AAD, ...OLD_KEY_AADS];
+  for (const [i, label] of labels.entries()) {
+    try {
+      return { raw: await master.unwrap(blob, label), label };
+    } catch (err) {
+      if (i === labels.length - 1) throw err;
+    }
+  }
+  throw new AuditLogError("unreachable: no audit key label left to try");
 }

@@ -12,7 +12,10 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { warnIfSecretFileExposed } from "../keys/secret_file.ts";
+import { ACCESS_POINT_MAC_INFO, AccessPointSeal, sealLegacyRows } from "./access_point_mac.ts";
+import { AccessPointStore } from "./access_point_store.ts";
 import { AuditLog } from "./audit.ts";
+import { auditText } from "./audit_chain.ts";
 import { certificateNames, createInstanceCa, issueServerCert } from "./instance_certs.ts";
 import { KeyRegistry } from "./key_registry.ts";
 import {
@@ -90,6 +93,8 @@ export class KmsInstance {
     readonly master: MasterKey,
     readonly audit: AuditLog,
     readonly keys: KeyRegistry,
+    /** Access points, their rows checked against their MACs. */
+    readonly accessPoints: AccessPointStore,
   ) {}
 
   /** The instance's secrets. */
@@ -127,6 +132,10 @@ export class KmsInstance {
         creating,
         ...(options.auditAnchor !== undefined ? { anchorPath: options.auditAnchor } : {}),
       });
+      const seal = new AccessPointSeal(audit.deriveKey(ACCESS_POINT_MAC_INFO));
+      // Rows from versions before access point MACs: sealed once, audited (access_point_mac.ts).
+      await audit.finishUpgrade((tx) => sealLegacyRows(tx, seal));
+      const accessPoints = new AccessPointStore(store, seal, integrityReporter(audit, options.warn));
       const instance = new KmsInstance(
         options.dataDir,
         id,
@@ -134,6 +143,7 @@ export class KmsInstance {
         master,
         audit,
         new KeyRegistry(store, master),
+        accessPoints,
       );
       await instance.ensureCa();
       return instance;
@@ -212,14 +222,41 @@ export class KmsInstance {
     return { certChainPem: pemChain(issued.certPem, await this.caCertPem()), keyDer: issued.keyDer };
   }
 
-  /** Closes the store and releases the master key. */
+  /** Closes the store and releases the master key (after pending integrity reports). */
   async close(): Promise<void> {
     try {
+      await this.accessPoints.settled();
       await this.master.close();
     } finally {
       await this.store.close();
     }
   }
+}
+
+/**
+ * What happens when an access point row fails its check: one line to the operator (stderr
+ * unless `warn` is given) and one audit entry. The id is the row's own text, so it is escaped
+ * like any audit field.
+ */
+function integrityReporter(audit: AuditLog, warn?: (line: string) => void): (id: string) => Promise<void> {
+  const say = warn ?? ((line: string) => process.stderr.write(`${line}\n`));
+  return async (rawId) => {
+    const detail = `access point ${auditText(rawId)} failed its integrity check (row edited in the database, copied from another instance, or unsealed): refused as unknown`;
+    say(`kms: ${detail}`);
+    try {
+      await audit.appendSoon({
+        actor: "kms",
+        source: "local",
+        operation: "AccessPointIntegrity",
+        keyId: "",
+        outcome: "Tampered",
+        requestId: "",
+        detail,
+      });
+    } catch (err) {
+      say(`kms: audit append of an integrity failure failed: ${(err as Error).message}`);
+    }
+  };
 }
 
 /** Opens the store `options` name; `fresh` when it holds no instance yet. */

@@ -20,13 +20,21 @@ import {
 } from "./auth.ts";
 import { KmsServiceError } from "./errors.ts";
 import { allowsSource, isOperation, type Operation } from "./policy.ts";
-import type { AccessPointRecord, Store } from "./store.ts";
+import type { AccessPointRecord } from "./store.ts";
 
 /** The request facts authentication needs; header names lower-case, single values. */
 export interface IncomingRequest {
   readonly method: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly sourceAddress: string;
+}
+
+/**
+ * Where access points are looked up: only intact rows are returned (access_point_store.ts), so
+ * a row edited in the database is refused here exactly as an id that does not exist.
+ */
+export interface AccessPointLookup {
+  find(id: string): Promise<AccessPointRecord | undefined>;
 }
 
 /** Who is asking, and for what. */
@@ -60,7 +68,11 @@ export function checkBodyHash(headers: Readonly<Record<string, string>>, body: B
 }
 
 /** Authenticates a request's headers (before its body is read) or throws the {@link KmsServiceError} to send back. */
-export async function authenticate(req: IncomingRequest, store: Store, now: number): Promise<Authenticated> {
+export async function authenticate(
+  req: IncomingRequest,
+  accessPoints: AccessPointLookup,
+  now: number,
+): Promise<Authenticated> {
   const h = req.headers;
   const version = h["x-kms-apiversion"];
   if (version !== API_VERSION) {
@@ -94,7 +106,7 @@ export async function authenticate(req: IncomingRequest, store: Store, now: numb
   const signature = parseAuthorization(h.authorization);
   if (!signature)
     throw new KmsServiceError("MissingParameter", "The authorization header is missing or malformed.");
-  const accessPoint = await store.findAccessPoint(accessKeyId);
+  const accessPoint = await accessPoints.find(accessKeyId);
   if (!accessPoint) throw new KmsServiceError("InvalidAccessKeyId", "The access key id does not exist.");
   const publicKey = accessPointKey(accessPoint);
   if (!verifyAuthorization(stringToSign(req.method, h), signature, publicKey)) {

@@ -216,7 +216,7 @@ export class KmsServer {
   /** Whether an access point exists (false when the store cannot say: it is only for refusal tallies). */
   private async knownAccessPoint(id: string): Promise<boolean> {
     try {
-      return (await this.options.instance.store.findAccessPoint(id)) !== undefined;
+      return (await this.options.instance.accessPoints.find(id)) !== undefined;
     } catch {
       return false;
     }
@@ -238,7 +238,7 @@ export class KmsServer {
     await this.options.instance.store.checkForChanges();
     const who = await authenticate(
       { method: "POST", headers, sourceAddress: source },
-      this.options.instance.store,
+      this.options.instance.accessPoints,
       now,
     );
     const body = await readBody(req, this.options.maxBodyBytes ?? MAX_BODY_BYTES);

@@ -1,9 +1,9 @@
 /**
  * The KMS's persistent state: keys, their versions (material wrapped under the master key),
- * aliases, access points, instance metadata and the audit log, in SQLite (one file, the
- * embedded default) or PostgreSQL (shared by several `kms serve` nodes). The queries are
- * written once against {@link SqlDriver}; the service code does not know which database it
- * has. Every write is a short transaction, committed before the server answers. The lookups a
+ * aliases, access points (their queries in access_point_store.ts), instance metadata and the
+ * audit log, in SQLite (one file, the embedded default) or PostgreSQL (shared by several
+ * `kms serve` nodes). The queries are written once against {@link SqlDriver}; the service
+ * code does not know which database it has. Every write is a short transaction, committed before the server answers. The lookups a
  * request makes (key, alias, newest version, access point) are memoised until the database
  * changes, whichever process or node changes it (read_cache.ts).
  */
@@ -48,7 +48,10 @@ export interface AccessPolicy {
   readonly secrets?: readonly string[];
 }
 
-/** An application access point: the server keeps only its public key and policy. */
+/**
+ * An application access point: the server keeps only its public key and policy. Its rows are
+ * read and written with their MAC through access_point_store.ts, never here.
+ */
 export interface AccessPointRecord {
   readonly id: string;
   readonly name: string;
@@ -76,16 +79,6 @@ interface VersionRow {
   public_der: Buffer | null;
   wrapped: Buffer;
 }
-interface ApRow {
-  id: string;
-  name: string;
-  public_der: Buffer;
-  policy: string;
-  state: string;
-  created_at: string;
-  revoked_at: string | null;
-}
-
 const toKey = (r: KeyRow): KeyRecord => ({
   id: r.id,
   spec: r.spec as KeySpec,
@@ -103,22 +96,11 @@ const toVersion = (r: VersionRow): KeyVersionRecord => ({
   publicDer: r.public_der,
   wrapped: r.wrapped,
 });
-const toAp = (r: ApRow): AccessPointRecord => ({
-  id: r.id,
-  name: r.name,
-  publicDer: r.public_der,
-  policy: JSON.parse(r.policy) as AccessPolicy,
-  state: r.state as "Active" | "Revoked",
-  createdAt: r.created_at,
-  revokedAt: r.revoked_at,
-});
-
 /** Where a store lives: a SQLite file, or a PostgreSQL database given by URL. */
 export type StoreLocation = { readonly sqlitePath: string } | { readonly postgresUrl: string };
 
 const KEY_COLUMNS = "id, spec, usage, state, description, created_at, deletion_date";
 const VERSION_COLUMNS = "id, key_id, seq, created_at, public_der, wrapped";
-const AP_COLUMNS = "id, name, public_der, policy, state, created_at, revoked_at";
 
 /** The store: async methods, each write one transaction. */
 export class Store {
@@ -127,7 +109,6 @@ export class Store {
   private readonly aliasTargets: Memo<string>;
   private readonly aliasLists: Memo<readonly string[]>;
   private readonly newestVersions: Memo<KeyVersionRecord>;
-  private readonly accessPoints: Memo<AccessPointRecord>;
 
   /** A store over an open driver whose schema is current (see {@link Store.open}). */
   constructor(readonly driver: SqlDriver) {
@@ -139,7 +120,6 @@ export class Store {
     this.aliasTargets = new Memo(this.watch);
     this.aliasLists = new Memo(this.watch);
     this.newestVersions = new Memo(this.watch);
-    this.accessPoints = new Memo(this.watch);
   }
 
   /** Opens a store and brings its schema up to date (or refuses a newer one). */
@@ -341,54 +321,6 @@ export class Store {
         )
       ).map((r) => r.name),
     );
-  }
-
-  /** Stores a new access point. */
-  async createAccessPoint(ap: AccessPointRecord): Promise<void> {
-    await this.write((tx) =>
-      tx.exec(`INSERT INTO access_points (${AP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
-        ap.id,
-        ap.name,
-        ap.publicDer,
-        JSON.stringify(ap.policy),
-        ap.state,
-        ap.createdAt,
-        ap.revokedAt,
-      ]),
-    );
-  }
-
-  /** An access point by id. */
-  async findAccessPoint(id: string): Promise<AccessPointRecord | undefined> {
-    return this.accessPoints.get(id, async () => {
-      const sql = `SELECT ${AP_COLUMNS} FROM access_points WHERE id = $1`;
-      const rows = await this.driver.query<ApRow>(sql, [id]);
-      return rows[0] ? toAp(rows[0]) : undefined;
-    });
-  }
-
-  /** An access point by id or name. */
-  async findAccessPointByIdOrName(idOrName: string): Promise<AccessPointRecord | undefined> {
-    const sql = `SELECT ${AP_COLUMNS} FROM access_points WHERE id = $1 OR name = $1`;
-    const rows = await this.driver.query<ApRow>(sql, [idOrName]);
-    return rows[0] ? toAp(rows[0]) : undefined;
-  }
-
-  /** All access points, oldest first. */
-  async listAccessPoints(): Promise<AccessPointRecord[]> {
-    const sql = `SELECT ${AP_COLUMNS} FROM access_points ORDER BY created_at, id`;
-    return (await this.driver.query<ApRow>(sql)).map(toAp);
-  }
-
-  /** Revokes an access point for good; false if it did not exist or was already revoked. */
-  async revokeAccessPoint(id: string, when: string): Promise<boolean> {
-    const changed = await this.write((tx) =>
-      tx.exec(
-        "UPDATE access_points SET state = 'Revoked', revoked_at = $1 WHERE id = $2 AND state = 'Active'",
-        [when, id],
-      ),
-    );
-    return changed === 1;
   }
 }
 

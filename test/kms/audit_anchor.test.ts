@@ -144,7 +144,7 @@ describe("data directories from before the head rule", () => {
       const store = instance.store;
       const key = await instance.master.unwrap(
         (await store.getMeta("audit.key")) as Buffer,
-        "audit-mac-key v2",
+        "audit-mac-key v3",
       );
       await store.setMeta("audit.key", await instance.master.wrap(key, "audit-mac-key"));
       key.fill(0);

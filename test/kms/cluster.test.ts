@@ -325,3 +325,46 @@ describe("secrets on PostgreSQL", () => {
     assert.equal(Number(rows[0]?.n), 0, "the stages went with the secret");
   });
 });
+
+describe("access point rows on PostgreSQL", () => {
+  it("a row edited with the database credentials every node holds is refused by every node", async (t) => {
+    const store = await pg.createDatabase();
+    const a = await KmsInstance.open({
+      store,
+      dataDir: join(root, "apmac-a"),
+      create: true,
+      passphrase: PASSPHRASE,
+    });
+    t.after(() => a.close());
+    const b = await KmsInstance.open({ store, dataDir: join(root, "apmac-b"), passphrase: PASSPHRASE });
+    t.after(() => b.close());
+    const server = await KmsServer.start({ instance: b, log: () => {} });
+    t.after(() => server.close());
+    await adminCreateSecret(a, { name: "db-password", value: Buffer.from("pw") });
+    await adminCreateSecret(a, { name: "root-password", value: Buffer.from("root") });
+    const ap = await adminCreateAccessPoint(a, {
+      name: "app",
+      secrets: "db-*",
+      outDir: join(root, "apmac-aps"),
+    });
+    const client = new KmsClient({
+      endpoint: server.endpoint,
+      clientKeyFile: ap.clientKeyFile,
+      passwordFile: ap.passwordFile,
+      caFilePath: b.caPath,
+      maxAttempts: 1,
+    });
+    t.after(() => client.close());
+    assert.equal((await client.getSecretValue({ secretName: "db-password" })).SecretData, "pw");
+
+    const wide = JSON.stringify({ ...ap.record.policy, secrets: ["*"] });
+    await pg.query(store, "UPDATE access_points SET policy = $1 WHERE id = $2", [wide, ap.record.id]);
+    await pg.query(store, "UPDATE changes SET counter = counter + 1 WHERE id = 1");
+    await refused(client.getSecretValue({ secretName: "root-password" }), "InvalidAccessKeyId");
+    await b.accessPoints.settled();
+    const entries = await a.audit.entries();
+    assert.ok(
+      entries.some((e) => e.detail.includes(`access point ${ap.record.id} failed its integrity check`)),
+    );
+  });
+});

@@ -4,7 +4,7 @@
  * that must craft what the SDK would never send.
  */
 import assert from "node:assert/strict";
-import { sign } from "node:crypto";
+import { type KeyObject, sign } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import https from "node:https";
 import { tmpdir } from "node:os";
@@ -159,15 +159,18 @@ export async function refused(promise: Promise<unknown>, code: string): Promise<
 
 /**
  * Protocol headers for a hand-made body, signed with the access point's key as an SDK would;
- * `overrides` replace headers before signing (a skewed date, a wrong hash, another id).
+ * `overrides` replace headers before signing (a skewed date, a wrong hash, another id);
+ * `signWith` signs with another private key than the access point's.
  */
 export function signedHeaders(
   config: KmsClientConfig,
   apiName: string,
   body: Buffer,
   overrides: Record<string, string> = {},
+  signWith?: KeyObject,
 ): Record<string, string> {
-  const { accessKeyId, privateKey } = loadClientKey(config);
+  const { accessKeyId, privateKey: own } = loadClientKey(config);
+  const privateKey = signWith ?? own;
   const headers: Record<string, string> = {
     date: formatHttpDate(new Date()),
     "x-kms-apiversion": API_VERSION,

@@ -5,11 +5,13 @@
  * applied and recorded or neither. A node refuses a store whose schema is newer than the
  * newest migration it knows: it would not know what the newer columns mean.
  *
- * To add a table or a column: append a {@link Migration} with the next free version (never
- * edit one that has shipped) whose SQL is portable, or give `sqlite` and `postgres` their own
- * text where the dialects differ (BLOB vs BYTEA, triggers, INTEGER vs BIGINT for counts that
- * may pass 2^31). Then write the queries in store.ts (or a repository beside it) with `$1`
- * placeholders. Versions 10 and up are reserved for the secrets tables (issue 11 §2).
+ * To add a table or a column: append a {@link Migration} with a version above every other
+ * (never edit one that has shipped; {@link migrate} runs only versions above the store's
+ * newest, so a free number below it would never run on a store in use) whose SQL is
+ * portable, or give `sqlite` and `postgres` their own text where the dialects differ (BLOB vs
+ * BYTEA, triggers, INTEGER vs BIGINT for counts that may pass 2^31). Then write the queries in store.ts (or a repository beside it) with `$1`
+ * placeholders. Version 10 is the secrets tables (issue 11 §2 reserved 10 and up for them),
+ * 11 the access point MACs.
  */
 import { type Dialect, LOCKS, type SqlDriver, StoreError } from "./driver.ts";
 
@@ -85,6 +87,15 @@ INSERT INTO changes (id, counter) VALUES (1, 0);`,
     version: 10,
     description: "secrets, their sealed versions and version stages",
     sql: { sqlite: secretTables("BLOB"), postgres: secretTables("BYTEA") },
+  },
+  {
+    // 11, not a free number below 10: stores in use are at 10 and would never run a lower one.
+    version: 11,
+    description: "a MAC over each access point row (NULL in rows written before it: sealed once on open)",
+    sql: {
+      sqlite: "ALTER TABLE access_points ADD COLUMN mac BLOB",
+      postgres: "ALTER TABLE access_points ADD COLUMN mac BYTEA",
+    },
   },
 ];
 
