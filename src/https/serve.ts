@@ -19,6 +19,19 @@ import { createServer as createTlsServer, type TlsServer, type TlsServerOptions 
 import { clientIdentity, parseUpstream, reverseProxy } from "./proxy.ts";
 import { openRoot, staticFiles } from "./static.ts";
 
+/**
+ * Seconds a connection may go without reading or writing a byte before it is closed (as nginx's
+ * send_timeout and client_body_timeout): a client that stops reading a large download otherwise
+ * holds its read buffers, its queued records and a file handle for as long as it likes.
+ */
+export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+
+/** HTTP-level settings of an {@link HttpsServer}. */
+export interface HttpSettings {
+  /** Closes a connection idle this long, in milliseconds (default {@link DEFAULT_IDLE_TIMEOUT_MS}). */
+  idleTimeoutMs?: number;
+}
+
 /** Node's http server running over hsmkit's TLS server. */
 export class HttpsServer {
   /** The TLS server that accepts TCP connections and runs handshakes. */
@@ -28,9 +41,10 @@ export class HttpsServer {
   private closing = false;
   private readonly busy = new Map<TlsSocket, number>();
 
-  constructor(options: TlsServerOptions, handler: RequestListener) {
+  constructor(options: TlsServerOptions, handler: RequestListener, settings: HttpSettings = {}) {
     this.tls = createTlsServer({ ALPNProtocols: ["http/1.1"], ...options });
     this.http = createHttpServer((req, res) => this.onRequest(req, res, handler));
+    this.http.timeout = settings.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.tls.on("secureConnection", (socket: TlsSocket) => {
       if (this.closing) {
         socket.end();
@@ -84,8 +98,12 @@ export class HttpsServer {
 }
 
 /** Creates an HTTPS server for any Node request handler (an Express app included). */
-export function createHttpsServer(options: TlsServerOptions, handler: RequestListener): HttpsServer {
-  return new HttpsServer(options, handler);
+export function createHttpsServer(
+  options: TlsServerOptions,
+  handler: RequestListener,
+  settings?: HttpSettings,
+): HttpsServer {
+  return new HttpsServer(options, handler, settings);
 }
 
 /** What `hsmkit serve` is asked to do. */
@@ -101,6 +119,8 @@ export interface ServeOptions {
   log: (line: string) => void;
   /** Receives one line per failed handshake. */
   warn: (line: string) => void;
+  /** See {@link HttpSettings.idleTimeoutMs}. */
+  idleTimeoutMs?: number;
 }
 
 /** A running `hsmkit serve`. */
@@ -143,11 +163,15 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     handler = proxy.handler;
     cleanup = () => proxy.agent.destroy();
   }
-  const server = createHttpsServer(options.tls, (req, res) => {
-    const startedAt = process.hrtime.bigint();
-    res.once("close", () => options.log(accessLogLine(req, res, startedAt)));
-    handler(req, res);
-  });
+  const server = createHttpsServer(
+    options.tls,
+    (req, res) => {
+      const startedAt = process.hrtime.bigint();
+      res.once("close", () => options.log(accessLogLine(req, res, startedAt)));
+      handler(req, res);
+    },
+    { idleTimeoutMs: options.idleTimeoutMs },
+  );
   server.tls.on("tlsClientError", (err: Error, socket: TlsSocket) => {
     options.warn(`${peerLabel(socket)} TLS handshake failed: ${err.message}`);
   });

@@ -3,7 +3,8 @@
  * inside the root (no `..`, no NUL, no hidden files, no symlink leading out), regular
  * files only, an index.html for directories, never a directory listing.
  */
-import { type FileHandle, open, realpath, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { type FileHandle, open, readlink, realpath, stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import { ConfigError } from "../errors.ts";
@@ -116,12 +117,8 @@ async function serveFile(realRoot: string, req: IncomingMessage, res: ServerResp
   if (!safe.ok) return sendStatus(res, safe.status);
   const file = await resolveFile(realRoot, safe.relative);
   if (!file) return sendStatus(res, 404);
-  let handle: FileHandle;
-  try {
-    handle = await open(file, "r");
-  } catch {
-    return sendStatus(res, 404);
-  }
+  const handle = await openInside(realRoot, file);
+  if (!handle) return sendStatus(res, 404);
   try {
     // The size comes from the open file, so Content-Length and the bytes sent agree.
     const { size, mtime } = await handle.stat();
@@ -141,6 +138,30 @@ async function serveFile(realRoot: string, req: IncomingMessage, res: ServerResp
 }
 
 /**
+ * Opens a file that {@link resolveFile} found, refusing what may have been swapped in since:
+ * a symlink as the last component (O_NOFOLLOW), a FIFO or device (O_NONBLOCK keeps a FIFO from
+ * holding a thread-pool thread; the type is checked on the open file), and, where Linux tells
+ * the opened file's path, anything outside the root reached through a swapped directory.
+ */
+export async function openInside(realRoot: string, file: string): Promise<FileHandle | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    if (!(await handle.stat()).isFile()) throw new Error("not a regular file");
+    const opened = await readlink(`/proc/self/fd/${handle.fd}`).catch(() => undefined);
+    if (opened !== undefined && !within(realRoot, opened)) throw new Error("outside the root");
+    return handle;
+  } catch {
+    await handle.close().catch(() => undefined);
+    return undefined;
+  }
+}
+
+/**
  * Sends `size` bytes of the file through two buffers, one read while the other is written, each
  * reused once its write has completed (after a write's callback the stream holds the chunk no
  * more). A ReadStream allocates a new buffer for every read; reusing two saves that allocation
@@ -148,9 +169,23 @@ async function serveFile(realRoot: string, req: IncomingMessage, res: ServerResp
  * response short, so the client sees a truncated body rather than other bytes.
  */
 async function sendBody(handle: FileHandle, size: number, res: ServerResponse): Promise<void> {
-  const closed = new Promise<false>((resolve) => res.once("close", () => resolve(false)));
+  // One close listener settles every write still waiting (a race per chunk against one promise
+  // would keep a handler per chunk alive until the response ends).
+  const waiting = new Set<(ok: boolean) => void>();
+  res.once("close", () => {
+    for (const settle of waiting) settle(false);
+    waiting.clear();
+  });
   const written = (chunk: Buffer) =>
-    Promise.race([new Promise<boolean>((resolve) => res.write(chunk, (err) => resolve(!err))), closed]);
+    new Promise<boolean>((resolve) => {
+      if (res.destroyed) return resolve(false);
+      const settle = (ok: boolean) => {
+        waiting.delete(settle);
+        resolve(ok);
+      };
+      waiting.add(settle);
+      res.write(chunk, (err) => settle(!err));
+    });
   const chunk = Math.min(READ_CHUNK, size);
   const buffers = [Buffer.allocUnsafe(chunk), Buffer.allocUnsafe(chunk)] as const;
   const writes: [Promise<boolean>, Promise<boolean>] = [Promise.resolve(true), Promise.resolve(true)];
