@@ -58,7 +58,10 @@ export function planValidity(options: {
   const now = options.now ?? new Date();
   const { days, issuer } = options;
   if (days !== undefined && (!Number.isInteger(days) || days < 1 || days > 36_500)) {
-    throw new PkiError("bad-input", `--days must be a whole number from 1 to 36500, not ${days}`);
+    throw new PkiError(
+      "bad-input",
+      (name) => `${name("days")} must be a whole number from 1 to 36500, not ${days}`,
+    );
   }
   let notBefore = new Date(Math.floor((now.getTime() - BACKDATE_MS) / 1000) * 1000);
   let notAfter = new Date(Math.floor((now.getTime() + (days ?? options.defaultDays) * DAY_MS) / 1000) * 1000);
@@ -70,7 +73,8 @@ export function planValidity(options: {
       if (days !== undefined) {
         throw new PkiError(
           "bad-input",
-          `--days ${days} would end after the CA certificate (valid until ${iso(issuer.notAfter)})`,
+          (name) =>
+            `${name("days")} ${days} would end after the CA certificate (valid until ${iso(issuer.notAfter)})`,
         );
       }
       notAfter = issuer.notAfter;

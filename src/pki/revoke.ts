@@ -77,7 +77,10 @@ export async function publishCrl(options: {
 }): Promise<x509.X509Crl> {
   const days = options.days ?? CRL_DAYS;
   if (!Number.isInteger(days) || days < 1 || days > 3650) {
-    throw new PkiError("bad-input", `--days must be a whole number from 1 to 3650, not ${days}`);
+    throw new PkiError(
+      "bad-input",
+      (name) => `${name("days")} must be a whole number from 1 to 3650, not ${days}`,
+    );
   }
   const out = resolve(options.out);
   const caDir = await locateCaDirectory(options.dir);

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as x509 from "@peculiar/x509";
+import { describeError } from "../../src/cli/errors.ts";
 import { normalizeSerial, planValidity, randomSerial } from "../../src/pki/certificate.ts";
 import { PkiError } from "../../src/pki/errors.ts";
 import { withDirLock } from "../../src/pki/lock.ts";
@@ -22,6 +23,7 @@ import {
   subjectAltNameExtension,
   subjectName,
 } from "../../src/pki/names.ts";
+import { publishCrl } from "../../src/pki/revoke.ts";
 import { ecdsaDerToRaw } from "../../src/pki/signer.ts";
 import { StagedWrites, withStagedWrites } from "../../src/pki/staged.ts";
 import { subjectKeyFromSpki } from "../../src/pki/subject_key.ts";
@@ -129,10 +131,16 @@ test("validity stays inside the issuer's: defaults shrink, explicit days beyond 
   assert.equal(plain.notAfter.toISOString(), "2030-01-11T00:00:00.000Z");
   assert.throws(
     () => planValidity({ days: 90, defaultDays: 365, issuer, now }),
-    refused("bad-input", /--days 90 would end after/),
+    refused("bad-input", /^'days' 90 would end after/),
   );
-  assert.throws(() => planValidity({ days: 0, defaultDays: 1, now }), refused("bad-input", /--days/));
-  assert.throws(() => planValidity({ days: 1.5, defaultDays: 1, now }), refused("bad-input", /--days/));
+  assert.throws(
+    () => planValidity({ days: 0, defaultDays: 1, now }),
+    refused("bad-input", /^'days' must be/),
+  );
+  assert.throws(
+    () => planValidity({ days: 1.5, defaultDays: 1, now }),
+    refused("bad-input", /^'days' must be/),
+  );
   const expired = { notBefore: new Date("2020-01-01Z"), notAfter: new Date("2021-01-01Z") };
   assert.throws(
     () => planValidity({ days: undefined, defaultDays: 1, issuer: expired, now }),
@@ -251,4 +259,21 @@ test("staged writes: all files appear together, or none and no temporaries", asy
   await writeFile(reserved, "c");
   await batch.commit();
   assert.equal(await readFile(join(dir, "c"), "utf8"), "c");
+});
+
+test("validity messages name the API option in the library and the flag in the CLI", async () => {
+  const tooLong = await publishCrl({ dir: "/nonexistent", out: "/nonexistent/crl.pem", days: 0 }).catch(
+    (err: unknown) => err,
+  );
+  assert.ok(tooLong instanceof PkiError);
+  assert.match(tooLong.message, /^'days' must be a whole number from 1 to 3650, not 0$/);
+  assert.equal(describeError(tooLong), "--days must be a whole number from 1 to 3650, not 0");
+  const planned = (() => {
+    try {
+      return planValidity({ days: 0, defaultDays: 1 });
+    } catch (err) {
+      return err;
+    }
+  })();
+  assert.equal(describeError(planned), "--days must be a whole number from 1 to 36500, not 0");
 });
