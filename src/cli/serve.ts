@@ -5,7 +5,7 @@
  * per request, and stops gracefully on SIGTERM / SIGINT.
  */
 import type { Command } from "commander";
-import { startServe } from "../https/serve.ts";
+import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, startServe } from "../https/serve.ts";
 import { openKey } from "../keys/index.ts";
 import type { PrivateKeyHandle } from "../keys/types.ts";
 import { CliError } from "./errors.ts";
@@ -24,6 +24,16 @@ interface ServeFlags {
   ciphers?: string;
   tickets: boolean;
   profile: ValidationProfile;
+  maxConnections: string;
+  idleTimeout: string;
+}
+
+/** A whole number from 1 to `max` given to `flag`, or a usage error. */
+function wholeNumber(flag: string, value: string, max: number): number {
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > max)
+    throw new CliError(`${flag} must be a whole number from 1 to ${max}, not '${value}'`, 2);
+  return n;
 }
 
 function checkVersion(v: string | undefined): "1.1" | "1.2" | "1.3" | undefined {
@@ -49,52 +59,69 @@ export function registerServeCommand(program: Command): void {
     .option("--ciphers <list>", "comma-separated IANA (or OpenSSL) cipher suite names, in preference order")
     .addOption(validationProfileOption("client chains (with --client-ca)"))
     .option("--no-tickets", "do not issue TLS session tickets (the session-ID cache stays)")
-    .action(async (flags: ServeFlags) => {
-      if ((flags.root === undefined) === (flags.upstream === undefined))
-        throw new CliError("give exactly one of --root DIR or --upstream http://HOST:PORT", 2);
-      const listen = parseListen(flags.listen);
-      if (!listen) throw new CliError(`bad --listen '${flags.listen}' (expected HOST:PORT)`, 2);
-      const { host, port } = listen;
-      const minVersion = checkVersion(flags.tlsMin);
-      const maxVersion = checkVersion(flags.tlsMax);
-      const cert = readTextFile(flags.cert, "certificate file", 2);
-      const clientCa = flags.clientCa ? readTextFile(flags.clientCa, "client CA file", 2) : undefined;
-      let key: PrivateKeyHandle | undefined;
-      try {
-        key = await openKey(flags.key);
-        const running = await startServe({
-          tls: {
-            cert,
-            key,
-            clientCa,
-            minVersion,
-            maxVersion,
-            ciphers: flags.ciphers,
-            sessions: { tickets: flags.tickets },
-            profile: flags.profile,
-            handshakeTimeout: 15_000,
-          },
-          host,
-          port,
-          root: flags.root,
-          upstream: flags.upstream,
-          log: (line) => process.stdout.write(`${line}\n`),
-          warn: (line) => process.stderr.write(`${line}\n`),
-        });
-        const shown = running.address.address.includes(":")
-          ? `[${running.address.address}]`
-          : running.address.address;
-        process.stdout.write(`listening on ${shown}:${running.address.port}\n`);
-        const signal = await stopSignal();
-        process.stderr.write(`${signal}: finishing requests in flight, then stopping\n`);
-        await running.stop();
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === "EADDRINUSE") throw new CliError(`cannot listen on ${flags.listen}: address in use`, 1);
-        if (code === "EACCES") throw new CliError(`cannot listen on ${flags.listen}: permission denied`, 1);
-        throw err;
-      } finally {
-        await key?.close();
-      }
+    .option(
+      "--max-connections <n>",
+      "connections open at once; more are closed at accept",
+      String(DEFAULT_MAX_CONNECTIONS),
+    )
+    .option(
+      "--idle-timeout <seconds>",
+      "close a connection that neither reads nor writes for this long",
+      String(DEFAULT_IDLE_TIMEOUT_MS / 1000),
+    )
+    .action(runServe);
+}
+
+/** Runs `hsmkit serve` until SIGTERM or SIGINT. */
+async function runServe(flags: ServeFlags): Promise<void> {
+  if ((flags.root === undefined) === (flags.upstream === undefined))
+    throw new CliError("give exactly one of --root DIR or --upstream http://HOST:PORT", 2);
+  const listen = parseListen(flags.listen);
+  if (!listen) throw new CliError(`bad --listen '${flags.listen}' (expected HOST:PORT)`, 2);
+  const { host, port } = listen;
+  const maxConnections = wholeNumber("--max-connections", flags.maxConnections, 1_000_000);
+  const idleTimeoutMs = wholeNumber("--idle-timeout", flags.idleTimeout, 86_400) * 1000;
+  const minVersion = checkVersion(flags.tlsMin);
+  const maxVersion = checkVersion(flags.tlsMax);
+  const cert = readTextFile(flags.cert, "certificate file", 2);
+  const clientCa = flags.clientCa ? readTextFile(flags.clientCa, "client CA file", 2) : undefined;
+  let key: PrivateKeyHandle | undefined;
+  try {
+    key = await openKey(flags.key);
+    const running = await startServe({
+      tls: {
+        cert,
+        key,
+        clientCa,
+        minVersion,
+        maxVersion,
+        ciphers: flags.ciphers,
+        sessions: { tickets: flags.tickets },
+        profile: flags.profile,
+        handshakeTimeout: 15_000,
+      },
+      host,
+      port,
+      root: flags.root,
+      upstream: flags.upstream,
+      maxConnections,
+      idleTimeoutMs,
+      log: (line) => process.stdout.write(`${line}\n`),
+      warn: (line) => process.stderr.write(`${line}\n`),
     });
+    const shown = running.address.address.includes(":")
+      ? `[${running.address.address}]`
+      : running.address.address;
+    process.stdout.write(`listening on ${shown}:${running.address.port}\n`);
+    const signal = await stopSignal();
+    process.stderr.write(`${signal}: finishing requests in flight, then stopping\n`);
+    await running.stop();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EADDRINUSE") throw new CliError(`cannot listen on ${flags.listen}: address in use`, 1);
+    if (code === "EACCES") throw new CliError(`cannot listen on ${flags.listen}: permission denied`, 1);
+    throw err;
+  } finally {
+    await key?.close();
+  }
 }

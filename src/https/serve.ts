@@ -26,6 +26,13 @@ import { openRoot, staticFiles } from "./static.ts";
  */
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 
+/**
+ * Connections `hsmkit serve` keeps open at once (as nginx's worker_connections): each costs
+ * memory (up to about 0.75 MiB while it downloads a large file), so past this bound a new
+ * connection is closed as it is accepted instead of growing the process without limit.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+
 /** HTTP-level settings of an {@link HttpsServer}. */
 export interface HttpSettings {
   /** Closes a connection idle this long, in milliseconds (default {@link DEFAULT_IDLE_TIMEOUT_MS}). */
@@ -121,6 +128,8 @@ export interface ServeOptions {
   warn: (line: string) => void;
   /** See {@link HttpSettings.idleTimeoutMs}. */
   idleTimeoutMs?: number;
+  /** Connections open at once; more are closed when accepted (default {@link DEFAULT_MAX_CONNECTIONS}). */
+  maxConnections?: number;
 }
 
 /** A running `hsmkit serve`. */
@@ -172,6 +181,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     },
     { idleTimeoutMs: options.idleTimeoutMs },
   );
+  server.tls.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   server.tls.on("tlsClientError", (err: Error, socket: TlsSocket) => {
     options.warn(`${peerLabel(socket)} TLS handshake failed: ${err.message}`);
   });

@@ -10,13 +10,16 @@ import { execFileSync } from "node:child_process";
 import { readdirSync, readlinkSync } from "node:fs";
 import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from "node:fs/promises";
 import https from "node:https";
+import { createConnection, type Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { type RunningServe, startServe } from "../../src/https/serve.ts";
 import { openInside } from "../../src/https/static.ts";
 import { openKey } from "../../src/keys/index.ts";
+import { HSMKIT_BIN } from "../helpers/hsmkit.ts";
 import { makePki, type Pki } from "../helpers/pki.ts";
+import { runCommand } from "../helpers/process.ts";
 
 let pki: Pki;
 let dir: string;
@@ -111,4 +114,74 @@ test("the file opener refuses a FIFO, a symlink and a path leading out of the ro
   assert.equal(await openInside(real, path.join(real, "fifo")), undefined);
   assert.equal(await openInside(real, path.join(real, "link.txt")), undefined);
   assert.equal(await openInside(real, path.join(real, "up", "outside.txt")), undefined);
+});
+
+test("connections past maxConnections are closed as they are accepted; a freed slot is usable again", async () => {
+  const capped = await startServe({
+    tls: { cert: pki.server.chainPem, key: await openKey(pki.server.keyPath), clientCa: pki.root.certPem },
+    host: "127.0.0.1",
+    port: 0,
+    root,
+    maxConnections: 2,
+    log: () => {},
+    warn: () => {},
+  });
+  const port = capped.address.port;
+  /** A TCP connection that sends nothing: it holds a slot while its handshake waits. */
+  const hold = () =>
+    new Promise<Socket>((resolve, reject) => {
+      const s = createConnection({ host: "127.0.0.1", port }, () => resolve(s));
+      s.on("error", reject);
+    });
+  /** Whether the server ends a fresh connection within 2 s, before any byte is sent. */
+  const endedAtOnce = () =>
+    new Promise<boolean>((resolve) => {
+      const s = createConnection({ host: "127.0.0.1", port });
+      const timer = setTimeout(() => {
+        s.destroy();
+        resolve(false);
+      }, 2000);
+      s.on("error", () => undefined);
+      s.once("close", () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  try {
+    const [a, b] = [await hold(), await hold()];
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await endedAtOnce(), true, "a third connection was kept");
+    a.destroy();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await endedAtOnce(), false, "a freed slot was not reused");
+    b.destroy();
+  } finally {
+    await capped.stop(100);
+  }
+});
+
+test("hsmkit serve refuses a malformed --max-connections or --idle-timeout with a usage error", async () => {
+  for (const [flag, value] of [
+    ["--max-connections", "0"],
+    ["--idle-timeout", "ten"],
+  ] as const) {
+    const result = await runCommand(HSMKIT_BIN, [
+      "serve",
+      "--cert",
+      pki.server.chainPath,
+      "--key",
+      pki.server.keyPath,
+      "--root",
+      root,
+      "--listen",
+      "127.0.0.1:0",
+      flag,
+      value,
+    ]);
+    assert.equal(result.exitCode, 2);
+    assert.match(
+      result.stderr,
+      new RegExp(`^hsmkit: ${flag} must be a whole number from 1 to \\d+, not '${value}'`),
+    );
+  }
 });
