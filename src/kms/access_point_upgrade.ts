@@ -13,7 +13,9 @@
  * - a row is sealed only when the log backs it: an admin CreateAccessPoint entry for its id
  *   whose recorded name and key/secret patterns are the row's (and, for entries that record
  *   it, its public key's SHA-256), and a state of Revoked when the log revokes that id;
- * - every other row stays unsealed, so refused, and one entry says how many.
+ * - every other row stays unsealed, so refused, and one entry says how many;
+ * - a log that fails to verify gets no entry at all (an append would give a wiped log a fresh
+ *   head): nothing is sealed, the operator is told, and the next open tries again.
  *
  * What the log cannot vouch for (it never recorded them): an edit before the upgrade to a
  * legacy row's operations, source addresses or (entries from before `spki=`) public key.
@@ -47,6 +49,8 @@ export interface SealOutcome {
   readonly events: readonly AuditEvent[];
   /** False when the log did not verify: the label stays old and a later open tries again. */
   readonly done: boolean;
+  /** What to tell the operator when nothing can be audited (the log failed to verify). */
+  readonly notice?: string;
 }
 
 interface LogRow {
@@ -64,8 +68,9 @@ export async function sealLegacyRows(
 ): Promise<SealOutcome> {
   const rows = await tx.query<ApRow>(`SELECT ${AP_COLUMNS}, mac FROM access_points WHERE mac IS NULL`);
   if (!verdict.ok) {
-    const why = `the audit log fails verification at entry ${verdict.seq} (${verdict.reason})`;
-    return { events: [refusal(rows.length, why)], done: false };
+    // No entry: appending to a wiped or broken log would give it a fresh head and hide that.
+    const notice = `kms: ${rows.length} access point rows without a MAC left unsealed: the audit log fails verification at entry ${verdict.seq} (${verdict.reason})`;
+    return rows.length > 0 ? { events: [], done: false, notice } : { events: [], done: false };
   }
   const log = await tx.query<LogRow>(
     "SELECT operation, actor, outcome, detail FROM audit WHERE operation IN ($1, $2, $3) ORDER BY seq",

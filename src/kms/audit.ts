@@ -162,16 +162,23 @@ export class AuditLog {
     work: (
       tx: SqlExecutor,
       verdict: AuditVerdict,
-    ) => Promise<{ readonly events: readonly AuditEvent[]; readonly done: boolean }>,
-  ): Promise<void> {
+    ) => Promise<{
+      readonly events: readonly AuditEvent[];
+      readonly done: boolean;
+      readonly notice?: string;
+    }>,
+  ): Promise<string | undefined> {
     const upgrade = this.upgrade;
-    if (!upgrade) return;
+    if (!upgrade) return undefined;
     let appended = false;
+    let notice: string | undefined;
     await this.store.driver.transaction(LOCKS.audit, async (tx) => {
       if (!(await this.store.getMeta(KEY, tx))?.equals(upgrade.stored)) return;
       // Verified inside the transaction (under the audit lock): what `work` trusts is the log
       // as it is when it acts on it.
-      const { events, done } = await work(tx, await this.verify(tx));
+      const outcome = await work(tx, await this.verify(tx));
+      const { events, done } = outcome;
+      notice = outcome.notice;
       if (events.length > 0) await this.appendInTransaction(tx, events, new Date());
       appended = events.length > 0;
       // Not done (the log failed to verify): the old label stays, so a later open tries again.
@@ -179,6 +186,7 @@ export class AuditLog {
     });
     this.upgrade = undefined;
     if (appended && this.anchorPath !== undefined) await this.anchorCommittedHead(this.anchorPath);
+    return notice;
   }
 
   /**

@@ -136,7 +136,8 @@ export class KmsInstance {
       const seal = new AccessPointSeal(audit.deriveKey(ACCESS_POINT_MAC_INFO));
       // Rows from versions before access point MACs: those the verified log backs are sealed
       // once, audited (access_point_upgrade.ts).
-      await audit.finishUpgrade((tx, verdict) => sealLegacyRows(tx, seal, verdict));
+      const notice = await audit.finishUpgrade((tx, verdict) => sealLegacyRows(tx, seal, verdict));
+      if (notice !== undefined) (options.warn ?? ((l) => process.stderr.write(`${l}\n`)))(notice);
       const accessPoints = new AccessPointStore(
         store,
         seal,
