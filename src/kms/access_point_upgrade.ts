@@ -139,11 +139,11 @@ async function sealRow(tx: SqlExecutor, seal: AccessPointSeal, row: ApRow): Prom
 function sealedEvent(ids: readonly string[]): AuditEvent {
   const sorted = [...ids].sort();
   const hash = createHash("sha256").update(sorted.join("\n")).digest("hex");
-  const shown = sorted.slice(0, IDS_SHOWN).join(" ");
+  const shown = sorted.length > 0 ? `: ${sorted.slice(0, IDS_SHOWN).join(" ")}` : "";
   const more = sorted.length > IDS_SHOWN ? ` (+${sorted.length - IDS_SHOWN} more)` : "";
   return sealEvent(
     "ok",
-    `${ids.length} access point rows from before access point MACs sealed, sorted ids sha256=${hash}: ${shown}${more}`,
+    `${ids.length} access point rows from before access point MACs sealed, sorted ids sha256=${hash}${shown}${more}`,
   );
 }
 
