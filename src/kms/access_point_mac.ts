@@ -9,30 +9,24 @@
  * audit MACs (another key, and a label inside every MAC as well), and there is no key record
  * to delete so that a fresh key would be made and forged rows sealed under it.
  *
- * Upgrade: rows written by versions before this one have no MAC (NULL). They are sealed once,
- * when an instance is opened with the master key and the audit key is still under its older
- * label, in the transaction that relabels it, and the count is audited (SealAccessPoints).
- * After that a NULL MAC is refused like any wrong one, so nulling a MAC is no way back in.
- * What this cannot tell apart: a row edited by someone with database access *before* the
- * upgrade (it is sealed as it stands), and a database whose audit key record was put back
- * from a copy made before the upgrade (its NULL rows would be sealed again; the log then holds
- * a second SealAccessPoints entry, which is refused here as long as the log was not rolled
- * back with it, and an --audit-anchor catches that rollback).
+ * Upgrade: rows written by versions before this one have no MAC (NULL); access_point_upgrade.ts
+ * seals those the verified audit log backs, once.
  */
 import { createHmac, type KeyObject } from "node:crypto";
-import type { AuditEvent } from "./audit.ts";
 import { safeEqual } from "./audit_chain.ts";
-import type { SqlExecutor } from "./store/driver.ts";
 
 /** The HKDF info the access point MAC key is derived with (never the audit key's uses). */
 export const ACCESS_POINT_MAC_INFO = "hsmkit kms access point row MAC key v1";
 /** The first bytes of every access point MAC input: what it is and its encoding's version. */
 const MAC_LABEL = "hsmkit kms access point row v1";
-/** The operation name of the upgrade's audit entry. */
-export const SEAL_OPERATION = "SealAccessPoints";
 
-/** The columns of the access_points table, MAC aside, in the order they are MAC'd. */
-export const AP_COLUMNS = "id, name, public_der, policy, state, created_at, revoked_at";
+/**
+ * The columns of the access_points table, MAC aside, in the order they are MAC'd and inserted:
+ * one list, so the MAC input and the INSERT cannot drift apart.
+ */
+export const AP_FIELDS = ["id", "name", "public_der", "policy", "state", "created_at", "revoked_at"] as const;
+/** {@link AP_FIELDS} as an SQL column list. */
+export const AP_COLUMNS = AP_FIELDS.join(", ");
 
 /** An access point row as the database returns it. */
 export interface ApRow {
@@ -63,23 +57,36 @@ export class AccessPointSeal {
   mac(row: Omit<ApRow, "mac">): Buffer {
     const h = createHmac("sha256", this.key);
     h.update(field(MAC_LABEL));
-    for (const value of [
-      row.id,
-      row.name,
-      row.public_der,
-      row.policy,
-      row.state,
-      row.created_at,
-      row.revoked_at,
-    ])
-      h.update(field(value));
+    for (const name of AP_FIELDS) h.update(field(row[name]));
     return h.digest();
   }
 
-  /** True when the row's MAC is present and right (constant-time compare). */
+  /**
+   * True when the row has the column types it was written with and its MAC is present and
+   * right (constant-time compare). The types first: the MAC covers bytes, not SQLite's storage
+   * class, so a state turned into a BLOB of the same bytes would verify and then compare
+   * unequal to "Active" everywhere, and an INTEGER would make the MAC input throw.
+   */
   verify(row: ApRow): boolean {
-    return row.mac !== null && safeEqual(this.mac(row), Buffer.from(row.mac));
+    return wellTyped(row) && row.mac !== null && safeEqual(this.mac(row), Buffer.from(row.mac));
   }
+}
+
+/** True when every column holds the JS type the store writes (what the database returns). */
+export function wellTyped(row: ApRow): boolean {
+  const r = row as unknown as Record<string, unknown>;
+  const texts = ["id", "name", "policy", "state", "created_at"] as const;
+  return (
+    texts.every((c) => typeof r[c] === "string") &&
+    Buffer.isBuffer(r.public_der) &&
+    (r.revoked_at === null || typeof r.revoked_at === "string") &&
+    (r.mac === null || Buffer.isBuffer(r.mac))
+  );
+}
+
+/** The row values in {@link AP_FIELDS} order, for an INSERT. */
+export function rowValues(row: Omit<ApRow, "mac">): (string | Buffer | null)[] {
+  return AP_FIELDS.map((name) => row[name]);
 }
 
 /**
@@ -92,43 +99,4 @@ function field(value: string | Buffer | null): Buffer {
   const length = Buffer.alloc(4);
   length.writeUInt32BE(bytes.length);
   return Buffer.concat([length, bytes]);
-}
-
-/**
- * The upgrade's work, run by AuditLog.finishUpgrade in its transaction: MACs every row that
- * has none, bumps the change counter (memos on every node drop what they read), and returns
- * the audit entry naming how many rows were sealed (none when there were none). Refuses to
- * seal when the log already records a seal: the upgrade happened, so a database that looks
- * older was put back in part, and its unsealed rows stay refused.
- */
-export async function sealLegacyRows(tx: SqlExecutor, seal: AccessPointSeal): Promise<AuditEvent[]> {
-  const rows = await tx.query<ApRow>(`SELECT ${AP_COLUMNS}, mac FROM access_points WHERE mac IS NULL`);
-  if (rows.length === 0) return [];
-  const earlier = await tx.query("SELECT seq FROM audit WHERE operation = $1 LIMIT 1", [SEAL_OPERATION]);
-  if (earlier.length > 0) {
-    return [
-      sealEvent(
-        "Refused",
-        `${rows.length} access point rows without a MAC left unsealed: the log records an earlier upgrade`,
-      ),
-    ];
-  }
-  for (const row of rows) {
-    await tx.exec("UPDATE access_points SET mac = $1 WHERE id = $2 AND mac IS NULL", [seal.mac(row), row.id]);
-  }
-  await tx.exec("UPDATE changes SET counter = counter + 1 WHERE id = 1");
-  const ids = rows.map((r) => r.id).join(" ");
-  return [sealEvent("ok", `${rows.length} access point rows from before access point MACs sealed: ${ids}`)];
-}
-
-function sealEvent(outcome: string, detail: string): AuditEvent {
-  return {
-    actor: "kms",
-    source: "local",
-    operation: SEAL_OPERATION,
-    keyId: "",
-    outcome,
-    requestId: "",
-    detail,
-  };
 }

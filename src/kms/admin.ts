@@ -8,7 +8,8 @@
 
 import type { CertBagCipher } from "../keys/pkcs12/write_legacy.ts";
 import { type CreatedAccessPoint, createAccessPoint } from "./access_point.ts";
-import type { AuditVerdict } from "./audit.ts";
+import { createdDetail, REVOKE_OPERATION } from "./access_point_upgrade.ts";
+import type { AuditEvent, AuditVerdict } from "./audit.ts";
 import type { KmsInstance } from "./instance.ts";
 import { KeyAdminError } from "./key_registry.ts";
 import { parsePolicy } from "./policy.ts";
@@ -23,15 +24,11 @@ async function audit(
   detail: string,
   outcome = "ok",
 ): Promise<void> {
-  await instance.audit.append({
-    actor: "admin",
-    source: "local",
-    operation,
-    keyId,
-    outcome,
-    requestId: "",
-    detail,
-  });
+  await instance.audit.append(adminEvent(operation, keyId, detail, outcome));
+}
+
+function adminEvent(operation: string, keyId: string, detail: string, outcome = "ok"): AuditEvent {
+  return { actor: "admin", source: "local", operation, keyId, outcome, requestId: "", detail };
 }
 
 /** Creates a key (and optionally an alias for it). */
@@ -126,25 +123,39 @@ export async function adminCreateAccessPoint(
     outDir: o.outDir,
     ...(o.certBagCipher ? { certBagCipher: o.certBagCipher } : {}),
   });
-  const secrets = policy.secrets ? ` secrets=${policy.secrets.join(",")}` : "";
-  await audit(
-    instance,
-    "CreateAccessPoint",
-    "",
-    `${created.record.id} ${o.name} keys=${policy.keys.join(",")}${secrets}`,
-  );
+  // The public key's hash too: the entry then tells this row from one with a swapped key.
+  const { id, publicDer } = created.record;
+  await audit(instance, "CreateAccessPoint", "", createdDetail(id, o.name, policy, publicDer));
   return created;
 }
 
-/** Revokes an access point by id or name. */
+/**
+ * Revokes an access point by id or name: the row and its RevokeAccessPoint entry commit in one
+ * transaction (the request path and `audit verify` treat that entry as the revocation's
+ * record). A row failing its integrity check is overwritten with a sealed Revoked row that
+ * grants nothing, and that is audited too: an attacker who breaks a MAC must not make a row
+ * unrevokable.
+ */
 export async function adminRevokeAccessPoint(instance: KmsInstance, idOrName: string): Promise<string> {
   const ap = await instance.accessPoints.findByIdOrName(idOrName);
-  if (!ap) throw new KeyAdminError(`no access point "${idOrName}"`);
-  if (!(await instance.accessPoints.revoke(ap.id, new Date().toISOString()))) {
-    throw new KeyAdminError(`access point ${ap.id} is already revoked`);
-  }
-  await audit(instance, "RevokeAccessPoint", "", ap.id);
-  return ap.id;
+  const when = new Date().toISOString();
+  return instance.audit.appendWith(async (tx) => {
+    if (ap) {
+      if (!(await instance.accessPoints.revokeIn(tx, ap.id, when)))
+        throw new KeyAdminError(`access point ${ap.id} is already revoked`);
+      return { result: ap.id, events: [adminEvent(REVOKE_OPERATION, "", ap.id)] };
+    }
+    const id = await instance.accessPoints.revokeTampered(tx, idOrName, when);
+    if (id === undefined) throw new KeyAdminError(`no access point "${idOrName}"`);
+    const overwritten = `access point ${id} failed its integrity check: overwritten with a sealed Revoked row granting nothing`;
+    return {
+      result: id,
+      events: [
+        adminEvent(REVOKE_OPERATION, "", id),
+        adminEvent("AccessPointIntegrity", "", overwritten, "Overwritten"),
+      ],
+    };
+  });
 }
 
 /** Options of {@link adminCreateSecret}. */
@@ -239,9 +250,18 @@ export async function secretTable(instance: KmsInstance): Promise<string[][]> {
   return rows;
 }
 
-/** Checks the audit chain. */
-export function adminVerifyAudit(instance: KmsInstance): Promise<AuditVerdict> {
-  return instance.audit.verify();
+/**
+ * Checks the audit chain, then that every access point the verified log revokes is Revoked
+ * (or gone) in its table: a row put back from before its revocation carries a valid MAC, and
+ * only the log shows it was revoked since.
+ */
+export async function adminVerifyAudit(instance: KmsInstance): Promise<AuditVerdict> {
+  const verdict = await instance.audit.verify();
+  if (!verdict.ok) return verdict;
+  const bad = await instance.accessPoints.unrevoked();
+  if (!bad) return verdict;
+  const reason = `it revokes access point ${bad.id}, whose row says ${bad.state} (an older copy of the row was put back)`;
+  return { ok: false, count: verdict.count, seq: bad.seq, reason };
 }
 
 /** Rows for `kms key list`: id, spec, usage, state, versions, aliases. */

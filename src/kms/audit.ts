@@ -49,7 +49,8 @@ const KEY = "audit.key";
  * all carry a MAC (access_point_mac.ts). A key under an older label comes from an older
  * version and is rewrapped once the upgrade is done ({@link AuditLog.finishUpgrade}). Only the
  * master key can wrap, so a database cannot be passed off as older than it is (short of
- * putting back the key record of an older copy: see access_point_mac.ts).
+ * putting back the key record of an older copy, which is why the verified log, not this
+ * label, decides whether access point rows were sealed: see access_point_upgrade.ts).
  */
 const KEY_AAD = "audit-mac-key v3";
 /** The labels of older versions, newest first: v2 (head rule), then the first (neither). */
@@ -151,24 +152,59 @@ export class AuditLog {
 
   /**
    * Completes the upgrade from an older version in one transaction under the audit lock:
-   * `work` runs (it may write other tables), the events it returns are appended, and the
-   * audit key is stored under the current label, so the upgrade happens once, whole or not
+   * the log is verified, `work` runs with the verdict (it may write other tables), the events
+   * it returns are appended, and, when it says it is done, the audit key is stored under the
+   * current label, so the upgrade happens once, whole or not
    * at all. Does nothing when another process upgraded meanwhile (the stored key record is no
    * longer the one read at open) or no upgrade is due.
    */
-  async finishUpgrade(work: (tx: SqlExecutor) => Promise<readonly AuditEvent[]>): Promise<void> {
+  async finishUpgrade(
+    work: (
+      tx: SqlExecutor,
+      verdict: AuditVerdict,
+    ) => Promise<{
+      readonly events: readonly AuditEvent[];
+      readonly done: boolean;
+      readonly notice?: string;
+    }>,
+  ): Promise<string | undefined> {
     const upgrade = this.upgrade;
-    if (!upgrade) return;
+    if (!upgrade) return undefined;
     let appended = false;
+    let notice: string | undefined;
     await this.store.driver.transaction(LOCKS.audit, async (tx) => {
       if (!(await this.store.getMeta(KEY, tx))?.equals(upgrade.stored)) return;
-      const events = await work(tx);
+      // Verified inside the transaction (under the audit lock): what `work` trusts is the log
+      // as it is when it acts on it.
+      const outcome = await work(tx, await this.verify(tx));
+      const { events, done } = outcome;
+      notice = outcome.notice;
       if (events.length > 0) await this.appendInTransaction(tx, events, new Date());
       appended = events.length > 0;
-      await this.store.setMeta(KEY, upgrade.rewrapped, tx);
+      // Not done (the log failed to verify): the old label stays, so a later open tries again.
+      if (done) await this.store.setMeta(KEY, upgrade.rewrapped, tx);
     });
     this.upgrade = undefined;
     if (appended && this.anchorPath !== undefined) await this.anchorCommittedHead(this.anchorPath);
+    return notice;
+  }
+
+  /**
+   * Runs a write to the cached tables and appends the events it returns in one transaction
+   * (under the audit lock, counter bumped): the change and its entry commit together or not
+   * at all, so the log never lacks a change that happened (a revocation the request path and
+   * verify rely on). `work` may throw to write nothing.
+   */
+  async appendWith<T>(
+    work: (tx: SqlExecutor) => Promise<{ readonly result: T; readonly events: readonly AuditEvent[] }>,
+  ): Promise<T> {
+    const result = await this.store.write(async (tx) => {
+      const done = await work(tx);
+      await this.appendInTransaction(tx, done.events, new Date());
+      return done.result;
+    }, LOCKS.audit);
+    if (this.anchorPath !== undefined) await this.anchorCommittedHead(this.anchorPath);
+    return result;
   }
 
   /** Appends one event in its own transaction (serialised across processes); returns its number. */
@@ -302,7 +338,7 @@ export class AuditLog {
    * Walks the whole chain, then checks the head and, with an anchor file, that the log
    * reaches the anchored entry unchanged. The first problem found, or ok with the count.
    */
-  async verify(): Promise<AuditVerdict> {
+  async verify(db: SqlExecutor = this.store.driver): Promise<AuditVerdict> {
     const anchor = this.anchorPath === undefined ? undefined : readHead(this.anchorPath);
     if (this.anchorPath !== undefined && !anchor) {
       const reason = `the anchor file ${this.anchorPath} is missing or unreadable`;
@@ -316,11 +352,11 @@ export class AuditLog {
         reason: "the anchor file's MAC is wrong (not this log's)",
       };
     }
-    const walked = await this.walk(anchor?.seq ?? 0);
+    const walked = await this.walk(anchor?.seq ?? 0, db);
     if ("ok" in walked) return walked;
     const { count, last, atAnchor } = walked;
     const bad = (seq: number, reason: string): AuditVerdict => ({ ok: false, count, seq, reason });
-    const headRaw = await this.store.getMeta(HEAD);
+    const headRaw = await this.store.getMeta(HEAD, db);
     if (!headRaw) return bad(count, "the chain head record is missing (the log was wiped)");
     const head = parseHead(headRaw.toString());
     if (!head || !headIsOurs(this.macKey, head))
@@ -344,13 +380,14 @@ export class AuditLog {
   /** Checks every entry's number, link, hash and MAC; keeps the hash of entry `keep`. */
   private async walk(
     keep: number,
+    db: SqlExecutor,
   ): Promise<AuditVerdict | { count: number; last: Buffer; atAnchor: Buffer | undefined }> {
     let prev: Buffer = GENESIS;
     let atAnchor = keep === 0 ? GENESIS : undefined;
     let count = 0;
     let after = -1;
     for (;;) {
-      const page = await this.store.driver.query<AuditRow>(
+      const page = await db.query<AuditRow>(
         `SELECT ${AUDIT_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT ${VERIFY_PAGE}`,
         [after],
       );

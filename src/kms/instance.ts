@@ -12,11 +12,12 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { warnIfSecretFileExposed } from "../keys/secret_file.ts";
-import { ACCESS_POINT_MAC_INFO, AccessPointSeal, sealLegacyRows } from "./access_point_mac.ts";
+import { ACCESS_POINT_MAC_INFO, AccessPointSeal } from "./access_point_mac.ts";
 import { AccessPointStore } from "./access_point_store.ts";
+import { sealLegacyRows } from "./access_point_upgrade.ts";
 import { AuditLog } from "./audit.ts";
-import { auditText } from "./audit_chain.ts";
 import { certificateNames, createInstanceCa, issueServerCert } from "./instance_certs.ts";
+import { auditingSink, IntegrityReports } from "./integrity_reports.ts";
 import { KeyRegistry } from "./key_registry.ts";
 import {
   DEFAULT_SCRYPT,
@@ -133,9 +134,15 @@ export class KmsInstance {
         ...(options.auditAnchor !== undefined ? { anchorPath: options.auditAnchor } : {}),
       });
       const seal = new AccessPointSeal(audit.deriveKey(ACCESS_POINT_MAC_INFO));
-      // Rows from versions before access point MACs: sealed once, audited (access_point_mac.ts).
-      await audit.finishUpgrade((tx) => sealLegacyRows(tx, seal));
-      const accessPoints = new AccessPointStore(store, seal, integrityReporter(audit, options.warn));
+      // Rows from versions before access point MACs: those the verified log backs are sealed
+      // once, audited (access_point_upgrade.ts).
+      const notice = await audit.finishUpgrade((tx, verdict) => sealLegacyRows(tx, seal, verdict));
+      if (notice !== undefined) (options.warn ?? ((l) => process.stderr.write(`${l}\n`)))(notice);
+      const accessPoints = new AccessPointStore(
+        store,
+        seal,
+        new IntegrityReports(auditingSink(audit, options.warn)),
+      );
       const instance = new KmsInstance(
         options.dataDir,
         id,
@@ -231,32 +238,6 @@ export class KmsInstance {
       await this.store.close();
     }
   }
-}
-
-/**
- * What happens when an access point row fails its check: one line to the operator (stderr
- * unless `warn` is given) and one audit entry. The id is the row's own text, so it is escaped
- * like any audit field.
- */
-function integrityReporter(audit: AuditLog, warn?: (line: string) => void): (id: string) => Promise<void> {
-  const say = warn ?? ((line: string) => process.stderr.write(`${line}\n`));
-  return async (rawId) => {
-    const detail = `access point ${auditText(rawId)} failed its integrity check (row edited in the database, copied from another instance, or unsealed): refused as unknown`;
-    say(`kms: ${detail}`);
-    try {
-      await audit.appendSoon({
-        actor: "kms",
-        source: "local",
-        operation: "AccessPointIntegrity",
-        keyId: "",
-        outcome: "Tampered",
-        requestId: "",
-        detail,
-      });
-    } catch (err) {
-      say(`kms: audit append of an integrity failure failed: ${(err as Error).message}`);
-    }
-  };
 }
 
 /** Opens the store `options` name; `fresh` when it holds no instance yet. */

@@ -13,8 +13,13 @@
  *   reads never wait for the next counter read.
  *
  * Any change empties every memo (changes are rare; being precise is not worth the risk). A
- * value loaded while a change was noticed is not kept: it may predate the change.
+ * value loaded while a change was noticed is not kept: it may predate the change. Entries
+ * also expire after {@link MEMO_MAX_AGE_MS}: the counter is a row in the database, and a
+ * writer who freezes it (a trigger) must not keep a revoked access point cached for good.
  */
+
+/** How long a memoised value is used at most, whatever the change counter says. */
+export const MEMO_MAX_AGE_MS = 30_000;
 
 /** Tells memos when the database may have changed since they last looked. */
 export class ChangeWatch {
@@ -70,7 +75,7 @@ export class ChangeWatch {
 
 /** One memo table: values by string key, dropped as a whole when the watch reports a change. */
 export class Memo<T> {
-  private readonly entries = new Map<string, T>();
+  private readonly entries = new Map<string, { readonly value: T; readonly at: number }>();
   private generation = -1;
 
   /** `maxEntries` bounds the entries kept (found values only; misses are never kept). */
@@ -91,13 +96,14 @@ export class Memo<T> {
       this.generation = generation;
     }
     const hit = this.entries.get(key);
-    if (hit !== undefined) return hit as R;
+    const now = Date.now();
+    if (hit !== undefined && now - hit.at < MEMO_MAX_AGE_MS && now >= hit.at) return hit.value as R;
     const value = await load();
     // A change noticed while loading may have come after the load read: do not keep it.
     if (value === undefined || this.watch.generation !== generation || this.generation !== generation)
       return value;
     if (this.entries.size >= this.maxEntries) this.entries.clear();
-    this.entries.set(key, value as T);
+    this.entries.set(key, { value: value as T, at: now });
     return value;
   }
 }

@@ -9,7 +9,7 @@
  */
 import { ChangeWatch, Memo } from "./read_cache.ts";
 import type { KeySpec, KeyState, KeyUsage } from "./specs.ts";
-import { LOCKS, type SqlDriver, type SqlExecutor } from "./store/driver.ts";
+import { LOCKS, type SqlDriver, type SqlExecutor, StoreError } from "./store/driver.ts";
 import { migrate } from "./store/migrations.ts";
 import { SqliteDriver } from "./store/sqlite.ts";
 
@@ -160,14 +160,21 @@ export class Store {
   }
 
   /**
-   * Runs `work` as one write to the cached tables: counter bumped in the same transaction.
+   * Runs `work` as one write to the cached tables: counter bumped in the same transaction,
+   * under `lock` (the data lock; the audit lock when the write appends to the log as well).
    * Public for repositories beside the store, whose tables are memoised the same way.
    */
-  async write<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  async write<T>(work: (tx: SqlExecutor) => Promise<T>, lock: string = LOCKS.data): Promise<T> {
     try {
-      return await this.driver.transaction(LOCKS.data, async (tx) => {
+      return await this.driver.transaction(lock, async (tx) => {
         const result = await work(tx);
-        await tx.exec("UPDATE changes SET counter = counter + 1 WHERE id = 1");
+        // Exactly one row, or every node's memos would outlive this write: a counter row
+        // deleted, or frozen by a trigger, is tampering, and the write is rolled back.
+        if ((await tx.exec("UPDATE changes SET counter = counter + 1 WHERE id = 1")) !== 1) {
+          throw new StoreError(
+            "the change counter did not advance (its row is missing or a trigger blocks it): the database was tampered with; nothing was written",
+          );
+        }
         return result;
       });
     } finally {

@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
+import pgLib from "pg";
 import {
   adminCreateAccessPoint,
   adminCreateKey,
@@ -366,5 +367,42 @@ describe("access point rows on PostgreSQL", () => {
     assert.ok(
       entries.some((e) => e.detail.includes(`access point ${ap.record.id} failed its integrity check`)),
     );
+  });
+
+  it("the upgrade seals nothing over a row an older node revokes meanwhile", async (t) => {
+    const store = await pg.createDatabase();
+    const a = await KmsInstance.open({
+      store,
+      dataDir: join(root, "l1-a"),
+      create: true,
+      passphrase: PASSPHRASE,
+    });
+    const { id } = (await adminCreateAccessPoint(a, { name: "app", keys: "*", outDir: join(root, "l1-aps") }))
+      .record;
+    const raw = await a.master.unwrap((await a.store.getMeta("audit.key")) as Buffer, "audit-mac-key v3");
+    await a.store.setMeta("audit.key", await a.master.wrap(raw, "audit-mac-key v2"));
+    await a.close();
+    await pg.query(store, "UPDATE access_points SET mac = NULL");
+    // An older node's revoke holds the row lock while the seal reads the Active row.
+    const old = new pgLib.Client({ connectionString: store });
+    await old.connect();
+    t.after(() => old.end());
+    await old.query("BEGIN");
+    await old.query("UPDATE access_points SET state = 'Revoked', revoked_at = 'now' WHERE id = $1", [id]);
+    const opening = KmsInstance.open({ store, dataDir: join(root, "l1-b"), passphrase: PASSPHRASE });
+    await new Promise((r) => setTimeout(r, 1000));
+    await old.query("COMMIT");
+    const b = await opening;
+    t.after(() => b.close());
+    const rows = await pg.query<{ mac: Buffer | null }>(
+      store,
+      "SELECT mac FROM access_points WHERE id = $1",
+      [id],
+    );
+    assert.equal(rows[0]?.mac, null, "no MAC of the Active row on the Revoked row");
+    await pg.query(store, "UPDATE access_points SET state = 'Active', revoked_at = NULL WHERE id = $1", [id]);
+    await pg.query(store, "UPDATE changes SET counter = counter + 1 WHERE id = 1");
+    await b.store.checkForChanges();
+    assert.equal(await b.accessPoints.find(id), undefined);
   });
 });
