@@ -237,6 +237,8 @@ describe("no process left behind", () => {
       [
         "const s = await opensslServer({ cert: pki.server.certPath, key: pki.server.keyPath });",
         "const n = await nginxServer({ cert: pki.server.chainPath, key: pki.server.keyPath });",
+        // The master listens before it forks its worker: on a loaded machine the worker may not exist yet.
+        "for (let i = 0; i < 100 && groupMembers(n.pid).length < 2; i++) await new Promise((r) => setTimeout(r, 50));",
         "console.log('pids', s.pid, n.pid, groupMembers(n.pid).join(','));",
         "process.exit(0);",
       ].join("\n"),
