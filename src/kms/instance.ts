@@ -142,6 +142,7 @@ export class KmsInstance {
         store,
         seal,
         new IntegrityReports(auditingSink(audit, options.warn)),
+        (row) => audit.isOurs(row),
       );
       const instance = new KmsInstance(
         options.dataDir,
