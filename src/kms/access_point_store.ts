@@ -215,6 +215,11 @@ export class AccessPointStore {
   async settled(): Promise<void> {
     await this.reports.settled();
   }
+
+  /** At shutdown: also the count the rate limits still hold back is logged and audited. */
+  async finish(): Promise<void> {
+    await this.reports.finish();
+  }
 }
 
 type LogRow = AuditRow & { readonly part: "revocation" | "newest" | "marker" };
