@@ -12,10 +12,12 @@
  * back as it was before its revocation would verify. Revocations are also in the audit log
  * (admin.ts appends the entry in the revoking transaction): an id the log revokes is treated
  * as Revoked whatever its row says, and reported. The set is read from the audit table
- * incrementally (entries after the last one read, by primary key), once per change.
+ * incrementally (entries after the newest one read), once per change, and only from entries
+ * whose hash and MAC the audit key made.
  */
 import { type AccessPointSeal, AP_COLUMNS, type ApRow, rowValues } from "./access_point_mac.ts";
 import { REVOKE_OPERATION } from "./access_point_upgrade.ts";
+import { AUDIT_COLUMNS, type AuditRow } from "./audit_chain.ts";
 import type { IntegrityReports } from "./integrity_reports.ts";
 import type { Memo } from "./read_cache.ts";
 import type { SqlExecutor } from "./store/driver.ts";
@@ -25,6 +27,7 @@ const TAMPERED =
   "failed its integrity check (row edited in the database, copied from another instance, or unsealed): refused as unknown";
 const UNREVOKED =
   "is revoked in the audit log but Active in its row (an older copy of the row put back?): refused as revoked";
+const START = { seq: 0, hash: Buffer.alloc(0) };
 /** The policy of a row `kms ap revoke` rewrites: it grants nothing. */
 const EMPTY_POLICY: AccessPolicy = { keys: [], operations: [], sourceIps: [] };
 
@@ -33,12 +36,15 @@ export class AccessPointStore {
   private readonly byId: Memo<AccessPointRecord>;
   private readonly revokedMemo: Memo<ReadonlySet<string>>;
   private readonly revokedIds = new Set<string>();
-  private revokedAfter = 0;
+  /** The newest entry of ours a read of the revocations has seen (seq 0: none). */
+  private marker: { readonly seq: number; readonly hash: Buffer } = START;
 
+  /** `isOurs` tells an entry the audit log wrote (AuditLog.isOurs) from a writer's. */
   constructor(
     private readonly store: Store,
     private readonly seal: AccessPointSeal,
     private readonly reports: IntegrityReports,
+    private readonly isOurs: (row: AuditRow) => boolean,
   ) {
     this.byId = store.memo();
     this.revokedMemo = store.memo();
@@ -127,16 +133,32 @@ export class AccessPointStore {
     return row.id;
   }
 
-  /** The ids the audit log revokes (an admin's RevokeAccessPoint entries), read once per change. */
+  /**
+   * The ids the audit log revokes (an admin's RevokeAccessPoint entries), read once per change
+   * and incrementally: entries after a marker, which moves to the newest entry of ours the
+   * read saw, so a read costs the new revocations, not the log. Only entries whose hash and
+   * MAC are ours count, and the marker stands only on such an entry: a forged entry with a
+   * high seq, read and then deleted, would otherwise move it past the real revocations
+   * appended after it. Appends number entries under the audit lock in commit order, so one
+   * statement's snapshot holds every entry up to its newest; an entry appended later gets a
+   * higher number, unless entries were deleted down to the marker, which is why the marker's
+   * own entry is read back each time and, when gone or changed, the log is read from the start.
+   */
   async revokedInLog(): Promise<ReadonlySet<string>> {
     return this.revokedMemo.get("revoked", async () => {
-      const rows = await this.store.driver.query<{ seq: number; detail: string }>(
-        "SELECT seq, detail FROM audit WHERE seq > $1 AND operation = $2 AND actor = 'admin' AND outcome = 'ok' ORDER BY seq",
-        [this.revokedAfter, REVOKE_OPERATION],
-      );
+      let rows = await revocationRows(this.store.driver, this.marker.seq, true);
+      const atMarker = rows.find((r) => r.part === "marker");
+      if (
+        this.marker.seq > 0 &&
+        !(atMarker && this.isOurs(atMarker) && this.marker.hash.equals(atMarker.hash))
+      ) {
+        this.marker = START;
+        rows = await revocationRows(this.store.driver, 0, true);
+      }
       for (const r of rows) {
-        this.revokedIds.add(r.detail);
-        this.revokedAfter = Math.max(this.revokedAfter, Number(r.seq));
+        if (!this.isOurs(r)) continue;
+        if (r.part === "revocation") this.revokedIds.add(r.detail);
+        if (Number(r.seq) > this.marker.seq) this.marker = { seq: Number(r.seq), hash: Buffer.from(r.hash) };
       }
       return this.revokedIds;
     });
@@ -148,10 +170,7 @@ export class AccessPointStore {
    * copy of the row that a per-row MAC cannot see.
    */
   async unrevoked(): Promise<{ seq: number; id: string; state: string } | undefined> {
-    const revocations = await this.store.driver.query<{ seq: number; detail: string }>(
-      "SELECT seq, detail FROM audit WHERE operation = $1 AND actor = 'admin' AND outcome = 'ok' ORDER BY seq",
-      [REVOKE_OPERATION],
-    );
+    const revocations = (await revocationRows(this.store.driver, 0, false)).filter((r) => this.isOurs(r));
     for (const r of revocations) {
       const rows = await this.store.driver.query<{ state: unknown }>(
         "SELECT state FROM access_points WHERE id = $1",
@@ -196,6 +215,27 @@ export class AccessPointStore {
   async settled(): Promise<void> {
     await this.reports.settled();
   }
+
+  /** At shutdown: also the count the rate limits still hold back is logged and audited. */
+  async finish(): Promise<void> {
+    await this.reports.finish();
+  }
+}
+
+type LogRow = AuditRow & { readonly part: "revocation" | "newest" | "marker" };
+
+/**
+ * An admin's RevokeAccessPoint entries after `after`, in one statement (one snapshot) with,
+ * when `bounds`, the newest entry and the entry at `after`. The (operation, seq) index
+ * (migration 12) makes this a range read of the revocations, not a scan of the log.
+ */
+async function revocationRows(db: SqlExecutor, after: number, bounds: boolean): Promise<LogRow[]> {
+  const revocations = `SELECT 'revocation' AS part, ${AUDIT_COLUMNS} FROM audit WHERE operation = $2 AND seq > $1 AND actor = 'admin' AND outcome = 'ok'`;
+  const sql = bounds
+    ? `${revocations} UNION ALL SELECT 'newest' AS part, ${AUDIT_COLUMNS} FROM audit WHERE seq = (SELECT MAX(seq) FROM audit) UNION ALL SELECT 'marker' AS part, ${AUDIT_COLUMNS} FROM audit WHERE seq = $1`
+    : `${revocations} ORDER BY seq`;
+  const rows = await db.query<LogRow>(sql, [after, REVOKE_OPERATION]);
+  return rows.filter((r) => r.part !== "revocation" || typeof r.detail === "string");
 }
 
 function toRow(ap: AccessPointRecord): Omit<ApRow, "mac"> {

@@ -23,7 +23,7 @@
 import { createHash } from "node:crypto";
 import { type AccessPointSeal, AP_COLUMNS, AP_FIELDS, type ApRow, wellTyped } from "./access_point_mac.ts";
 import { type AuditEvent, type AuditVerdict, auditText } from "./audit_chain.ts";
-import type { SqlExecutor, SqlValue } from "./store/driver.ts";
+import { type SqlExecutor, type SqlValue, StoreError } from "./store/driver.ts";
 import type { AccessPolicy } from "./store.ts";
 
 /** The operation name of the upgrade's audit entries. */
@@ -92,7 +92,12 @@ export async function sealLegacyRows(
   for (const row of rows) {
     if (backed(row, created, revoked) && (await sealRow(tx, seal, row))) sealed.push(row.id);
   }
-  if (sealed.length > 0) await tx.exec("UPDATE changes SET counter = counter + 1 WHERE id = 1");
+  // Exactly one row, as Store.write checks: otherwise the seal rolls back and open fails.
+  if (sealed.length > 0 && (await tx.exec("UPDATE changes SET counter = counter + 1 WHERE id = 1")) !== 1) {
+    throw new StoreError(
+      "the change counter did not advance (its row is missing or a trigger blocks it): the database was tampered with; nothing was sealed",
+    );
+  }
   const events = [sealedEvent(sealed)];
   const unbacked = rows.length - sealed.length;
   if (unbacked > 0) events.push(refusal(unbacked, "the verified audit log does not back them"));

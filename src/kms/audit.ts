@@ -28,20 +28,18 @@ import {
   auditMac,
   entryHash,
   GENESIS,
-  headIsOurs,
   makeHead,
   parseHead,
   readHead,
-  safeEqual,
   toEntry,
 } from "./audit_chain.ts";
+import { entryIsOurs, HEAD, verifyLog } from "./audit_verify.ts";
 import type { MasterKey } from "./master_key.ts";
 import { LOCKS, type SqlExecutor, type SqlValue } from "./store/driver.ts";
 import type { Store } from "./store.ts";
 
 export type { AuditEntry, AuditEvent, AuditVerdict } from "./audit_chain.ts";
 
-const HEAD = "audit.head";
 const KEY = "audit.key";
 /**
  * The audit key's wrapping label, which also records what the database's writers did. "v2"
@@ -59,8 +57,6 @@ const FIRST_KEY_AAD = "audit-mac-key";
 /** Entries per INSERT statement (12 parameters each; SQLite allows 32766 per statement). */
 const INSERT_CHUNK = 64;
 const AUDIT_PLACEHOLDERS = Array.from({ length: 12 }, (_, i) => i + 1);
-/** Rows read per query while verifying (memory stays flat however long the log). */
-const VERIFY_PAGE = 1000;
 
 /** Why the audit log could not be opened. */
 export class AuditLogError extends Error {
@@ -175,8 +171,9 @@ export class AuditLog {
     await this.store.driver.transaction(LOCKS.audit, async (tx) => {
       if (!(await this.store.getMeta(KEY, tx))?.equals(upgrade.stored)) return;
       // Verified inside the transaction (under the audit lock): what `work` trusts is the log
-      // as it is when it acts on it.
-      const outcome = await work(tx, await this.verify(tx));
+      // as it is when it acts on it. A missing anchor file is no anchor yet: the first run
+      // with a new --audit-anchor path is often this one, and its append creates the file.
+      const outcome = await work(tx, await this.verify(tx, true));
       const { events, done } = outcome;
       notice = outcome.notice;
       if (events.length > 0) await this.appendInTransaction(tx, events, new Date());
@@ -336,79 +333,22 @@ export class AuditLog {
 
   /**
    * Walks the whole chain, then checks the head and, with an anchor file, that the log
-   * reaches the anchored entry unchanged. The first problem found, or ok with the count.
+   * reaches the anchored entry unchanged (audit_verify.ts). The first problem found, or ok
+   * with the count. `missingAnchorIsNone`: a missing anchor file is no anchor yet (the upgrade).
    */
-  async verify(db: SqlExecutor = this.store.driver): Promise<AuditVerdict> {
-    const anchor = this.anchorPath === undefined ? undefined : readHead(this.anchorPath);
-    if (this.anchorPath !== undefined && !anchor) {
-      const reason = `the anchor file ${this.anchorPath} is missing or unreadable`;
-      return { ok: false, count: 0, seq: 0, reason };
-    }
-    if (anchor && !headIsOurs(this.macKey, anchor)) {
-      return {
-        ok: false,
-        count: 0,
-        seq: anchor.seq,
-        reason: "the anchor file's MAC is wrong (not this log's)",
-      };
-    }
-    const walked = await this.walk(anchor?.seq ?? 0, db);
-    if ("ok" in walked) return walked;
-    const { count, last, atAnchor } = walked;
-    const bad = (seq: number, reason: string): AuditVerdict => ({ ok: false, count, seq, reason });
-    const headRaw = await this.store.getMeta(HEAD, db);
-    if (!headRaw) return bad(count, "the chain head record is missing (the log was wiped)");
-    const head = parseHead(headRaw.toString());
-    if (!head || !headIsOurs(this.macKey, head))
-      return bad(head?.seq ?? count, "the chain head record was altered");
-    if (head.seq !== count || head.hash !== last.toString("hex")) {
-      return bad(head.seq, `the log ends at ${count} but was written up to ${head.seq}`);
-    }
-    if (!anchor) return { ok: true, count };
-    if (anchor.seq > count) {
-      return bad(
-        anchor.seq,
-        `the log ends at ${count} but the anchor file records ${anchor.seq} (rolled back)`,
-      );
-    }
-    if (atAnchor?.toString("hex") !== anchor.hash) {
-      return bad(anchor.seq, "it differs from the anchored entry (the log was replaced)");
-    }
-    return { ok: true, count, anchored: anchor.seq };
+  async verify(db: SqlExecutor = this.store.driver, missingAnchorIsNone = false): Promise<AuditVerdict> {
+    return verifyLog({
+      macKey: this.macKey,
+      db,
+      getHead: (tx) => this.store.getMeta(HEAD, tx),
+      anchorPath: this.anchorPath,
+      missingAnchorIsNone,
+    });
   }
 
-  /** Checks every entry's number, link, hash and MAC; keeps the hash of entry `keep`. */
-  private async walk(
-    keep: number,
-    db: SqlExecutor,
-  ): Promise<AuditVerdict | { count: number; last: Buffer; atAnchor: Buffer | undefined }> {
-    let prev: Buffer = GENESIS;
-    let atAnchor = keep === 0 ? GENESIS : undefined;
-    let count = 0;
-    let after = -1;
-    for (;;) {
-      const page = await db.query<AuditRow>(
-        `SELECT ${AUDIT_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT ${VERIFY_PAGE}`,
-        [after],
-      );
-      for (const row of page) {
-        const entry = toEntry(row);
-        const bad = (reason: string): AuditVerdict => ({ ok: false, count, seq: entry.seq, reason });
-        if (entry.seq !== count + 1) return bad(`entry ${count + 1} is missing`);
-        if (!Buffer.from(row.prev_hash).equals(prev)) return bad("does not chain to the previous entry");
-        const hash = entryHash(prev, entry);
-        if (!safeEqual(hash, Buffer.from(row.hash)))
-          return bad("its contents do not match its hash (edited)");
-        if (!safeEqual(auditMac(this.macKey, "entry", hash), Buffer.from(row.mac))) {
-          return bad("its MAC is wrong (rewritten without the master key)");
-        }
-        prev = hash;
-        count++;
-        if (count === keep) atAnchor = hash;
-        after = entry.seq;
-      }
-      if (page.length < VERIFY_PAGE) return { count, last: prev, atAnchor };
-    }
+  /** True when `row` is an entry of this log, hash and MAC (not its place in the chain). */
+  isOurs(row: AuditRow): boolean {
+    return entryIsOurs(this.macKey, row);
   }
 
   /** The stored hash of entry `seq` (the all-zero genesis for 0), if the log has that entry. */

@@ -17,7 +17,7 @@ import { AccessPointStore } from "./access_point_store.ts";
 import { sealLegacyRows } from "./access_point_upgrade.ts";
 import { AuditLog } from "./audit.ts";
 import { certificateNames, createInstanceCa, issueServerCert } from "./instance_certs.ts";
-import { auditingSink, IntegrityReports } from "./integrity_reports.ts";
+import { auditingSink, IntegrityReports, warnOrStderr } from "./integrity_reports.ts";
 import { KeyRegistry } from "./key_registry.ts";
 import {
   DEFAULT_SCRYPT,
@@ -137,11 +137,12 @@ export class KmsInstance {
       // Rows from versions before access point MACs: those the verified log backs are sealed
       // once, audited (access_point_upgrade.ts).
       const notice = await audit.finishUpgrade((tx, verdict) => sealLegacyRows(tx, seal, verdict));
-      if (notice !== undefined) (options.warn ?? ((l) => process.stderr.write(`${l}\n`)))(notice);
+      if (notice !== undefined) warnOrStderr(options.warn)(notice);
       const accessPoints = new AccessPointStore(
         store,
         seal,
         new IntegrityReports(auditingSink(audit, options.warn)),
+        (row) => audit.isOurs(row),
       );
       const instance = new KmsInstance(
         options.dataDir,
@@ -232,7 +233,7 @@ export class KmsInstance {
   /** Closes the store and releases the master key (after pending integrity reports). */
   async close(): Promise<void> {
     try {
-      await this.accessPoints.settled();
+      await this.accessPoints.finish();
       await this.master.close();
     } finally {
       await this.store.close();
@@ -347,7 +348,7 @@ function resolvePassphrase(options: OpenOptions, creating: boolean): { passphras
   const generated = randomBytes(24).toString("base64url");
   writeFileSync(defaultFile, `${generated}\n`, { mode: 0o600 });
   chmodSync(defaultFile, 0o600);
-  (options.warn ?? ((l) => process.stderr.write(`${l}\n`)))(
+  warnOrStderr(options.warn)(
     `kms: no passphrase given; generated ${defaultFile} (0600). Move it off this disk and pass --passphrase-file for real protection.`,
   );
   return { passphrase: generated, source: defaultFile };

@@ -87,6 +87,20 @@ export class IntegrityReports {
   async settled(): Promise<void> {
     await Promise.all(this.pending);
   }
+
+  /**
+   * At shutdown: what the limits still hold back goes into one last report (no ids, count 0),
+   * since no later entry would carry it; then every report is written.
+   */
+  async finish(): Promise<void> {
+    if (this.suppressed > 0) this.emit([], 0, "held back by the rate limit until shutdown");
+    await this.settled();
+  }
+}
+
+/** Where operator lines go: `warn` when given, else stderr. */
+export function warnOrStderr(warn?: (line: string) => void): (line: string) => void {
+  return warn ?? ((line) => process.stderr.write(`${line}\n`));
 }
 
 /**
@@ -95,7 +109,7 @@ export class IntegrityReports {
  * the rows' own text, so they are escaped like any audit field.
  */
 export function auditingSink(audit: AuditLog, warn?: (line: string) => void): IntegritySink {
-  const say = warn ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const say = warnOrStderr(warn);
   return async ({ ids, count, suppressed, what }) => {
     const named = ids.map((id) => auditText(id)).join(" ");
     const rows =
@@ -104,7 +118,10 @@ export function auditingSink(audit: AuditLog, warn?: (line: string) => void): In
         : `${count} access points (${named}${count > ids.length ? " ..." : ""})`;
     const held =
       suppressed > 0 ? `; ${suppressed} more failures since the last entry not audited one by one` : "";
-    const detail = `${rows} ${what}${held}`;
+    const detail =
+      count === 0
+        ? `${suppressed} access point integrity failures since the last entry ${what}`
+        : `${rows} ${what}${held}`;
     say(`kms: ${detail}`);
     try {
       await audit.appendSoon({

@@ -77,6 +77,10 @@ export class ChangeWatch {
 export class Memo<T> {
   private readonly entries = new Map<string, { readonly value: T; readonly at: number }>();
   private generation = -1;
+  private readonly loading = new Map<
+    string,
+    { readonly generation: number; readonly value: Promise<unknown> }
+  >();
 
   /** `maxEntries` bounds the entries kept (found values only; misses are never kept). */
   constructor(
@@ -87,7 +91,8 @@ export class Memo<T> {
   /**
    * The memoised value for `key`, or `load()`'s, remembered until the next change when it
    * found something: a name that does not exist is looked up again each time, so callers
-   * asking for endless made-up names cannot fill memory or push out real entries.
+   * asking for endless made-up names cannot fill memory or push out real entries. Callers
+   * missing the same key in the same generation share one load (one query, not one each).
    */
   async get<R extends T | undefined>(key: string, load: () => Promise<R>): Promise<R> {
     const generation = this.watch.generation;
@@ -98,6 +103,21 @@ export class Memo<T> {
     const hit = this.entries.get(key);
     const now = Date.now();
     if (hit !== undefined && now - hit.at < MEMO_MAX_AGE_MS && now >= hit.at) return hit.value as R;
+    const inFlight = this.loading.get(key);
+    if (inFlight?.generation === generation) return inFlight.value as Promise<R>;
+    const value = this.load(key, generation, now, load).finally(() => {
+      if (this.loading.get(key)?.value === value) this.loading.delete(key);
+    });
+    this.loading.set(key, { generation, value });
+    return value;
+  }
+
+  private async load<R extends T | undefined>(
+    key: string,
+    generation: number,
+    now: number,
+    load: () => Promise<R>,
+  ): Promise<R> {
     const value = await load();
     // A change noticed while loading may have come after the load read: do not keep it.
     if (value === undefined || this.watch.generation !== generation || this.generation !== generation)

@@ -169,7 +169,9 @@ export class Store {
       return await this.driver.transaction(lock, async (tx) => {
         const result = await work(tx);
         // Exactly one row, or every node's memos would outlive this write: a counter row
-        // deleted, or frozen by a trigger, is tampering, and the write is rolled back.
+        // deleted, or a trigger that cancels the update (RAISE(IGNORE)), is tampering, and the
+        // write is rolled back. A trigger that lets the update count and then sets the counter
+        // back is not seen here: memos then outlive the change by at most MEMO_MAX_AGE_MS.
         if ((await tx.exec("UPDATE changes SET counter = counter + 1 WHERE id = 1")) !== 1) {
           throw new StoreError(
             "the change counter did not advance (its row is missing or a trigger blocks it): the database was tampered with; nothing was written",

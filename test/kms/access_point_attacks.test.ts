@@ -78,7 +78,8 @@ async function makeOld(data: string): Promise<Buffer> {
     await instance.close();
   }
   sql(data, "ALTER TABLE access_points DROP COLUMN mac");
-  sql(data, "DELETE FROM schema_migrations WHERE version = 11");
+  sql(data, "DROP INDEX audit_operation_seq");
+  sql(data, "DELETE FROM schema_migrations WHERE version >= 11");
   return oldKey;
 }
 

@@ -11,7 +11,7 @@
  * portable, or give `sqlite` and `postgres` their own text where the dialects differ (BLOB vs
  * BYTEA, triggers, INTEGER vs BIGINT for counts that may pass 2^31). Then write the queries in store.ts (or a repository beside it) with `$1`
  * placeholders. Version 10 is the secrets tables (issue 11 §2 reserved 10 and up for them),
- * 11 the access point MACs.
+ * 11 the access point MACs, 12 the index the request path reads revocations by.
  */
 import { type Dialect, LOCKS, type SqlDriver, StoreError } from "./driver.ts";
 
@@ -96,6 +96,13 @@ INSERT INTO changes (id, counter) VALUES (1, 0);`,
       sqlite: "ALTER TABLE access_points ADD COLUMN mac BLOB",
       postgres: "ALTER TABLE access_points ADD COLUMN mac BYTEA",
     },
+  },
+  {
+    // The request path reads the revocations after a point (access_point_store.ts) on every
+    // change: without it, each such read scans the whole log.
+    version: 12,
+    description: "an index of the audit log by operation and number",
+    sql: "CREATE INDEX audit_operation_seq ON audit (operation, seq)",
   },
 ];
 
