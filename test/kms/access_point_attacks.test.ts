@@ -10,7 +10,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it, mock, type TestContext } from "node:test";
-import Database from "better-sqlite3";
 import {
   accessPointTable,
   adminCreateAccessPoint,
@@ -20,6 +19,7 @@ import {
 import { KmsInstance } from "../../src/kms/instance.ts";
 import { type IntegrityReport, IntegrityReports } from "../../src/kms/integrity_reports.ts";
 import { ChangeWatch, Memo } from "../../src/kms/read_cache.ts";
+import { accessPointRow, makePreMacStore, tamper } from "./store_tamper.ts";
 
 const PASSPHRASE = "access point attack test passphrase";
 const SEAL = "SealAccessPoints";
@@ -43,46 +43,6 @@ const newDir = () => join(root, `d${++dirs}`);
 const createAp = (i: KmsInstance, name: string) =>
   adminCreateAccessPoint(i, { name, keys: "*", outDir: join(root, `aps${dirs}-${name}`) });
 
-function sql(data: string, text: string, ...params: unknown[]): void {
-  const db = new Database(join(data, "kms.db"));
-  try {
-    if (params.length === 0 && text.includes(";")) db.exec(text);
-    else db.prepare(text).run(...params);
-    db.prepare("UPDATE changes SET counter = counter + 1 WHERE id = 1").run();
-  } finally {
-    db.close();
-  }
-}
-
-function row(data: string, id: string): Record<string, unknown> {
-  const db = new Database(join(data, "kms.db"));
-  try {
-    return db.prepare("SELECT * FROM access_points WHERE id = ?").get(id) as Record<string, unknown>;
-  } finally {
-    db.close();
-  }
-}
-
-/** Makes `data` what the previous version left (no mac column, old key label); the old key record. */
-async function makeOld(data: string): Promise<Buffer> {
-  const instance = await KmsInstance.open({ dataDir: data, passphrase: PASSPHRASE });
-  let oldKey: Buffer;
-  try {
-    const raw = await instance.master.unwrap(
-      (await instance.store.getMeta("audit.key")) as Buffer,
-      "audit-mac-key v3",
-    );
-    oldKey = await instance.master.wrap(raw, "audit-mac-key v2");
-    await instance.store.setMeta("audit.key", oldKey);
-  } finally {
-    await instance.close();
-  }
-  sql(data, "ALTER TABLE access_points DROP COLUMN mac");
-  sql(data, "DROP INDEX audit_operation_seq");
-  sql(data, "DELETE FROM schema_migrations WHERE version >= 11");
-  return oldKey;
-}
-
 const seals = async (i: KmsInstance) => (await i.audit.entries()).filter((e) => e.operation === SEAL);
 
 /** A row of the writer's own: no MAC column yet ("legacy"), a NULL MAC, or a junk one. */
@@ -92,7 +52,7 @@ function insertForged(data: string, id: string, mac: "legacy" | "NULL" | "junk" 
     format: "der",
   });
   const [column, value] = mac === "legacy" ? ["", ""] : [", mac", mac === "NULL" ? ", NULL" : ", x'00'"];
-  sql(
+  tamper(
     data,
     `INSERT INTO access_points (id, name, public_der, policy, state, created_at, revoked_at${column}) VALUES (?, ?, ?, ?, 'Active', ?, NULL${value})`,
     id,
@@ -107,12 +67,12 @@ describe("the upgrade seal", () => {
   it("is audited for 0 rows, so a restored old key record never seals a later row", async (t) => {
     const data = newDir();
     await (await open(t, data)).close();
-    const oldKey = await makeOld(data);
+    const oldKey = await makePreMacStore(data, PASSPHRASE);
     const upgraded = await open(t, data);
     assert.match((await seals(upgraded))[0]?.detail ?? "", /^0 access point rows/);
     await upgraded.close();
 
-    sql(data, "UPDATE meta SET value = ? WHERE name = 'audit.key'", oldKey);
+    tamper(data, "UPDATE meta SET value = ? WHERE name = 'audit.key'", oldKey);
     insertForged(data, "KAAP.00000000-0000-4000-8000-00000000f001");
     const kms = await open(t, data);
     assert.equal(await kms.accessPoints.find("KAAP.00000000-0000-4000-8000-00000000f001"), undefined);
@@ -125,9 +85,9 @@ describe("the upgrade seal", () => {
     const good = await createAp(first, "good");
     const widened = await createAp(first, "widened");
     await first.close();
-    await makeOld(data);
+    await makePreMacStore(data, PASSPHRASE);
     // Before the upgrade, the writer widens one row and inserts another.
-    sql(data, "UPDATE access_points SET policy = ? WHERE id = ?", WIDE, widened.record.id);
+    tamper(data, "UPDATE access_points SET policy = ? WHERE id = ?", WIDE, widened.record.id);
     insertForged(data, "KAAP.00000000-0000-4000-8000-00000000f002", "legacy");
 
     const kms = await open(t, data);
@@ -150,8 +110,8 @@ describe("the upgrade seal", () => {
     const first = await open(t, data);
     const ap = await createAp(first, "app");
     await first.close();
-    await makeOld(data);
-    sql(
+    await makePreMacStore(data, PASSPHRASE);
+    tamper(
       data,
       "DROP TRIGGER audit_no_update; UPDATE audit SET detail = 'edited' WHERE seq = 1; CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'append-only'); END;",
     );
@@ -175,8 +135,8 @@ describe("a row whose columns change type", () => {
     const kms = await open(t, data, warnings);
     const blob = await createAp(kms, "blob");
     const integer = await createAp(kms, "integer");
-    sql(data, "UPDATE access_points SET state = CAST(state AS BLOB) WHERE id = ?", blob.record.id);
-    sql(data, "UPDATE access_points SET public_der = 12345 WHERE id = ?", integer.record.id);
+    tamper(data, "UPDATE access_points SET state = CAST(state AS BLOB) WHERE id = ?", blob.record.id);
+    tamper(data, "UPDATE access_points SET public_der = 12345 WHERE id = ?", integer.record.id);
     await kms.store.checkForChanges();
     assert.equal(await kms.accessPoints.find(blob.record.id), undefined);
     assert.equal(await kms.accessPoints.find(integer.record.id), undefined);
@@ -188,8 +148,8 @@ describe("a row whose columns change type", () => {
     const data = newDir();
     const kms = await open(t, data);
     const ap = await createAp(kms, "app");
-    const created = row(data, ap.record.id).created_at as string;
-    sql(data, "UPDATE access_points SET created_at = ? WHERE id = ?", `${created} `, ap.record.id);
+    const created = accessPointRow(data, ap.record.id).created_at as string;
+    tamper(data, "UPDATE access_points SET created_at = ? WHERE id = ?", `${created} `, ap.record.id);
     await kms.store.checkForChanges();
     assert.equal(await adminRevokeAccessPoint(kms, "app"), ap.record.id);
     const revoked = await kms.accessPoints.find(ap.record.id);
@@ -205,9 +165,9 @@ describe("a revoked row put back as it was before its revocation", () => {
     const data = newDir();
     const kms = await open(t, data);
     const ap = await createAp(kms, "app");
-    const before = row(data, ap.record.id);
+    const before = accessPointRow(data, ap.record.id);
     await adminRevokeAccessPoint(kms, ap.record.id);
-    sql(
+    tamper(
       data,
       "UPDATE access_points SET state = ?, revoked_at = ?, mac = ? WHERE id = ?",
       before.state,
@@ -238,9 +198,12 @@ describe("a revoked row put back as it was before its revocation", () => {
     const data = newDir();
     const kms = await open(t, data);
     const ap = await createAp(kms, "app");
-    sql(data, "CREATE TRIGGER no_append BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'no append'); END;");
+    tamper(
+      data,
+      "CREATE TRIGGER no_append BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'no append'); END;",
+    );
     await assert.rejects(adminRevokeAccessPoint(kms, ap.record.id), /no append/);
-    assert.equal(row(data, ap.record.id).state, "Active");
+    assert.equal(accessPointRow(data, ap.record.id).state, "Active");
   });
 });
 
@@ -293,9 +256,9 @@ describe("a frozen change counter", () => {
     const data = newDir();
     const kms = await open(t, data);
     const ap = await createAp(kms, "app");
-    sql(data, "CREATE TRIGGER freeze BEFORE UPDATE ON changes BEGIN SELECT RAISE(IGNORE); END;");
+    tamper(data, "CREATE TRIGGER freeze BEFORE UPDATE ON changes BEGIN SELECT RAISE(IGNORE); END;");
     await assert.rejects(adminRevokeAccessPoint(kms, ap.record.id), /change counter did not advance/);
-    assert.equal(row(data, ap.record.id).state, "Active");
+    assert.equal(accessPointRow(data, ap.record.id).state, "Active");
   });
 
   it("cannot keep a memoised value past its maximum age", async () => {

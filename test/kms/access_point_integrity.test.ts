@@ -25,6 +25,7 @@ import { KmsInstance } from "../../src/kms/instance.ts";
 import { decodeMessage, encodeMessage } from "../../src/kms/proto.ts";
 import { KmsServer } from "../../src/kms/server.ts";
 import { rawRequest, refused, signedHeaders } from "./kms_fixture.ts";
+import { makePreMacStore, tamper } from "./store_tamper.ts";
 
 const PASSPHRASE = "access point integrity test passphrase";
 const root = mkdtempSync(join(tmpdir(), "hsmkit-kms-apmac-"));
@@ -80,15 +81,7 @@ async function start(t: TestContext, data = join(root, `d${++dirs}`)): Promise<R
       clients.push(c);
       return c;
     },
-    tamper(sql, ...params) {
-      const db = new Database(join(data, "kms.db"));
-      try {
-        db.prepare(sql).run(...params);
-        db.prepare("UPDATE changes SET counter = counter + 1 WHERE id = 1").run();
-      } finally {
-        db.close();
-      }
-    },
+    tamper: (sql, ...params) => tamper(data, sql, ...params),
   };
 }
 
@@ -232,30 +225,6 @@ function configOf(kms: Running, ap: { clientKeyFile: string; passwordFile: strin
 }
 
 describe("rows written before access point MACs", () => {
-  /**
-   * Turns `data` into what the previous version left: no mac column, migrations 11 and 12 not run, and
-   * the audit key under its former label. Returns that former key record.
-   */
-  async function makeOld(data: string): Promise<Buffer> {
-    const instance = await KmsInstance.open({ dataDir: data, passphrase: PASSPHRASE });
-    let oldKey: Buffer;
-    try {
-      const raw = await instance.master.unwrap(
-        (await instance.store.getMeta("audit.key")) as Buffer,
-        "audit-mac-key v3",
-      );
-      oldKey = await instance.master.wrap(raw, "audit-mac-key v2");
-      raw.fill(0);
-      await instance.store.setMeta("audit.key", oldKey);
-    } finally {
-      await instance.close();
-    }
-    sql(data, "ALTER TABLE access_points DROP COLUMN mac");
-    sql(data, "DROP INDEX audit_operation_seq");
-    sql(data, "DELETE FROM schema_migrations WHERE version >= 11");
-    return oldKey;
-  }
-
   const seals = async (kms: Running) =>
     (await kms.instance.audit.entries()).filter((e) => e.operation === SEAL_OPERATION);
 
@@ -265,7 +234,7 @@ describe("rows written before access point MACs", () => {
     const revoked = await createAp(first, "legacy-revoked");
     await adminRevokeAccessPoint(first.instance, revoked.record.id);
     await first.stop();
-    await makeOld(first.data);
+    await makePreMacStore(first.data, PASSPHRASE);
 
     const kms = await start(t, first.data);
     assert.equal((await kms.client(ap).generateRandom(4)).Random.length, 4);
@@ -296,14 +265,14 @@ describe("rows written before access point MACs", () => {
     const first = await start(t);
     const ap = await createAp(first, "app");
     await first.stop();
-    const oldKey = await makeOld(first.data);
+    const oldKey = await makePreMacStore(first.data, PASSPHRASE);
     const upgraded = await start(t, first.data);
     assert.equal((await seals(upgraded)).length, 1);
     await upgraded.stop();
 
     // The attacker restores the pre-upgrade key record, edits the row and removes its MAC.
-    sql(first.data, "UPDATE meta SET value = ? WHERE name = 'audit.key'", oldKey);
-    sql(
+    tamper(first.data, "UPDATE meta SET value = ? WHERE name = 'audit.key'", oldKey);
+    tamper(
       first.data,
       "UPDATE access_points SET mac = NULL, policy = ? WHERE id = ?",
       '{"keys":["*"],"operations":["*"],"sourceIps":[],"secrets":["*"]}',
@@ -316,12 +285,3 @@ describe("rows written before access point MACs", () => {
     assert.match(refusal?.detail ?? "", /1 access point rows without a MAC left unsealed/);
   });
 });
-
-function sql(data: string, text: string, ...params: unknown[]): void {
-  const db = new Database(join(data, "kms.db"));
-  try {
-    db.prepare(text).run(...params);
-  } finally {
-    db.close();
-  }
-}

@@ -15,6 +15,7 @@ import { adminCreateAccessPoint, adminRevokeAccessPoint } from "../../src/kms/ad
 import { KmsInstance } from "../../src/kms/instance.ts";
 import { auditingSink, type IntegrityReport, IntegrityReports } from "../../src/kms/integrity_reports.ts";
 import { ChangeWatch, Memo } from "../../src/kms/read_cache.ts";
+import { accessPointRow, readRow, rewrapAuditKey, tamper } from "./store_tamper.ts";
 
 const PASSPHRASE = "access point revocation test passphrase";
 const root = mkdtempSync(join(tmpdir(), "hsmkit-kms-aprevoke-"));
@@ -37,32 +38,11 @@ async function open(
 const createAp = (i: KmsInstance, name: string) =>
   adminCreateAccessPoint(i, { name, keys: "*", outDir: join(root, `aps${dirs}-${name}`) });
 
-/** Runs SQL on the live database file and bumps the change counter, as an attacker would. */
-function sql(data: string, text: string, ...params: unknown[]): void {
-  const db = new Database(join(data, "kms.db"));
-  try {
-    if (params.length === 0 && text.includes(";")) db.exec(text);
-    else db.prepare(text).run(...params);
-    db.prepare("UPDATE changes SET counter = counter + 1 WHERE id = 1").run();
-  } finally {
-    db.close();
-  }
-}
-
-function get(data: string, text: string, ...params: unknown[]): Record<string, unknown> {
-  const db = new Database(join(data, "kms.db"));
-  try {
-    return db.prepare(text).get(...params) as Record<string, unknown>;
-  } finally {
-    db.close();
-  }
-}
-
-const maxSeq = (data: string) => Number(get(data, "SELECT MAX(seq) AS m FROM audit").m);
+const maxSeq = (data: string) => Number(readRow(data, "SELECT MAX(seq) AS m FROM audit").m);
 
 /** A revocation entry for `id` at `seq` with junk hash and MAC (no master key needed). */
 function forgeRevocation(data: string, seq: number, id: string): void {
-  sql(
+  tamper(
     data,
     "INSERT INTO audit (seq, time, actor, source, operation, key_id, outcome, request_id, detail, prev_hash, hash, mac) VALUES (?, 't', 'admin', 'local', 'RevokeAccessPoint', '', 'ok', '', ?, x'00', x'00', x'00')",
     seq,
@@ -72,7 +52,7 @@ function forgeRevocation(data: string, seq: number, id: string): void {
 
 /** Puts `before` (the row as it was before its revocation) back. */
 function replay(data: string, before: Record<string, unknown>): void {
-  sql(
+  tamper(
     data,
     "UPDATE access_points SET state = ?, revoked_at = ?, mac = ? WHERE id = ?",
     before.state,
@@ -81,8 +61,6 @@ function replay(data: string, before: Record<string, unknown>): void {
     before.id,
   );
 }
-
-const apRow = (data: string, id: string) => get(data, "SELECT * FROM access_points WHERE id = ?", id);
 
 describe("revocations read on the request path", () => {
   it("count only entries whose hash and MAC are the log's", async (t) => {
@@ -98,11 +76,11 @@ describe("revocations read on the request path", () => {
     const data = newDir();
     const kms = await open(t, data);
     const ap = await createAp(kms, "app");
-    const before = apRow(data, ap.record.id);
+    const before = accessPointRow(data, ap.record.id);
     forgeRevocation(data, 1_000_000_000, "bogus");
     await kms.store.checkForChanges();
     assert.equal((await kms.accessPoints.find(ap.record.id))?.state, "Active");
-    sql(data, `DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = 1000000000; ${NO_DELETE}`);
+    tamper(data, `DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = 1000000000; ${NO_DELETE}`);
     await kms.store.checkForChanges();
     await adminRevokeAccessPoint(kms, ap.record.id);
     replay(data, before);
@@ -114,11 +92,11 @@ describe("revocations read on the request path", () => {
     const data = newDir();
     const kms = await open(t, data);
     const ap = await createAp(kms, "app");
-    const before = apRow(data, ap.record.id);
+    const before = accessPointRow(data, ap.record.id);
     assert.equal((await kms.accessPoints.find(ap.record.id))?.state, "Active");
     const top = maxSeq(data);
     // The newest entry goes: the revocation is then numbered as it was.
-    sql(data, `DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = ${top}; ${NO_DELETE}`);
+    tamper(data, `DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = ${top}; ${NO_DELETE}`);
     await adminRevokeAccessPoint(kms, ap.record.id);
     assert.equal(maxSeq(data), top);
     replay(data, before);
@@ -193,18 +171,8 @@ describe("memos", () => {
 
 /** Makes `data`'s access point rows and audit key what the previous version left. */
 async function makeOld(data: string): Promise<void> {
-  const instance = await KmsInstance.open({ dataDir: data, passphrase: PASSPHRASE });
-  try {
-    const raw = await instance.master.unwrap(
-      (await instance.store.getMeta("audit.key")) as Buffer,
-      "audit-mac-key v3",
-    );
-    await instance.store.setMeta("audit.key", await instance.master.wrap(raw, "audit-mac-key v2"));
-    raw.fill(0);
-  } finally {
-    await instance.close();
-  }
-  sql(data, "UPDATE access_points SET mac = NULL");
+  await rewrapAuditKey(data, PASSPHRASE, "audit-mac-key v2");
+  tamper(data, "UPDATE access_points SET mac = NULL");
 }
 
 describe("the upgrade", () => {
@@ -245,12 +213,12 @@ describe("the upgrade", () => {
     const ap = await createAp(first, "app");
     await first.close();
     await makeOld(data);
-    sql(data, "CREATE TRIGGER freeze BEFORE UPDATE ON changes BEGIN SELECT RAISE(IGNORE); END;");
+    tamper(data, "CREATE TRIGGER freeze BEFORE UPDATE ON changes BEGIN SELECT RAISE(IGNORE); END;");
     await assert.rejects(
       KmsInstance.open({ dataDir: data, passphrase: PASSPHRASE }),
       /change counter did not advance/,
     );
-    assert.equal(apRow(data, ap.record.id).mac, null);
+    assert.equal(accessPointRow(data, ap.record.id).mac, null);
   });
 });
 

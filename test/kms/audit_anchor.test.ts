@@ -9,9 +9,9 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { KmsInstance } from "../../src/kms/instance.ts";
 import type { RunResult } from "../helpers/process.ts";
 import { kmsProcesses, tamperedCopy } from "./kms_process.ts";
+import { rewrapAuditKey, tamper } from "./store_tamper.ts";
 
 const PASSPHRASE = "audit anchor test passphrase";
 const { cli, ok } = kmsProcesses(PASSPHRASE);
@@ -139,19 +139,8 @@ describe("a rolled-back database", () => {
 describe("data directories from before the head rule", () => {
   /** Turns `data` into what the previous version left: audit key under the old label, and no head if `dropHead`. */
   async function makeOld(data: string, dropHead: boolean): Promise<void> {
-    const instance = await KmsInstance.open({ dataDir: data, passphrase: PASSPHRASE });
-    try {
-      const store = instance.store;
-      const key = await instance.master.unwrap(
-        (await store.getMeta("audit.key")) as Buffer,
-        "audit-mac-key v3",
-      );
-      await store.setMeta("audit.key", await instance.master.wrap(key, "audit-mac-key"));
-      key.fill(0);
-      if (dropHead) await store.driver.exec("DELETE FROM meta WHERE name = 'audit.head'");
-    } finally {
-      await instance.close();
-    }
+    await rewrapAuditKey(data, PASSPHRASE, "audit-mac-key");
+    if (dropHead) tamper(data, "DELETE FROM meta WHERE name = 'audit.head'");
   }
 
   it("an old empty log without a head, and an old log with entries, open and verify", async () => {
