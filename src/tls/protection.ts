@@ -114,8 +114,12 @@ function recordHeader(type: number, version: number, bodyLength: number, room = 
   return out;
 }
 
-function header(seq: Buffer, type: number, version: number, length: number): Buffer {
-  const h = Buffer.alloc(13);
+/**
+ * The 13 bytes both record MACs and TLS 1.2 AEAD additional data cover (RFC 5246 §6.2.3.1,
+ * §6.2.3.3): seq_num, type, version, length; written into `h` when given (a buffer reused per
+ * record), else into a new one.
+ */
+function header(seq: Buffer, type: number, version: number, length: number, h = Buffer.alloc(13)): Buffer {
   seq.copy(h, 0);
   h[8] = type;
   h.writeUInt16BE(version, 9);
@@ -289,11 +293,7 @@ export class AeadProtection extends PieceSealer implements RecordProtection {
 
   /** TLS 1.2 additional data for this record: seq_num, type, version, plaintext length. */
   private additionalData(type: number, version: number, length: number): Buffer {
-    this.seqBytes.copy(this.aad, 0);
-    this.aad[8] = type;
-    this.aad.writeUInt16BE(version, 9);
-    this.aad.writeUInt16BE(length, 11);
-    return this.aad;
+    return header(this.seqBytes, type, version, length, this.aad);
   }
 
   sealPieces(type: ContentType, version: number, plaintext: Buffer): Buffer[] {
