@@ -3,7 +3,7 @@
  * inside the root (no `..`, no NUL, no hidden files, no symlink leading out), regular
  * files only, an index.html for directories, never a directory listing.
  */
-import { constants } from "node:fs";
+import { constants, type Stats } from "node:fs";
 import { type FileHandle, open, readlink, realpath, stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
@@ -117,11 +117,12 @@ async function serveFile(realRoot: string, req: IncomingMessage, res: ServerResp
   if (!safe.ok) return sendStatus(res, safe.status);
   const file = await resolveFile(realRoot, safe.relative);
   if (!file) return sendStatus(res, 404);
-  const handle = await openInside(realRoot, file);
-  if (!handle) return sendStatus(res, 404);
+  const opened = await openInside(realRoot, file);
+  if (!opened) return sendStatus(res, 404);
+  const { handle, stats } = opened;
   try {
     // The size comes from the open file, so Content-Length and the bytes sent agree.
-    const { size, mtime } = await handle.stat();
+    const { size, mtime } = stats;
     // setHeader (not writeHead's object) keeps the headers readable for the access log.
     res.setHeader("Content-Type", contentType(file));
     res.setHeader("Content-Length", size);
@@ -142,8 +143,12 @@ async function serveFile(realRoot: string, req: IncomingMessage, res: ServerResp
  * a symlink as the last component (O_NOFOLLOW), a FIFO or device (O_NONBLOCK keeps a FIFO from
  * holding a thread-pool thread; the type is checked on the open file), and, where Linux tells
  * the opened file's path, anything outside the root reached through a swapped directory.
+ * Returns the handle with the open file's stats (what the response's headers are made from).
  */
-export async function openInside(realRoot: string, file: string): Promise<FileHandle | undefined> {
+export async function openInside(
+  realRoot: string,
+  file: string,
+): Promise<{ handle: FileHandle; stats: Stats } | undefined> {
   let handle: FileHandle;
   try {
     handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -151,10 +156,11 @@ export async function openInside(realRoot: string, file: string): Promise<FileHa
     return undefined;
   }
   try {
-    if (!(await handle.stat()).isFile()) throw new Error("not a regular file");
+    const stats = await handle.stat();
+    if (!stats.isFile()) throw new Error("not a regular file");
     const opened = await readlink(`/proc/self/fd/${handle.fd}`).catch(() => undefined);
     if (opened !== undefined && !within(realRoot, opened)) throw new Error("outside the root");
-    return handle;
+    return { handle, stats };
   } catch {
     await handle.close().catch(() => undefined);
     return undefined;

@@ -109,7 +109,7 @@ test("the file opener refuses a FIFO, a symlink and a path leading out of the ro
   await symlink(dir, path.join(real, "up"));
   const plain = await openInside(real, path.join(real, "plain.txt"));
   assert.ok(plain, "a regular file inside the root opens");
-  await plain.close();
+  await plain.handle.close();
   // A FIFO opened for reading would wait for a writer forever, holding a thread-pool thread.
   assert.equal(await openInside(real, path.join(real, "fifo")), undefined);
   assert.equal(await openInside(real, path.join(real, "link.txt")), undefined);
