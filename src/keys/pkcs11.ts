@@ -2,11 +2,13 @@
  * Keys on PKCS#11 tokens. Messages are always hashed here in software and the token is
  * asked only for raw mechanisms (CKM_RSA_PKCS over a DigestInfo, CKM_RSA_PKCS_PSS over a
  * digest, CKM_ECDSA over a digest), because that is what every token offers, down to the
- * smallest USB key. Token calls run through C_SignAsync / C_DecryptAsync on worker threads.
+ * smallest USB key. Signing and decryption run on worker threads, or inline for software tokens
+ * (pkcs11_calls.ts).
  */
 import { type KeyObject, X509Certificate } from "node:crypto";
 import pkcs11js from "pkcs11js";
 import { digestMessage } from "./digest.ts";
+import { TokenCalls } from "./pkcs11_calls.ts";
 import { ckrName, findToken, firstLine, loadModule, type Pkcs11Handle, readUlong } from "./pkcs11_module.ts";
 import { acquireTokenContext, type TokenContext } from "./pkcs11_session.ts";
 import { type Pkcs11Uri, parsePkcs11Uri, resolveModulePath } from "./pkcs11_uri.ts";
@@ -145,7 +147,8 @@ export async function handleFor(
     const publicKey = findPublicKey(context, session, key, keyType ? readUlong(keyType) : -1, description);
     return { publicKey, alwaysAuthenticate };
   });
-  return new Pkcs11KeyHandle(context, key, facts.publicKey, description, facts.alwaysAuthenticate);
+  const calls = new TokenCalls(context.module, context.hardwareSlot, uri.calls ?? "auto");
+  return new Pkcs11KeyHandle(context, key, facts.publicKey, description, facts.alwaysAuthenticate, calls);
 }
 
 /**
@@ -218,6 +221,7 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
   readonly #context: TokenContext;
   readonly #key: Pkcs11Handle;
   readonly #alwaysAuthenticate: boolean;
+  readonly #calls: TokenCalls;
   /** Signature size: the modulus length for RSA, r||s for ECDSA. */
   readonly #outLength: number;
   #closed = false;
@@ -232,11 +236,13 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
     publicKey: KeyObject,
     description: string,
     alwaysAuthenticate: boolean,
+    calls: TokenCalls,
   ) {
     const shape = keyShape(publicKey, description);
     this.#context = context;
     this.#key = key;
     this.#alwaysAuthenticate = alwaysAuthenticate;
+    this.#calls = calls;
     this.type = shape.type;
     this.bits = shape.bits;
     this.curve = shape.curve;
@@ -286,8 +292,8 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
       lib.C_SignInit(session, mechanism, this.#key);
       this.#contextLogin(session);
       const out = Buffer.alloc(this.#outLength);
-      const signature = await this.#context.module.track(lib.C_SignAsync(session, input, out));
-      // The worker thread reads `input` by pointer; it is referenced until here.
+      const signature = await this.#calls.sign(session, input, out);
+      // A worker thread reads `input` by pointer; it is referenced until here.
       input.fill(0);
       return Buffer.from(signature);
     });
@@ -304,7 +310,7 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
       const input = Buffer.from(ciphertext);
       const out = Buffer.alloc(this.#outLength);
       try {
-        const plain = await this.#context.module.track(lib.C_DecryptAsync(session, input, out));
+        const plain = await this.#calls.decrypt(session, input, out);
         return Buffer.from(plain);
       } catch (err) {
         // Deliberately vague: which check failed is exactly what a padding oracle wants.
@@ -312,7 +318,7 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
         if (BAD_CIPHERTEXT.has(ckrName(err) ?? "")) throw new KeyError("decrypt", "RSA decryption failed");
         throw err;
       } finally {
-        // The worker thread reads `input` by pointer; both stay referenced until here.
+        // A worker thread reads `input` by pointer; both stay referenced until here.
         out.fill(0);
         input.fill(0);
       }
@@ -372,7 +378,7 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
       const out = Buffer.alloc(this.#outLength);
       try {
         // Raw RSA checks nothing secret, so an error here is the token's, not the ciphertext's.
-        const raw = await this.#context.module.track(lib.C_DecryptAsync(session, input, out));
+        const raw = await this.#calls.decrypt(session, input, out);
         const em = Buffer.alloc(this.#outLength);
         raw.copy(em, this.#outLength - raw.length);
         return em;

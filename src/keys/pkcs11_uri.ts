@@ -7,6 +7,7 @@
  */
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { TOKEN_CALL_MODES, type TokenCallMode } from "./pkcs11_calls.ts";
 import { KeyError } from "./types.ts";
 
 /** The object classes a URI's `type` attribute can name. */
@@ -48,6 +49,11 @@ export interface Pkcs11Uri {
   readonly modulePath?: string;
   /** Module name, resolved against the system's PKCS#11 module directories. */
   readonly moduleName?: string;
+  /**
+   * Where the key's token calls run (`x-hsmkit-calls`, an RFC 7512 vendor attribute): `auto`
+   * (the default), `worker` or `inline`; see pkcs11_calls.ts.
+   */
+  readonly calls?: TokenCallMode;
 }
 
 /** Longest URI accepted; real URIs are a few hundred bytes, this bounds the work on junk. */
@@ -244,6 +250,12 @@ export function parsePkcs11Uri(ref: string): Pkcs11Uri {
   if (result.modulePath !== undefined && result.modulePath === "") throw bad("module-path is empty");
   if (result.moduleName !== undefined && !/^[A-Za-z0-9._+-]{1,100}$/.test(result.moduleName)) {
     throw bad("module-name must be a plain library name such as 'softhsm2'");
+  }
+  const calls = text(query, "x-hsmkit-calls");
+  if (calls !== undefined) {
+    const mode = TOKEN_CALL_MODES.find((m) => m === calls);
+    if (!mode) throw bad(`x-hsmkit-calls must be one of ${TOKEN_CALL_MODES.join(", ")}`);
+    result.calls = mode;
   }
   for (const key of Object.keys(result) as (keyof Pkcs11Uri)[]) {
     if (result[key] === undefined) delete result[key];
