@@ -3,7 +3,8 @@
  * RSA or EC key pair for use outside the KMS, whose private key (PKCS#8) comes back wrapped
  * under an AES KMS key: as an Encrypt blob (Decrypt opens it with the returned Iv) or, for
  * the Advance forms, as an Advance blob (AdvanceDecrypt opens it alone). Specs are limited to
- * the set below: generating an RSA-4096 pair costs seconds of CPU per request.
+ * the set below: generating an RSA-4096 pair costs seconds of CPU per request, and the
+ * generations a process runs at once, and lets wait, are bounded (PAIR_GATE).
  */
 import { generateKeyPair, type KeyObject } from "node:crypto";
 import { promisify } from "node:util";
@@ -13,8 +14,16 @@ import type { KmsInstance } from "./instance.ts";
 import { encodeMessage } from "./proto.ts";
 import { decodeRequest, type RequestContext, sealGcm, usableKey } from "./service_common.ts";
 import { KEY_SPECS, SYMMETRIC_ALGORITHM } from "./specs.ts";
+import { WorkGate } from "./work_gate.ts";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
+
+/**
+ * Key pair generations running at once in this process (half of libuv's default thread pool, so
+ * Sign and Decrypt keep threads) and waiting beyond them; more get Rejected.Throttling. An
+ * RSA_3072 pair takes 0.1-1 s of a core, so the queue drains in seconds.
+ */
+export const PAIR_GATE = new WorkGate(2, 32);
 
 /** Key pair specs a data key pair may have. */
 export const DATA_KEY_PAIR_SPECS = ["RSA_2048", "RSA_3072", "EC_P256", "EC_P384"] as const;
@@ -49,9 +58,13 @@ async function newPair(spec: string): Promise<{ privateKey: KeyObject; publicKey
     );
   }
   const info = KEY_SPECS[spec as (typeof DATA_KEY_PAIR_SPECS)[number]];
-  return info.kind === "rsa"
-    ? generateKeyPairAsync("rsa", { modulusLength: info.bits })
-    : generateKeyPairAsync("ec", { namedCurve: info.curve as string });
+  return PAIR_GATE.run(
+    () =>
+      info.kind === "rsa"
+        ? generateKeyPairAsync("rsa", { modulusLength: info.bits })
+        : generateKeyPairAsync("ec", { namedCurve: info.curve as string }),
+    () => new KmsServiceError("Rejected.Throttling", "Too many key pairs are being generated; retry later."),
+  );
 }
 
 function exportKey(key: KeyObject, type: "pkcs8" | "spki", format: "PEM" | "DER"): Buffer {

@@ -10,6 +10,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { adminCreateKey, adminSetKeyState } from "../../src/kms/admin.ts";
+import { KmsRequestError } from "../../src/kms/client.ts";
+import { PAIR_GATE } from "../../src/kms/data_key_pair.ts";
 import { runCommand } from "../helpers/process.ts";
 import { type ApClient, type KmsFixture, refused, startKms } from "./kms_fixture.ts";
 
@@ -155,5 +157,44 @@ describe("data key pairs", () => {
     const entry = (await kms.instance.audit.entries(5)).find((e) => e.requestId === pair.RequestId);
     assert.equal(entry?.operation, "GenerateDataKeyPair");
     assert.match(entry?.detail ?? "", /^EC_P256 DER v\d+$/);
+  });
+
+  it("a burst of pair requests: 2 generate at once, 32 wait, the rest get Rejected.Throttling; Sign still answers", async () => {
+    const burst = PAIR_GATE.limit + PAIR_GATE.queue + 16;
+    let maxRunning = 0;
+    let maxWaiting = 0;
+    const sample = setInterval(() => {
+      maxRunning = Math.max(maxRunning, PAIR_GATE.running);
+      maxWaiting = Math.max(maxWaiting, PAIR_GATE.waiting);
+    }, 2);
+    // One client keeps at most 32 requests in flight (its agent's sockets): two make a burst.
+    const second = await kms.client("key-*");
+    const outcomes = await Promise.all(
+      Array.from({ length: burst }, (_, i) =>
+        (i % 2 === 0 ? full : second).kms
+          .generateDataKeyPair({ keyId: aesKey, keyPairSpec: "RSA_2048", aad })
+          .catch((e: unknown) => e),
+      ),
+    ).finally(() => clearInterval(sample));
+    const throttled = outcomes.filter(
+      (o) => o instanceof KmsRequestError && o.code === "Rejected.Throttling",
+    );
+    const pairs = outcomes.filter((o) => !(o instanceof Error));
+    assert.equal(throttled.length + pairs.length, burst, "every other outcome is a pair");
+    assert.ok(throttled.length >= 1, "nothing was throttled");
+    assert.ok(pairs.length >= PAIR_GATE.limit + PAIR_GATE.queue, `only ${pairs.length} pairs`);
+    assert.equal(maxRunning, PAIR_GATE.limit);
+    assert.ok(maxWaiting <= PAIR_GATE.queue && maxWaiting > 0, `waiting peaked at ${maxWaiting}`);
+    assert.deepEqual([PAIR_GATE.running, PAIR_GATE.waiting], [0, 0]);
+    const last = pairs.at(-1) as Awaited<ReturnType<typeof full.kms.generateDataKeyPair>>;
+    const opened = await full.kms.decrypt({
+      ciphertextBlob: last.PrivateKeyCiphertextBlob,
+      iv: last.Iv,
+      aad,
+    });
+    assert.deepEqual(publicOf(opened.Plaintext, "pem"), publicOf(last.PrivateKeyPlaintext, "pem"));
+    const signer = await kms.client(signKey);
+    const signature = await signer.kms.sign({ keyId: signKey, algorithm: "ECDSA_SHA_256", message: aad });
+    assert.ok(signature.Signature.length > 0);
   });
 });
