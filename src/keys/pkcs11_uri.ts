@@ -176,6 +176,76 @@ function resolvePinSource(value: string): string {
   return value;
 }
 
+type MutableUri = { -readonly [K in keyof Pkcs11Uri]: Pkcs11Uri[K] };
+
+/** A text attribute, percent-decoded as UTF-8 and held to its PKCS#11 field size. */
+function textAttribute(attrs: Map<string, string>, name: string): string | undefined {
+  const raw = attrs.get(name);
+  if (raw === undefined) return undefined;
+  const value = decodeText(raw, name);
+  const limit = FIELD_LIMITS[name];
+  if (limit !== undefined && Buffer.byteLength(value, "utf8") > limit) {
+    throw bad(`${name} is longer than the ${limit} bytes PKCS#11 allows`);
+  }
+  return value;
+}
+
+/** The path attributes: which module, slot, token and object. */
+function readPath(path: Map<string, string>, result: MutableUri): void {
+  result.token = textAttribute(path, "token");
+  result.manufacturer = textAttribute(path, "manufacturer");
+  result.serial = textAttribute(path, "serial");
+  result.model = textAttribute(path, "model");
+  result.libraryManufacturer = textAttribute(path, "library-manufacturer");
+  result.libraryDescription = textAttribute(path, "library-description");
+  result.slotDescription = textAttribute(path, "slot-description");
+  result.slotManufacturer = textAttribute(path, "slot-manufacturer");
+  result.object = textAttribute(path, "object");
+  const version = textAttribute(path, "library-version");
+  if (version !== undefined) result.libraryVersion = parseVersion(version);
+  const slotId = textAttribute(path, "slot-id");
+  if (slotId !== undefined) {
+    if (!/^\d{1,19}$/.test(slotId)) throw bad("slot-id must be a decimal number");
+    const n = Number(slotId);
+    if (!Number.isSafeInteger(n)) throw bad("slot-id is out of range");
+    result.slotId = n;
+  }
+  const type = textAttribute(path, "type");
+  if (type !== undefined) {
+    if (!OBJECT_TYPES.has(type))
+      throw bad(`type '${type.slice(0, 20)}' is not one of ${[...OBJECT_TYPES].join(", ")}`);
+    result.type = type as Pkcs11ObjectType;
+  }
+  const id = path.get("id");
+  if (id !== undefined) {
+    result.id = percentDecode(id, "id");
+    if (result.id.length === 0) throw bad("id is empty");
+    if (result.id.length > 256) throw bad("id is longer than 256 bytes");
+  }
+}
+
+/** The query attributes: the PIN, the module, and hsmkit's own x-hsmkit-calls. */
+function readQuery(query: Map<string, string>, result: MutableUri): void {
+  result.pinValue = textAttribute(query, "pin-value");
+  const pinSource = textAttribute(query, "pin-source");
+  if (pinSource !== undefined) result.pinSource = resolvePinSource(pinSource);
+  if (result.pinValue !== undefined && result.pinSource !== undefined) {
+    throw bad("give either pin-value or pin-source, not both");
+  }
+  result.modulePath = textAttribute(query, "module-path");
+  result.moduleName = textAttribute(query, "module-name");
+  if (result.modulePath !== undefined && result.modulePath === "") throw bad("module-path is empty");
+  if (result.moduleName !== undefined && !/^[A-Za-z0-9._+-]{1,100}$/.test(result.moduleName)) {
+    throw bad("module-name must be a plain library name such as 'softhsm2'");
+  }
+  const calls = textAttribute(query, "x-hsmkit-calls");
+  if (calls !== undefined) {
+    const mode = TOKEN_CALL_MODES.find((m) => m === calls);
+    if (!mode) throw bad(`x-hsmkit-calls must be one of ${TOKEN_CALL_MODES.join(", ")}`);
+    result.calls = mode;
+  }
+}
+
 /** Parses a PKCS#11 URI (RFC 7512). Throws KeyError("bad-reference") on malformed input. */
 export function parsePkcs11Uri(ref: string): Pkcs11Uri {
   if (ref.length > MAX_PKCS11_URI_LENGTH) throw bad(`longer than ${MAX_PKCS11_URI_LENGTH} characters`);
@@ -194,69 +264,9 @@ export function parsePkcs11Uri(ref: string): Pkcs11Uri {
   checkKnown(path, PATH_ATTRS, "path");
   checkKnown(query, QUERY_ATTRS, "query");
 
-  const text = (attrs: Map<string, string>, name: string): string | undefined => {
-    const raw = attrs.get(name);
-    if (raw === undefined) return undefined;
-    const value = decodeText(raw, name);
-    const limit = FIELD_LIMITS[name];
-    if (limit !== undefined && Buffer.byteLength(value, "utf8") > limit) {
-      throw bad(`${name} is longer than the ${limit} bytes PKCS#11 allows`);
-    }
-    return value;
-  };
-
-  const result: {
-    -readonly [K in keyof Pkcs11Uri]: Pkcs11Uri[K];
-  } = {};
-  result.token = text(path, "token");
-  result.manufacturer = text(path, "manufacturer");
-  result.serial = text(path, "serial");
-  result.model = text(path, "model");
-  result.libraryManufacturer = text(path, "library-manufacturer");
-  result.libraryDescription = text(path, "library-description");
-  result.slotDescription = text(path, "slot-description");
-  result.slotManufacturer = text(path, "slot-manufacturer");
-  result.object = text(path, "object");
-  const version = text(path, "library-version");
-  if (version !== undefined) result.libraryVersion = parseVersion(version);
-  const slotId = text(path, "slot-id");
-  if (slotId !== undefined) {
-    if (!/^\d{1,19}$/.test(slotId)) throw bad("slot-id must be a decimal number");
-    const n = Number(slotId);
-    if (!Number.isSafeInteger(n)) throw bad("slot-id is out of range");
-    result.slotId = n;
-  }
-  const type = text(path, "type");
-  if (type !== undefined) {
-    if (!OBJECT_TYPES.has(type))
-      throw bad(`type '${type.slice(0, 20)}' is not one of ${[...OBJECT_TYPES].join(", ")}`);
-    result.type = type as Pkcs11ObjectType;
-  }
-  const id = path.get("id");
-  if (id !== undefined) {
-    result.id = percentDecode(id, "id");
-    if (result.id.length === 0) throw bad("id is empty");
-    if (result.id.length > 256) throw bad("id is longer than 256 bytes");
-  }
-
-  result.pinValue = text(query, "pin-value");
-  const pinSource = text(query, "pin-source");
-  if (pinSource !== undefined) result.pinSource = resolvePinSource(pinSource);
-  if (result.pinValue !== undefined && result.pinSource !== undefined) {
-    throw bad("give either pin-value or pin-source, not both");
-  }
-  result.modulePath = text(query, "module-path");
-  result.moduleName = text(query, "module-name");
-  if (result.modulePath !== undefined && result.modulePath === "") throw bad("module-path is empty");
-  if (result.moduleName !== undefined && !/^[A-Za-z0-9._+-]{1,100}$/.test(result.moduleName)) {
-    throw bad("module-name must be a plain library name such as 'softhsm2'");
-  }
-  const calls = text(query, "x-hsmkit-calls");
-  if (calls !== undefined) {
-    const mode = TOKEN_CALL_MODES.find((m) => m === calls);
-    if (!mode) throw bad(`x-hsmkit-calls must be one of ${TOKEN_CALL_MODES.join(", ")}`);
-    result.calls = mode;
-  }
+  const result: MutableUri = {};
+  readPath(path, result);
+  readQuery(query, result);
   for (const key of Object.keys(result) as (keyof Pkcs11Uri)[]) {
     if (result[key] === undefined) delete result[key];
   }
