@@ -147,7 +147,7 @@ export async function handleFor(
     const publicKey = findPublicKey(context, session, key, keyType ? readUlong(keyType) : -1, description);
     return { publicKey, alwaysAuthenticate };
   });
-  const calls = new TokenCalls(context.module, context.hardwareSlot, uri.calls ?? "auto");
+  const calls = new TokenCalls(context.module, context.calls, uri.calls ?? "auto");
   return new Pkcs11KeyHandle(context, key, facts.publicKey, description, facts.alwaysAuthenticate, calls);
 }
 
@@ -292,10 +292,12 @@ class Pkcs11KeyHandle implements PrivateKeyHandle {
       lib.C_SignInit(session, mechanism, this.#key);
       this.#contextLogin(session);
       const out = Buffer.alloc(this.#outLength);
-      const signature = await this.#calls.sign(session, input, out);
-      // A worker thread reads `input` by pointer; it is referenced until here.
-      input.fill(0);
-      return Buffer.from(signature);
+      try {
+        return Buffer.from(await this.#calls.sign(session, input, out));
+      } finally {
+        // A worker thread reads `input` by pointer; it is referenced until here.
+        input.fill(0);
+      }
     });
     return info.padding === "ecdsa" ? ecdsaRawToDer(raw) : raw;
   }

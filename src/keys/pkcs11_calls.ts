@@ -10,7 +10,7 @@
  * calling the token inline (bench/serve.ts). So software tokens are called inline, as long as
  * their calls stay fast: the first inline call slower than {@link INLINE_CALL_LIMIT_MS} (a
  * module that only looks like a software token, a remote HSM behind a local library) moves that
- * token to worker threads for the rest of the process.
+ * token, every handle on it included, to worker threads for the rest of the process.
  *
  * A key reference can set the choice with the vendor query attribute `x-hsmkit-calls=worker` (or
  * `inline`, or the default `auto`).
@@ -33,22 +33,35 @@ const CKF_HW_SLOT = 0x4;
  */
 export const INLINE_CALL_LIMIT_MS = 20;
 
-/** Runs one token's operations inline or on worker threads, as its mode and history decide. */
+/**
+ * What one token's calls have shown, shared by every handle on the token: `inline` starts true
+ * for a software slot and turns false, for good, after an inline call over the limit.
+ */
+export interface TokenCallRecord {
+  inline: boolean;
+}
+
+/** A new record for a token whose slot is (not) a hardware one ({@link isHardwareSlot}). */
+export function tokenCallRecord(hardwareSlot: boolean): TokenCallRecord {
+  return { inline: !hardwareSlot };
+}
+
+/** Runs one key's token calls inline or on worker threads, as its mode and its token's record decide. */
 export class TokenCalls {
   readonly #module: Pkcs11Module;
-  readonly #adaptive: boolean;
-  #inline: boolean;
+  readonly #record: TokenCallRecord;
+  readonly #mode: TokenCallMode;
 
-  /** `hardwareSlot`: the token's {@link isHardwareSlot}, read once per token. */
-  constructor(module: Pkcs11Module, hardwareSlot: boolean, mode: TokenCallMode) {
+  /** `record`: the token's shared {@link TokenCallRecord}; `mode` applies to this key only. */
+  constructor(module: Pkcs11Module, record: TokenCallRecord, mode: TokenCallMode) {
     this.#module = module;
-    this.#adaptive = mode === "auto";
-    this.#inline = mode === "inline" || (mode === "auto" && !hardwareSlot);
+    this.#record = record;
+    this.#mode = mode;
   }
 
-  /** True while this token's operations run on the calling thread. */
+  /** True while this key's operations run on the calling thread. */
   get inline(): boolean {
-    return this.#inline;
+    return this.#mode === "inline" || (this.#mode === "auto" && this.#record.inline);
   }
 
   /** C_Sign over `input` into `out` (the operation was initialised on `session`). */
@@ -70,16 +83,18 @@ export class TokenCalls {
   }
 
   /**
-   * Runs one token call: `inline` on this thread while the token is called inline, else `worker`
-   * (a pkcs11js *Async call), counted as in flight for the module's exit hook.
+   * Runs one token call: `inline` on this thread while the key is called inline, else `worker`
+   * (a pkcs11js *Async call), counted as in flight for the module's exit hook. The *Init calls
+   * before it are synchronous in pkcs11js whatever the mode.
    */
   async run(inline: () => Buffer, worker: () => Promise<Buffer>): Promise<Buffer> {
-    if (!this.#inline) return this.#module.track(worker());
+    if (!this.inline) return this.#module.track(worker());
     const started = performance.now();
     try {
       return inline();
     } finally {
-      if (this.#adaptive && performance.now() - started > INLINE_CALL_LIMIT_MS) this.#inline = false;
+      if (this.#mode === "auto" && performance.now() - started > INLINE_CALL_LIMIT_MS)
+        this.#record.inline = false;
     }
   }
 }

@@ -6,7 +6,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import pkcs11js from "pkcs11js";
-import { isHardwareSlot } from "./pkcs11_calls.ts";
+import { isHardwareSlot, type TokenCallRecord, tokenCallRecord } from "./pkcs11_calls.ts";
 import {
   ckrName,
   type FoundToken,
@@ -39,8 +39,8 @@ export class TokenContext {
   readonly slot: Pkcs11Handle;
   /** The token label, for messages. */
   readonly label: string;
-  /** False for a software token (no CKF_HW_SLOT), whose calls may run inline (pkcs11_calls.ts). */
-  readonly hardwareSlot: boolean;
+  /** Whether this token's calls run inline (a software token, fast so far), for all its handles. */
+  readonly calls: TokenCallRecord;
   readonly #pin: string | undefined;
   readonly #pinHash: Buffer;
   readonly #key: string;
@@ -56,7 +56,7 @@ export class TokenContext {
     this.module = module;
     this.slot = token.slot;
     this.label = token.label;
-    this.hardwareSlot = isHardwareSlot(module, token.slot);
+    this.calls = tokenCallRecord(isHardwareSlot(module, token.slot));
     this.#pin = pin;
     this.#pinHash = pinDigest(pin);
     this.#key = key;

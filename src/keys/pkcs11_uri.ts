@@ -91,7 +91,7 @@ const PATH_ATTRS = new Set([
   "slot-manufacturer",
   "slot-id",
 ]);
-const QUERY_ATTRS = new Set(["pin-source", "pin-value", "module-name", "module-path"]);
+const QUERY_ATTRS = new Set(["pin-source", "pin-value", "module-name", "module-path", "x-hsmkit-calls"]);
 const OBJECT_TYPES = new Set<string>(["private", "public", "cert", "secret-key", "data"]);
 
 function bad(message: string): KeyError {
@@ -151,8 +151,12 @@ function splitAttributes(part: string, separator: string, where: string): Map<st
 
 function checkKnown(attrs: Map<string, string>, known: Set<string>, where: string): void {
   for (const name of attrs.keys()) {
+    if (known.has(name)) continue;
+    // A misspelt or misplaced attribute of ours would otherwise be ignored as another vendor's.
+    if (name.startsWith("x-hsmkit-"))
+      throw bad(`unknown ${where} attribute '${name}' (hsmkit reads x-hsmkit-calls, in the query)`);
     // RFC 7512 §2.3: vendor attributes start with "x-" and may be ignored; others must be known.
-    if (!known.has(name) && !name.startsWith("x-")) throw bad(`unknown ${where} attribute '${name}'`);
+    if (!name.startsWith("x-")) throw bad(`unknown ${where} attribute '${name}'`);
   }
 }
 

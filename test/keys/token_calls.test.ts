@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { before, describe, test } from "node:test";
 import { openKey, type PrivateKeyHandle } from "../../src/keys/index.ts";
-import { INLINE_CALL_LIMIT_MS, TokenCalls } from "../../src/keys/pkcs11_calls.ts";
+import { openToken } from "../../src/keys/pkcs11.ts";
+import { INLINE_CALL_LIMIT_MS, TokenCalls, tokenCallRecord } from "../../src/keys/pkcs11_calls.ts";
 import { loadModule, type Pkcs11Module } from "../../src/keys/pkcs11_module.ts";
 import { parsePkcs11Uri } from "../../src/keys/pkcs11_uri.ts";
 import { createToken, type TestToken, tokenKey } from "../helpers/softhsm.ts";
@@ -25,13 +26,14 @@ before(async () => {
 });
 
 /**
- * Starts one signature and reports whether the module had a call in flight right after sign()
- * returned its promise: a worker-thread call is still running then, an inline one is over.
+ * Starts one signature and reports whether the module has a call in flight once the promise
+ * chain up to the token call has run: only microtasks run in between, and a worker-thread call
+ * cannot complete without a turn of the event loop, while an inline one is over by then.
  */
 async function signedOnWorker(key: PrivateKeyHandle): Promise<boolean> {
   const pending = key.sign(key.schemes[0]!, Buffer.from("where does this run?"));
-  // The message is hashed first (one await), then the token is called.
-  await new Promise((resolve) => setImmediate(resolve));
+  // Hashing, the session pool and the call itself take a few microtask turns; 100 is plenty.
+  for (let i = 0; i < 100; i++) await null;
   const busy = !module.idle;
   await pending;
   return busy;
@@ -67,8 +69,9 @@ describe("token call placement", () => {
     });
   }
 
-  test("an inline call slower than the limit sends the later calls to worker threads, for good", async () => {
-    const calls = new TokenCalls(module, false, "auto");
+  test("an inline call slower than the limit sends the token's later calls to worker threads, every handle's, for good", async () => {
+    const record = tokenCallRecord(false);
+    const calls = new TokenCalls(module, record, "auto");
     const ran: string[] = [];
     const slowInline = () => {
       ran.push("inline");
@@ -94,6 +97,36 @@ describe("token call placement", () => {
     assert.equal(calls.inline, false);
     assert.deepEqual(await calls.run(slowInline, worker), Buffer.from("worker"));
     assert.deepEqual(ran, ["inline", "inline", "worker"]);
+    // Another key on the same token (same record) starts on worker threads; a pinned one does not.
+    assert.equal(new TokenCalls(module, record, "auto").inline, false);
+    assert.equal(new TokenCalls(module, record, "inline").inline, true);
+  });
+
+  test("a slow call moves every handle on that token to worker threads, open ones and new ones", async () => {
+    const own = await createToken();
+    const ref = await tokenKey(own, "shared", "ec-p256");
+    const { context } = await openToken(ref);
+    try {
+      await withKey(ref, async (open) => {
+        assert.equal(await signedOnWorker(open), false);
+        // A call over the limit through the token's shared record, as a slow C_Sign would make.
+        const slow = () => {
+          const until = performance.now() + INLINE_CALL_LIMIT_MS + 5;
+          while (performance.now() < until) {
+            // Blocks past the limit.
+          }
+          return Buffer.alloc(0);
+        };
+        await new TokenCalls(context.module, context.calls, "auto").run(slow, async () => Buffer.alloc(0));
+        assert.equal(await signedOnWorker(open), true);
+        await withKey(ref, async (later) => assert.equal(await signedOnWorker(later), true));
+        await withKey(`${ref}&x-hsmkit-calls=inline`, async (pinned) => {
+          assert.equal(await signedOnWorker(pinned), false);
+        });
+      });
+    } finally {
+      context.release();
+    }
   });
 
   test("explicit modes do not adapt; a hardware slot under auto runs on worker threads", async () => {
@@ -105,11 +138,11 @@ describe("token call placement", () => {
       }
       return Buffer.from("inline");
     };
-    const pinned = new TokenCalls(module, true, "inline");
+    const pinned = new TokenCalls(module, tokenCallRecord(true), "inline");
     await pinned.run(slow, worker);
     assert.deepEqual(await pinned.run(slow, worker), Buffer.from("inline"));
-    assert.equal(new TokenCalls(module, true, "auto").inline, false);
-    assert.equal(new TokenCalls(module, false, "worker").inline, false);
+    assert.equal(new TokenCalls(module, tokenCallRecord(true), "auto").inline, false);
+    assert.equal(new TokenCalls(module, tokenCallRecord(false), "worker").inline, false);
   });
 
   test("x-hsmkit-calls takes auto, worker or inline; anything else is a bad reference naming it", async () => {
@@ -126,5 +159,14 @@ describe("token call placement", () => {
       );
     }
     await assertKeyError(openKey(token.uri("calls-rsa", "x-hsmkit-calls=sometimes")), "bad-reference");
+    // Misspelt or in the path, ours is an error, not another vendor's attribute to ignore.
+    for (const misplaced of [`${base};x-hsmkit-calls=worker`, `${base}?x-hsmkit-call=worker`]) {
+      await assertKeyError(
+        Promise.resolve().then(() => parsePkcs11Uri(misplaced)),
+        "bad-reference",
+        /hsmkit reads x-hsmkit-calls, in the query/,
+      );
+    }
+    assert.equal(parsePkcs11Uri(`${base}?x-other-vendor=1`).calls, undefined);
   });
 });
