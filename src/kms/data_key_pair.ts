@@ -3,7 +3,7 @@
  * RSA or EC key pair for use outside the KMS, whose private key (PKCS#8) comes back wrapped
  * under an AES KMS key: as an Encrypt blob (Decrypt opens it with the returned Iv) or, for
  * the Advance forms, as an Advance blob (AdvanceDecrypt opens it alone). Specs are limited to
- * the set below: generating an RSA-4096 pair costs seconds of CPU per request, and the
+ * the set below: generating an RSA-4096 pair costs seconds of CPU per request, and the RSA
  * generations a process runs at once, and lets wait, are bounded (PAIR_GATE).
  */
 import { generateKeyPair, type KeyObject } from "node:crypto";
@@ -19,11 +19,12 @@ import { WorkGate } from "./work_gate.ts";
 const generateKeyPairAsync = promisify(generateKeyPair);
 
 /**
- * Key pair generations running at once in this process (half of libuv's default thread pool, so
- * Sign and Decrypt keep threads) and waiting beyond them; more get Rejected.Throttling. An
- * RSA_3072 pair takes 0.1-1 s of a core, so the queue drains in seconds.
+ * RSA key pair generations running at once in this process (half of libuv's default thread pool,
+ * so Sign and Decrypt keep threads), waiting beyond them, and waiting per access point; more get
+ * Rejected.Throttling. An RSA_3072 pair takes 0.1-1 s of a core, so the queue drains in seconds.
+ * EC pairs (well under a millisecond) are not gated.
  */
-export const PAIR_GATE = new WorkGate(2, 32);
+export const PAIR_GATE = new WorkGate(2, 32, 8);
 
 /** Key pair specs a data key pair may have. */
 export const DATA_KEY_PAIR_SPECS = ["RSA_2048", "RSA_3072", "EC_P256", "EC_P384"] as const;
@@ -50,7 +51,10 @@ function decodePairRequest(operation: DataKeyPairOperation, body: Buffer): PairR
   return { ...decodeRequest(`${operation}Request`, body), Algorithm: "" };
 }
 
-async function newPair(spec: string): Promise<{ privateKey: KeyObject; publicKey: KeyObject }> {
+async function newPair(
+  spec: string,
+  ctx: RequestContext,
+): Promise<{ privateKey: KeyObject; publicKey: KeyObject }> {
   if (!(DATA_KEY_PAIR_SPECS as readonly string[]).includes(spec)) {
     throw new KmsServiceError(
       "InvalidParameter",
@@ -58,13 +62,13 @@ async function newPair(spec: string): Promise<{ privateKey: KeyObject; publicKey
     );
   }
   const info = KEY_SPECS[spec as (typeof DATA_KEY_PAIR_SPECS)[number]];
-  return PAIR_GATE.run(
-    () =>
-      info.kind === "rsa"
-        ? generateKeyPairAsync("rsa", { modulusLength: info.bits })
-        : generateKeyPairAsync("ec", { namedCurve: info.curve as string }),
-    () => new KmsServiceError("Rejected.Throttling", "Too many key pairs are being generated; retry later."),
-  );
+  if (info.kind !== "rsa") return generateKeyPairAsync("ec", { namedCurve: info.curve as string });
+  return PAIR_GATE.run(() => generateKeyPairAsync("rsa", { modulusLength: info.bits }), {
+    owner: ctx.accessPoint.id,
+    refusal: () =>
+      new KmsServiceError("Rejected.Throttling", "Too many key pairs are being generated; retry later."),
+    ...(ctx.abandoned ? { signal: ctx.abandoned } : {}),
+  });
 }
 
 function exportKey(key: KeyObject, type: "pkcs8" | "spki", format: "PEM" | "DER"): Buffer {
@@ -93,7 +97,7 @@ export async function generateDataKeyPair(
   if (format !== "PEM" && format !== "DER")
     throw new KmsServiceError("InvalidParameter", "KeyFormat must be PEM or DER.");
   ctx.detail = `${req.KeyPairSpec} ${format}`;
-  const pair = await newPair(req.KeyPairSpec);
+  const pair = await newPair(req.KeyPairSpec, ctx);
   const privateKey = exportKey(pair.privateKey, "pkcs8", format);
   const publicKey = exportKey(pair.publicKey, "spki", format);
   try {

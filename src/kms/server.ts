@@ -192,7 +192,18 @@ export class KmsServer {
       return;
     }
     const { who, body } = admitted;
-    const ctx: RequestContext = { accessPoint: who.accessPoint, requestId, keyId: "", detail: "" };
+    const abandoned = new AbortController();
+    res.once("close", () => {
+      if (!res.writableFinished)
+        abandoned.abort(new KmsServiceError("Rejected.Throttling", "The client left before the answer."));
+    });
+    const ctx: RequestContext = {
+      accessPoint: who.accessPoint,
+      requestId,
+      keyId: "",
+      detail: "",
+      abandoned: abandoned.signal,
+    };
     const exchange: Exchange = { res, requestId, source, started, operation: who.operation, ctx };
     // The slot is only ever held by authenticated work whose body is already in memory.
     if (this.inflight >= (this.options.maxInflight ?? 256)) {

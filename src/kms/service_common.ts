@@ -20,6 +20,8 @@ export interface RequestContext {
   keyId: string;
   /** Non-secret detail for the audit log (algorithm, message type, version). */
   detail: string;
+  /** Aborts when the client's connection closes before the answer: queued work can be dropped. */
+  readonly abandoned?: AbortSignal;
 }
 
 /** The first byte of Encrypt / GenerateDataKey blobs: format 1, then the 16-byte version id. */

@@ -7,13 +7,15 @@
 import assert from "node:assert/strict";
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import { writeFileSync } from "node:fs";
+import https from "node:https";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { adminCreateKey, adminSetKeyState } from "../../src/kms/admin.ts";
 import { KmsRequestError } from "../../src/kms/client.ts";
 import { PAIR_GATE } from "../../src/kms/data_key_pair.ts";
+import { encodeMessage } from "../../src/kms/proto.ts";
 import { runCommand } from "../helpers/process.ts";
-import { type ApClient, type KmsFixture, refused, startKms } from "./kms_fixture.ts";
+import { type ApClient, type KmsFixture, refused, signedHeaders, startKms } from "./kms_fixture.ts";
 
 let kms: KmsFixture;
 let aesKey: string;
@@ -159,33 +161,43 @@ describe("data key pairs", () => {
     assert.match(entry?.detail ?? "", /^EC_P256 DER v\d+$/);
   });
 
-  it("a burst of pair requests: 2 generate at once, 32 wait, the rest get Rejected.Throttling; Sign still answers", async () => {
-    const burst = PAIR_GATE.limit + PAIR_GATE.queue + 16;
+  it("a burst of RSA pair requests: 2 generate at once, 32 wait (8 per access point), the rest get Rejected.Throttling; EC pairs and Sign answer meanwhile", async () => {
+    // One client keeps at most 32 requests in flight (its agent's sockets); four access points
+    // each send 16, more than their share of the queue.
+    const clients = await Promise.all([0, 1, 2, 3].map(() => kms.client("key-*")));
     let maxRunning = 0;
     let maxWaiting = 0;
+    let maxPerOwner = 0;
     const sample = setInterval(() => {
       maxRunning = Math.max(maxRunning, PAIR_GATE.running);
-      maxWaiting = Math.max(maxWaiting, PAIR_GATE.waiting);
+      maxWaiting = Math.max(maxWaiting, PAIR_GATE.waiting());
+      for (const c of clients) maxPerOwner = Math.max(maxPerOwner, PAIR_GATE.waiting(c.id));
     }, 2);
-    // One client keeps at most 32 requests in flight (its agent's sockets): two make a burst.
-    const second = await kms.client("key-*");
-    const outcomes = await Promise.all(
-      Array.from({ length: burst }, (_, i) =>
-        (i % 2 === 0 ? full : second).kms
-          .generateDataKeyPair({ keyId: aesKey, keyPairSpec: "RSA_2048", aad })
-          .catch((e: unknown) => e),
+    const burst = clients.flatMap((c) =>
+      Array.from({ length: 16 }, () =>
+        c.kms.generateDataKeyPair({ keyId: aesKey, keyPairSpec: "RSA_2048", aad }).catch((e: unknown) => e),
       ),
-    ).finally(() => clearInterval(sample));
+    );
+    // Launched behind the burst, answered while it runs: neither waits in the RSA queue.
+    const ec = full.kms.generateDataKeyPair({ keyId: aesKey, keyPairSpec: "EC_P256", aad });
+    const signer = await kms.client(signKey);
+    const signed = signer.kms.sign({ keyId: signKey, algorithm: "ECDSA_SHA_256", message: aad });
+    const [ecPair, signature] = await Promise.all([ec, signed]);
+    const stillQueued = PAIR_GATE.running + PAIR_GATE.waiting();
+    const outcomes = await Promise.all(burst).finally(() => clearInterval(sample));
+    assert.equal(ecPair.KeyPairSpec, "EC_P256");
+    assert.ok(signature.Signature.length > 0);
+    assert.ok(stillQueued > 0, "the burst was over before EC and Sign answered: nothing shown");
     const throttled = outcomes.filter(
       (o) => o instanceof KmsRequestError && o.code === "Rejected.Throttling",
     );
     const pairs = outcomes.filter((o) => !(o instanceof Error));
-    assert.equal(throttled.length + pairs.length, burst, "every other outcome is a pair");
+    assert.equal(throttled.length + pairs.length, burst.length, "every other outcome is a pair");
     assert.ok(throttled.length >= 1, "nothing was throttled");
-    assert.ok(pairs.length >= PAIR_GATE.limit + PAIR_GATE.queue, `only ${pairs.length} pairs`);
     assert.equal(maxRunning, PAIR_GATE.limit);
     assert.ok(maxWaiting <= PAIR_GATE.queue && maxWaiting > 0, `waiting peaked at ${maxWaiting}`);
-    assert.deepEqual([PAIR_GATE.running, PAIR_GATE.waiting], [0, 0]);
+    assert.ok(maxPerOwner <= PAIR_GATE.perOwner, `one access point had ${maxPerOwner} waiting`);
+    assert.deepEqual([PAIR_GATE.running, PAIR_GATE.waiting()], [0, 0]);
     const last = pairs.at(-1) as Awaited<ReturnType<typeof full.kms.generateDataKeyPair>>;
     const opened = await full.kms.decrypt({
       ciphertextBlob: last.PrivateKeyCiphertextBlob,
@@ -193,8 +205,49 @@ describe("data key pairs", () => {
       aad,
     });
     assert.deepEqual(publicOf(opened.Plaintext, "pem"), publicOf(last.PrivateKeyPlaintext, "pem"));
-    const signer = await kms.client(signKey);
-    const signature = await signer.kms.sign({ keyId: signKey, algorithm: "ECDSA_SHA_256", message: aad });
-    assert.ok(signature.Signature.length > 0);
+  });
+
+  it("a queued RSA pair request whose client leaves is dropped without generating", async () => {
+    const busy = await kms.client("key-*");
+    const leaver = await kms.client("key-*");
+    const running = [0, 1].map(() =>
+      busy.kms.generateDataKeyPair({ keyId: aesKey, keyPairSpec: "RSA_3072", aad }),
+    );
+    await until(() => PAIR_GATE.running === PAIR_GATE.limit, "the gate to fill");
+    const body = encodeMessage("GenerateDataKeyPairRequest", { KeyId: aesKey, KeyPairSpec: "RSA_3072" });
+    const [host, port] = kms.server.endpoint.split(":");
+    const req = https.request({
+      host,
+      port: Number(port),
+      method: "POST",
+      path: "/",
+      headers: signedHeaders(leaver.config, "GenerateDataKeyPair", body),
+      ca: await kms.instance.caCertPem(),
+      agent: false,
+    });
+    req.on("error", () => {});
+    req.end(body);
+    await until(() => PAIR_GATE.waiting(leaver.id) === 1, "the request to queue");
+    req.destroy();
+    await until(() => PAIR_GATE.waiting(leaver.id) === 0, "the queue to drop it");
+    assert.equal(PAIR_GATE.running, PAIR_GATE.limit, "it left before a slot freed");
+    await Promise.all(running);
+    const entry = await until(
+      async () => (await kms.instance.audit.entries(20)).find((e) => e.actor === leaver.id),
+      "its audit entry",
+    );
+    assert.equal(entry.operation, "GenerateDataKeyPair");
+    assert.equal(entry.outcome, "Rejected.Throttling");
+    assert.deepEqual([PAIR_GATE.running, PAIR_GATE.waiting()], [0, 0]);
   });
 });
+
+/** Polls `probe` every 5 ms until it gives a truthy value (at most 10 s). */
+async function until<T>(probe: () => T | Promise<T>, what: string): Promise<NonNullable<T>> {
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+    const value = await probe();
+    if (value) return value as NonNullable<T>;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
