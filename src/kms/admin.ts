@@ -11,7 +11,7 @@ import { AccessPointError, type CreatedAccessPoint, createAccessPoint } from "./
 import { createdDetail, REVOKE_OPERATION } from "./access_point_upgrade.ts";
 import type { AuditEvent, AuditVerdict } from "./audit.ts";
 import type { KmsInstance } from "./instance.ts";
-import { KeyAdminError } from "./key_registry.ts";
+import { checkAlias, KeyAdminError } from "./key_registry.ts";
 import { PolicyError, parsePolicy } from "./policy.ts";
 import { SECRET_OPERATIONS, secretKeyId } from "./secret_log.ts";
 import type { SecretVersionRecord } from "./secret_store.ts";
@@ -72,7 +72,10 @@ function isRefusal(err: unknown): err is Error {
   );
 }
 
-/** Creates a key (and optionally an alias for it). */
+/**
+ * Creates a key (and optionally an alias for it): generated first, then the key, its alias
+ * and the CreateKey entry commit in one transaction.
+ */
 export async function adminCreateKey(
   instance: KmsInstance,
   spec: string,
@@ -81,14 +84,18 @@ export async function adminCreateKey(
   alias?: string,
 ): Promise<KeyRecord> {
   return refusable(instance, "CreateKey", "", async () => {
-    const key = await instance.keys.create(spec, usage, description);
-    if (alias !== undefined) await instance.keys.setAlias(alias, key.id);
-    await audit(instance, "CreateKey", key.id, `${spec} ${usage}${alias ? ` ${alias}` : ""}`);
-    return key;
+    if (alias !== undefined) checkAlias(alias);
+    const { key, version } = await instance.keys.draft(spec, usage, description);
+    return instance.audit.appendWith(async (tx) => {
+      await instance.store.createKey(key, version, tx);
+      if (alias !== undefined) await instance.store.setAlias(alias, key.id, tx);
+      const detail = `${spec} ${usage}${alias ? ` ${alias}` : ""}`;
+      return { result: key, events: [adminEvent("CreateKey", key.id, detail)] };
+    });
   });
 }
 
-/** Enables or disables a key, or schedules / cancels its deletion. */
+/** Enables or disables a key, or schedules / cancels its deletion, with its entry in one transaction. */
 export async function adminSetKeyState(
   instance: KmsInstance,
   idOrAlias: string,
@@ -112,8 +119,11 @@ export async function adminSetKeyState(
         : action === "schedule-deletion"
           ? (["PendingDeletion", new Date(Date.now() + pendingDays * 86_400_000).toISOString()] as const)
           : (["Disabled", null] as const);
-    await instance.store.setKeyState(key.id, state, when);
-    await audit(instance, keyStateOperation(action), key.id, state);
+    await instance.audit.appendWith(async (tx) => {
+      if (!(await instance.store.setKeyState(key.id, state, when, tx)))
+        throw new KeyAdminError(`no key "${idOrAlias}"`);
+      return { result: undefined, events: [adminEvent(keyStateOperation(action), key.id, state)] };
+    });
     return instance.keys.require(key.id);
   });
 }
@@ -123,29 +133,38 @@ function keyStateOperation(action: string): string {
   return action === "enable" ? "EnableKey" : action === "disable" ? "DisableKey" : action;
 }
 
-/** Rotates a key: a new version becomes the one used by new operations. */
+/** Rotates a key: a new version becomes the one used by new operations (stored with its entry). */
 export async function adminRotateKey(instance: KmsInstance, idOrAlias: string): Promise<KeyVersionRecord> {
   return refusable(instance, "RotateKey", idOrAlias, async () => {
-    const version = await instance.keys.rotate(idOrAlias);
-    await audit(instance, "RotateKey", version.keyId, `v${version.seq}`);
-    return version;
+    const { key, draft } = await instance.keys.draftVersion(idOrAlias);
+    return instance.audit.appendWith(async (tx) => {
+      const version = await instance.store.addVersion(key.id, (seq) => ({ ...draft, seq }), tx);
+      return { result: version, events: [adminEvent("RotateKey", version.keyId, `v${version.seq}`)] };
+    });
   });
 }
 
-/** Points an alias at a key. */
+/** Points an alias at a key, with its SetAlias entry in one transaction. */
 export async function adminSetAlias(instance: KmsInstance, alias: string, idOrAlias: string): Promise<void> {
   return refusable(instance, "SetAlias", idOrAlias, async () => {
-    await instance.keys.setAlias(alias, idOrAlias);
-    await audit(instance, "SetAlias", (await instance.keys.require(alias)).id, alias);
+    checkAlias(alias);
+    const key = await instance.keys.require(idOrAlias);
+    await instance.audit.appendWith(async (tx) => {
+      await instance.store.setAlias(alias, key.id, tx);
+      return { result: undefined, events: [adminEvent("SetAlias", key.id, alias)] };
+    });
   });
 }
 
-/** Removes an alias. */
+/** Removes an alias, with its DeleteAlias entry in one transaction. */
 export async function adminDeleteAlias(instance: KmsInstance, alias: string): Promise<void> {
   return refusable(instance, "DeleteAlias", "", async () => {
     const keyId = await instance.store.aliasTarget(alias);
-    if (!keyId || !(await instance.store.deleteAlias(alias))) throw new KeyAdminError(`no alias "${alias}"`);
-    await audit(instance, "DeleteAlias", keyId, alias);
+    await instance.audit.appendWith(async (tx) => {
+      if (!keyId || !(await instance.store.deleteAlias(alias, tx)))
+        throw new KeyAdminError(`no alias "${alias}"`);
+      return { result: undefined, events: [adminEvent("DeleteAlias", keyId, alias)] };
+    });
   });
 }
 
@@ -162,23 +181,27 @@ export interface AccessPointOptions {
   readonly certBagCipher?: CertBagCipher;
 }
 
-/** Creates an access point and writes its client key and password files. */
+/** Creates an access point (its row committed with its entry) and writes its client key and password files. */
 export async function adminCreateAccessPoint(
   instance: KmsInstance,
   o: AccessPointOptions,
 ): Promise<CreatedAccessPoint> {
   return refusable(instance, "CreateAccessPoint", "", async () => {
     const policy = parsePolicy(o.keys ?? "", o.operations ?? "*", o.sourceIps ?? "", o.secrets ?? "");
-    const created = await createAccessPoint(instance, {
-      name: o.name,
-      policy,
-      outDir: o.outDir,
-      ...(o.certBagCipher ? { certBagCipher: o.certBagCipher } : {}),
-    });
-    // The public key's hash too: the entry then tells this row from one with a swapped key.
-    const { id, publicDer } = created.record;
-    await audit(instance, "CreateAccessPoint", "", createdDetail(id, o.name, policy, publicDer));
-    return created;
+    // The row and its entry commit in one transaction. The public key's hash is in the entry
+    // too: it then tells this row from one with a swapped key.
+    return createAccessPoint(
+      instance,
+      {
+        name: o.name,
+        policy,
+        outDir: o.outDir,
+        ...(o.certBagCipher ? { certBagCipher: o.certBagCipher } : {}),
+      },
+      (record) => [
+        adminEvent("CreateAccessPoint", "", createdDetail(record.id, o.name, policy, record.publicDer)),
+      ],
+    );
   });
 }
 

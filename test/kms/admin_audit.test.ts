@@ -1,7 +1,7 @@
 /**
- * Admin secret commands and the audit log: a change commits with its entry or not at all (an
- * audit append that fails leaves no unaudited change behind), and a refused command is audited
- * as Refused with the reason, never the value. A real instance on a SQLite file; the failing
+ * Admin commands and the audit log: a change (secrets, keys, aliases, access points) commits
+ * with its entry or not at all (an audit append that fails leaves no unaudited change behind),
+ * and a refused command is audited as Refused with the reason, never the value. A real instance on a SQLite file; the failing
  * append is a trigger a test puts on the audit table.
  */
 import assert from "node:assert/strict";
@@ -10,11 +10,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
+  adminCreateAccessPoint,
+  adminCreateKey,
   adminCreateSecret,
+  adminDeleteAlias,
   adminDeleteSecret,
   adminGetSecretValue,
   adminPutSecretValue,
   adminRotateKey,
+  adminSetAlias,
+  adminSetKeyState,
 } from "../../src/kms/admin.ts";
 import type { AuditEntry } from "../../src/kms/audit.ts";
 import { KmsInstance } from "../../src/kms/instance.ts";
@@ -69,6 +74,29 @@ describe("a secret change and its audit entry commit together", () => {
     await adminDeleteSecret(instance, "atom2");
     const last = (await instance.audit.entries(1))[0];
     assert.deepEqual([last?.operation, last?.keyId, last?.outcome], ["DeleteSecret", "secret:atom2", "ok"]);
+  });
+});
+
+describe("a key, alias or access point change and its audit entry commit together", () => {
+  it("create key (with its alias), rotate, disable, set and delete alias, create access point", async () => {
+    const keys = () => count("SELECT COUNT(*) AS n FROM keys");
+    const before = keys();
+    await withAuditDown(() => adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT", "", "alias/atom"));
+    assert.equal(keys(), before);
+    assert.equal(count("SELECT COUNT(*) AS n FROM aliases WHERE name = 'alias/atom'"), 0);
+    const key = await adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT", "", "alias/kept");
+    await withAuditDown(() => adminRotateKey(instance, key.id));
+    assert.equal(count("SELECT COUNT(*) AS n FROM key_versions WHERE key_id = ?", key.id), 1);
+    await withAuditDown(() => adminSetKeyState(instance, key.id, "disable"));
+    assert.equal(readRow(data, "SELECT state FROM keys WHERE id = ?", key.id).state, "Enabled");
+    await withAuditDown(() => adminSetAlias(instance, "alias/other", key.id));
+    assert.equal(count("SELECT COUNT(*) AS n FROM aliases WHERE name = 'alias/other'"), 0);
+    await withAuditDown(() => adminDeleteAlias(instance, "alias/kept"));
+    assert.equal(count("SELECT COUNT(*) AS n FROM aliases WHERE name = 'alias/kept'"), 1);
+    await withAuditDown(() =>
+      adminCreateAccessPoint(instance, { name: "atom-ap", keys: "*", outDir: join(root, "aps") }),
+    );
+    assert.equal(count("SELECT COUNT(*) AS n FROM access_points WHERE name = 'atom-ap'"), 0);
   });
 });
 
