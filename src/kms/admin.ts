@@ -330,15 +330,21 @@ export async function secretTable(instance: KmsInstance): Promise<string[][]> {
 /**
  * Checks the audit chain, then that every access point the verified log revokes is Revoked
  * (or gone) in its table: a row put back from before its revocation carries a valid MAC, and
- * only the log shows it was revoked since.
+ * only the log shows it was revoked since. Then that every secret's ACSCurrent row is the
+ * version the log made current, with the bytes it recorded.
  */
 export async function adminVerifyAudit(instance: KmsInstance): Promise<AuditVerdict> {
   const verdict = await instance.audit.verify();
   if (!verdict.ok) return verdict;
   const bad = await instance.accessPoints.unrevoked();
-  if (!bad) return verdict;
-  const reason = `it revokes access point ${bad.id}, whose row says ${bad.state} (an older copy of the row was put back)`;
-  return { ok: false, count: verdict.count, seq: bad.seq, reason };
+  if (bad) {
+    const reason = `it revokes access point ${bad.id}, whose row says ${bad.state} (an older copy of the row was put back)`;
+    return { ok: false, count: verdict.count, seq: bad.seq, reason };
+  }
+  const secret = await instance.secrets.firstUnbacked();
+  if (!secret) return verdict;
+  const reason = `secret ${secret.name}'s ACSCurrent row ${secret.why} (stage or version rows edited or put back)`;
+  return { ok: false, count: verdict.count, seq: verdict.count, reason };
 }
 
 /** Rows for `kms key list`: id, spec, usage, state, versions, aliases. */

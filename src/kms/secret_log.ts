@@ -18,8 +18,9 @@
  * version; for those the version's presence in the log is checked, not its bytes.
  */
 import { createHash } from "node:crypto";
-import { AUDIT_COLUMNS, type AuditRow } from "./audit_chain.ts";
+import { AUDIT_COLUMNS, type AuditRow, safeEqual } from "./audit_chain.ts";
 import type { Memo } from "./read_cache.ts";
+import type { SecretVersionRecord } from "./secret_store.ts";
 import type { SqlExecutor } from "./store/driver.ts";
 import type { Store } from "./store.ts";
 
@@ -60,6 +61,26 @@ export function loggedStages(history: SecretHistory, versionId: string): string[
   if (history.current === versionId) stages.push("ACSCurrent");
   if (history.previous === versionId) stages.push("ACSPrevious");
   return stages;
+}
+
+/**
+ * Why the log does not back `stored` (read by `stage` when given), or undefined when it does:
+ * the log created that version of that secret, with those sealed bytes where its entry
+ * records them, and gives it that stage.
+ */
+export function whyUnbacked(
+  history: SecretHistory | undefined,
+  stored: SecretVersionRecord,
+  stage: string | undefined,
+): string | undefined {
+  const digest = history?.versions.get(stored.versionId);
+  if (!history || digest === undefined) return `version ${stored.versionId} is not one the audit log created`;
+  const actual = Buffer.from(sealedDigest(stored.iv, stored.sealed), "hex");
+  if (digest !== null && !safeEqual(Buffer.from(digest, "hex"), actual))
+    return `version ${stored.versionId} holds sealed bytes the audit log did not record`;
+  if (stage !== undefined && !loggedStages(history, stored.versionId).includes(stage))
+    return `gives ${stage} to version ${stored.versionId}, which the audit log does not`;
+  return undefined;
 }
 
 type LogRow = AuditRow & { readonly part: "entry" | "newest" | "marker" };

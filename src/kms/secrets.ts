@@ -18,7 +18,6 @@
  */
 import { createSecretKey, type KeyObject, randomBytes, randomUUID } from "node:crypto";
 import type { AuditEvent } from "./audit.ts";
-import { safeEqual } from "./audit_chain.ts";
 import type { KmsInstance } from "./instance.ts";
 import type { IntegrityReports } from "./integrity_reports.ts";
 import { aesGcmOpen, aesGcmSeal } from "./key_ops.ts";
@@ -30,6 +29,7 @@ import {
   sealedDigest,
   secretDetail,
   secretKeyId,
+  whyUnbacked,
 } from "./secret_log.ts";
 import {
   CURRENT_STAGE,
@@ -187,22 +187,31 @@ export class SecretVault {
   private async backed(stored: SecretVersionRecord, stage: string | undefined): Promise<SecretVersionRecord> {
     const name = stored.secretName;
     const history = await this.log.history(name);
-    const digest = history?.versions.get(stored.versionId);
-    const stages = history ? loggedStages(history, stored.versionId) : [];
-    let why: string | undefined;
-    if (digest === undefined) why = `version ${stored.versionId} is not one the audit log created`;
-    else if (
-      digest !== null &&
-      !safeEqual(Buffer.from(digest, "hex"), Buffer.from(sealedDigest(stored.iv, stored.sealed), "hex"))
-    )
-      why = `version ${stored.versionId} holds sealed bytes the audit log did not record`;
-    else if (stage !== undefined && !stages.includes(stage))
-      why = `gives ${stage} to version ${stored.versionId}, which the audit log does not`;
+    const why = whyUnbacked(history, stored, stage);
     if (why !== undefined) {
       this.reports.one(name, `${why}: refused (rows edited or put back in the database)`);
       throw new SecretError("corrupt", `secret "${name}" failed its integrity check`);
     }
-    return { ...stored, stages };
+    return { ...stored, stages: history ? loggedStages(history, stored.versionId) : [] };
+  }
+
+  /**
+   * For `audit verify`: the first secret whose ACSCurrent row the verified log does not back
+   * (an older or foreign version staged, sealed bytes changed, no entry creating it), with why.
+   * Requests already refuse such reads; this shows the rows were edited.
+   */
+  async firstUnbacked(): Promise<{ name: string; why: string } | undefined> {
+    for (const secret of await this.repository.list()) {
+      const stored = await this.repository.version(secret.name, { stage: CURRENT_STAGE });
+      const history = await this.log.history(secret.name);
+      const why = stored
+        ? whyUnbacked(history, stored, CURRENT_STAGE)
+        : history?.current !== undefined
+          ? `has no ACSCurrent row, where the audit log says ${history.current}`
+          : undefined;
+      if (why !== undefined) return { name: secret.name, why };
+    }
+    return undefined;
   }
 
   /** A key that may seal secrets: an Enabled AES key. */

@@ -11,7 +11,12 @@ import assert from "node:assert/strict";
 import { createSecretKey, randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { adminCreateSecret, adminGetSecretValue, adminPutSecretValue } from "../../src/kms/admin.ts";
+import {
+  adminCreateSecret,
+  adminGetSecretValue,
+  adminPutSecretValue,
+  adminVerifyAudit,
+} from "../../src/kms/admin.ts";
 import { aesGcmSeal } from "../../src/kms/key_ops.ts";
 import { type ApClient, type KmsFixture, refused, startKms } from "./kms_fixture.ts";
 import { readRow, tamper } from "./store_tamper.ts";
@@ -65,12 +70,19 @@ describe("secret stages come from the audit log", () => {
     );
     await refusedAsTampered("rb");
     await assert.rejects(adminGetSecretValue(kms.instance, "rb", {}), /failed its integrity check/);
+    const verdict = await adminVerifyAudit(kms.instance);
+    assert.equal(verdict.ok, false);
+    assert.match(
+      verdict.ok ? "" : verdict.reason,
+      /secret rb's ACSCurrent row gives ACSCurrent to version v1/,
+    );
     // By version id the old value is still readable, with the stages the log gives it.
     const old = await read("rb", { versionId: "v1" });
     assert.equal(old.SecretData, "old-password");
     assert.deepEqual(old.VersionStages, ["ACSPrevious"]);
     // A new value puts the rows right again.
     await adminPutSecretValue(kms.instance, "rb", Buffer.from("third-password"), "v3");
+    assert.equal((await adminVerifyAudit(kms.instance)).ok, true);
     const now = await read("rb");
     assert.equal(now.SecretData, "third-password");
     assert.deepEqual(now.VersionStages, ["ACSCurrent"]);
