@@ -8,6 +8,7 @@ import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { type CertBagCipher, writeLegacyPfx } from "../keys/pkcs12/write_legacy.ts";
+import type { AuditEvent } from "./audit.ts";
 import type { KmsInstance } from "./instance.ts";
 import { issueAccessPointCert } from "./instance_certs.ts";
 import type { AccessPointRecord, AccessPolicy } from "./store.ts";
@@ -45,10 +46,14 @@ export class AccessPointError extends Error {
   }
 }
 
-/** Creates an access point: key pair, certificate from the instance CA, PKCS#12, files, record. */
+/**
+ * Creates an access point: key pair, certificate from the instance CA, PKCS#12, files, record.
+ * With `events`, the record is stored with the audit entries they return in one transaction.
+ */
 export async function createAccessPoint(
   instance: KmsInstance,
   req: AccessPointRequest,
+  events?: (record: AccessPointRecord) => readonly AuditEvent[],
 ): Promise<CreatedAccessPoint> {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(req.name)) {
     throw new AccessPointError("an access point name is 1-64 letters, digits, _ . or -");
@@ -81,7 +86,12 @@ export async function createAccessPoint(
   const json: ClientKeyJson = { KeyId: id, PrivateKeyData: pfx.toString("base64") };
   writeSecret(clientKeyFile, JSON.stringify(json));
   writeSecret(passwordFile, password);
-  await instance.accessPoints.create(record);
+  if (!events) await instance.accessPoints.create(record);
+  else
+    await instance.audit.appendWith(async (tx) => {
+      await instance.accessPoints.create(record, tx);
+      return { result: undefined, events: events(record) };
+    });
   return { record, clientKeyFile, passwordFile };
 }
 

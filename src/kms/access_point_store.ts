@@ -50,15 +50,15 @@ export class AccessPointStore {
     this.revokedMemo = store.memo();
   }
 
-  /** Stores a new access point. */
-  async create(ap: AccessPointRecord): Promise<void> {
+  /** Stores a new access point (in `tx` when given: the caller's, counter bumped). */
+  async create(ap: AccessPointRecord, tx?: SqlExecutor): Promise<void> {
     const row = toRow(ap);
-    await this.store.write((tx) =>
+    const insert = (tx: SqlExecutor) =>
       tx.exec(`INSERT INTO access_points (${AP_COLUMNS}, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [
         ...rowValues(row),
         this.seal.mac(row),
-      ]),
-    );
+      ]);
+    await (tx ? insert(tx) : this.store.write(insert));
   }
 
   /** An intact access point by id (what request authentication trusts). */

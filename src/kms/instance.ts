@@ -17,7 +17,7 @@ import { AccessPointStore } from "./access_point_store.ts";
 import { sealLegacyRows } from "./access_point_upgrade.ts";
 import { AuditLog } from "./audit.ts";
 import { certificateNames, createInstanceCa, issueServerCert } from "./instance_certs.ts";
-import { auditingSink, IntegrityReports, warnOrStderr } from "./integrity_reports.ts";
+import { auditingSink, IntegrityReports, SECRET_SUBJECT, warnOrStderr } from "./integrity_reports.ts";
 import { KeyRegistry } from "./key_registry.ts";
 import {
   DEFAULT_SCRYPT,
@@ -96,11 +96,13 @@ export class KmsInstance {
     readonly keys: KeyRegistry,
     /** Access points, their rows checked against their MACs. */
     readonly accessPoints: AccessPointStore,
+    /** Where secret reads the audit log does not back are reported (stderr and audit). */
+    private readonly secretReports: IntegrityReports,
   ) {}
 
   /** The instance's secrets. */
   get secrets(): SecretVault {
-    this.vault ??= new SecretVault(this);
+    this.vault ??= new SecretVault(this, this.secretReports);
     return this.vault;
   }
 
@@ -152,6 +154,7 @@ export class KmsInstance {
         audit,
         new KeyRegistry(store, master),
         accessPoints,
+        new IntegrityReports(auditingSink(audit, options.warn, SECRET_SUBJECT)),
       );
       await instance.ensureCa();
       return instance;
@@ -234,6 +237,7 @@ export class KmsInstance {
   async close(): Promise<void> {
     try {
       await this.accessPoints.finish();
+      await this.secretReports.finish();
       await this.master.close();
     } finally {
       await this.store.close();

@@ -103,31 +103,55 @@ export function warnOrStderr(warn?: (line: string) => void): (line: string) => v
   return warn ?? ((line) => process.stderr.write(`${line}\n`));
 }
 
+/** What a sink reports on: the noun for one and for many, and the audit operation. */
+export interface IntegritySubject {
+  readonly one: string;
+  readonly many: string;
+  readonly operation: string;
+}
+
+/** Access point rows failing their MAC (access_point_store.ts). */
+export const ACCESS_POINT_SUBJECT: IntegritySubject = {
+  one: "access point",
+  many: "access points",
+  operation: "AccessPointIntegrity",
+};
+/** Secret reads the audit log does not back (secret_log.ts). */
+export const SECRET_SUBJECT: IntegritySubject = {
+  one: "secret",
+  many: "secrets",
+  operation: "SecretIntegrity",
+};
+
 /**
- * What happens when access point rows fail their check (IntegrityReports decides how often):
- * one line to the operator (stderr unless `warn` is given) and one audit entry. The ids are
- * the rows' own text, so they are escaped like any audit field.
+ * What happens when rows fail their check (IntegrityReports decides how often): one line to
+ * the operator (stderr unless `warn` is given) and one audit entry. The ids are the rows' own
+ * text, so they are escaped like any audit field.
  */
-export function auditingSink(audit: AuditLog, warn?: (line: string) => void): IntegritySink {
+export function auditingSink(
+  audit: AuditLog,
+  warn?: (line: string) => void,
+  subject: IntegritySubject = ACCESS_POINT_SUBJECT,
+): IntegritySink {
   const say = warnOrStderr(warn);
   return async ({ ids, count, suppressed, what }) => {
     const named = ids.map((id) => auditText(id)).join(" ");
     const rows =
       count === 1
-        ? `access point ${named}`
-        : `${count} access points (${named}${count > ids.length ? " ..." : ""})`;
+        ? `${subject.one} ${named}`
+        : `${count} ${subject.many} (${named}${count > ids.length ? " ..." : ""})`;
     const held =
       suppressed > 0 ? `; ${suppressed} more failures since the last entry not audited one by one` : "";
     const detail =
       count === 0
-        ? `${suppressed} access point integrity failures since the last entry ${what}`
+        ? `${suppressed} ${subject.one} integrity failures since the last entry ${what}`
         : `${rows} ${what}${held}`;
     say(`kms: ${detail}`);
     try {
       await audit.appendSoon({
         actor: "kms",
         source: "local",
-        operation: "AccessPointIntegrity",
+        operation: subject.operation,
         keyId: "",
         outcome: "Tampered",
         requestId: "",

@@ -11,6 +11,7 @@ import { KmsServiceError } from "./errors.ts";
 import { generateMaterial, type LoadedKey, loadMaterial } from "./key_ops.ts";
 import type { MasterKey } from "./master_key.ts";
 import { isKeySpec, isKeyUsage, type KeySpec, type KeyUsage, usagesFor } from "./specs.ts";
+import type { SqlExecutor } from "./store/driver.ts";
 import type { KeyRecord, KeyVersionRecord, Store } from "./store.ts";
 
 /** Why an admin key operation was refused. */
@@ -45,6 +46,21 @@ export class KeyRegistry {
 
   /** Creates a key of `spec` for `usage`; its first version is generated and wrapped. */
   async create(spec: string, usage: string, description = ""): Promise<KeyRecord> {
+    const { key, version } = await this.draft(spec, usage, description);
+    await this.store.createKey(key, version);
+    return key;
+  }
+
+  /**
+   * A new key and its first version, generated and wrapped but not stored: the caller stores
+   * them (Store.createKey) in the transaction of its audit entry, outside which the slow
+   * generation runs.
+   */
+  async draft(
+    spec: string,
+    usage: string,
+    description = "",
+  ): Promise<{ key: KeyRecord; version: KeyVersionRecord }> {
     if (!isKeySpec(spec)) throw new KeyAdminError(`unknown key spec "${spec}"`);
     if (!isKeyUsage(usage))
       throw new KeyAdminError(`unknown key usage "${usage}" (SIGN/VERIFY or ENCRYPT/DECRYPT)`);
@@ -62,8 +78,7 @@ export class KeyRegistry {
       createdAt: now,
       deletionDate: null,
     };
-    await this.store.createKey(key, version);
-    return key;
+    return { key, version };
   }
 
   private async newVersion(
@@ -84,10 +99,17 @@ export class KeyRegistry {
 
   /** Adds a new version; new operations use it, old ones stay for verify and decrypt. */
   async rotate(idOrAlias: string): Promise<KeyVersionRecord> {
-    const key = await this.require(idOrAlias);
-    // Generate outside the transaction (it is slow), number it inside (serialised).
-    const draft = await this.newVersion(key.id, key.spec, 0, new Date().toISOString());
+    const { key, draft } = await this.draftVersion(idOrAlias);
     return this.store.addVersion(key.id, (seq) => ({ ...draft, seq }));
+  }
+
+  /**
+   * A key's next version, generated outside any transaction (it is slow); the caller numbers
+   * and stores it inside one (Store.addVersion, serialised), seq 0 until then.
+   */
+  async draftVersion(idOrAlias: string): Promise<{ key: KeyRecord; draft: KeyVersionRecord }> {
+    const key = await this.require(idOrAlias);
+    return { key, draft: await this.newVersion(key.id, key.spec, 0, new Date().toISOString()) };
   }
 
   /** A key by id or alias. */
@@ -103,10 +125,9 @@ export class KeyRegistry {
   }
 
   /** Points `alias/NAME` at a key. */
-  async setAlias(alias: string, idOrAlias: string): Promise<void> {
-    if (!ALIAS.test(alias))
-      throw new KeyAdminError(`an alias looks like alias/NAME (letters, digits, _ - . /)`);
-    await this.store.setAlias(alias, (await this.require(idOrAlias)).id);
+  async setAlias(alias: string, idOrAlias: string, tx?: SqlExecutor): Promise<void> {
+    checkAlias(alias);
+    await this.store.setAlias(alias, (await this.require(idOrAlias)).id, tx);
   }
 
   /** A key's versions, newest first. */
@@ -154,4 +175,10 @@ export class KeyRegistry {
       format: "pem",
     }) as string;
   }
+}
+
+/** Refuses a malformed alias (before anything is generated or written). */
+export function checkAlias(alias: string): void {
+  if (!ALIAS.test(alias))
+    throw new KeyAdminError(`an alias looks like alias/NAME (letters, digits, _ - . /)`);
 }

@@ -39,15 +39,22 @@ export interface SecretVersionRecord {
   readonly stages: readonly string[];
 }
 
-/** Secret storage. Every write is atomic. */
+/**
+ * Secret storage. Every write is atomic; given `tx` (a transaction that bumps the change
+ * counter, such as AuditLog.appendWith's), a write runs in it, so it commits with its audit
+ * entry or not at all.
+ */
 export interface SecretRepository {
   /** Stores a new secret with its first value (ACSCurrent); false if the name is taken. */
-  create(secret: SecretRecord, first: SecretVersionRecord): Promise<boolean>;
+  create(secret: SecretRecord, first: SecretVersionRecord, tx?: SqlExecutor): Promise<boolean>;
   /**
    * Adds a value that becomes ACSCurrent; the former current becomes ACSPrevious and the
-   * former previous keeps its data but no stage. False if the version id is taken.
+   * former previous keeps its data but no stage. False if the version id is taken. With
+   * `previous` (a version id, or null for none) the stage rows are rewritten from it instead
+   * of shifted: the caller knows the former current from the audit log, and rows a writer
+   * edited are put right.
    */
-  putVersion(version: SecretVersionRecord): Promise<boolean>;
+  putVersion(version: SecretVersionRecord, tx?: SqlExecutor, previous?: string | null): Promise<boolean>;
   /** A secret by name. */
   find(name: string): Promise<SecretRecord | undefined>;
   /** A value by version id, or by the stage it carries. */
@@ -60,7 +67,7 @@ export interface SecretRepository {
   /** All secrets by name. */
   list(): Promise<SecretRecord[]>;
   /** Deletes a secret and every value; false if there was none. */
-  delete(name: string): Promise<boolean>;
+  delete(name: string, tx?: SqlExecutor): Promise<boolean>;
 }
 
 interface SecretRow {
@@ -100,8 +107,8 @@ export class StoreSecretRepository implements SecretRepository {
     this.versionMemo = store.memo();
   }
 
-  async create(secret: SecretRecord, first: SecretVersionRecord): Promise<boolean> {
-    return this.store.write(async (tx) => {
+  async create(secret: SecretRecord, first: SecretVersionRecord, inTx?: SqlExecutor): Promise<boolean> {
+    return this.run(inTx, async (tx) => {
       const inserted = await tx.exec(
         `INSERT INTO secrets (${SECRET_COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING`,
         [secret.name, secret.keyId, secret.dataType, secret.description, secret.createdAt],
@@ -112,24 +119,27 @@ export class StoreSecretRepository implements SecretRepository {
     });
   }
 
-  async putVersion(version: SecretVersionRecord): Promise<boolean> {
+  async putVersion(
+    version: SecretVersionRecord,
+    inTx?: SqlExecutor,
+    previous?: string | null,
+  ): Promise<boolean> {
     const name = version.secretName;
-    return this.store.write(async (tx) => {
+    return this.run(inTx, async (tx) => {
       const taken = await tx.query(
         "SELECT 1 AS one FROM secret_versions WHERE secret_name = $1 AND version_id = $2",
         [name, version.versionId],
       );
       if (taken.length > 0) return false;
-      await tx.exec("DELETE FROM secret_stages WHERE secret_name = $1 AND stage = $2", [
-        name,
-        PREVIOUS_STAGE,
-      ]);
-      await tx.exec("UPDATE secret_stages SET stage = $1 WHERE secret_name = $2 AND stage = $3", [
-        PREVIOUS_STAGE,
-        name,
-        CURRENT_STAGE,
-      ]);
+      if (previous === undefined) await shiftStages(tx, name);
+      else await tx.exec("DELETE FROM secret_stages WHERE secret_name = $1", [name]);
       await insertCurrent(tx, version);
+      // Only onto a version row that exists (one a writer deleted gets no stage, not an error).
+      if (typeof previous === "string")
+        await tx.exec(
+          "INSERT INTO secret_stages (secret_name, stage, version_id) SELECT secret_name, $3, version_id FROM secret_versions WHERE secret_name = $1 AND version_id = $2",
+          [name, previous, PREVIOUS_STAGE],
+        );
       return true;
     });
   }
@@ -182,8 +192,13 @@ export class StoreSecretRepository implements SecretRepository {
     ).map(toSecret);
   }
 
-  async delete(name: string): Promise<boolean> {
-    return (await this.store.write((tx) => tx.exec("DELETE FROM secrets WHERE name = $1", [name]))) === 1;
+  async delete(name: string, inTx?: SqlExecutor): Promise<boolean> {
+    return (await this.run(inTx, (tx) => tx.exec("DELETE FROM secrets WHERE name = $1", [name]))) === 1;
+  }
+
+  /** Runs `fn` in the caller's transaction, else in a write of its own (counter bumped). */
+  private run<T>(tx: SqlExecutor | undefined, fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    return tx ? fn(tx) : this.store.write(fn);
   }
 
   private async withStages(r: VersionRow): Promise<SecretVersionRecord> {
@@ -201,6 +216,16 @@ export class StoreSecretRepository implements SecretRepository {
       stages: stages.map((s) => s.stage),
     };
   }
+}
+
+/** ACSCurrent becomes ACSPrevious; the former ACSPrevious loses its stage. */
+async function shiftStages(tx: SqlExecutor, name: string): Promise<void> {
+  await tx.exec("DELETE FROM secret_stages WHERE secret_name = $1 AND stage = $2", [name, PREVIOUS_STAGE]);
+  await tx.exec("UPDATE secret_stages SET stage = $1 WHERE secret_name = $2 AND stage = $3", [
+    PREVIOUS_STAGE,
+    name,
+    CURRENT_STAGE,
+  ]);
 }
 
 async function insertCurrent(tx: SqlExecutor, v: SecretVersionRecord): Promise<void> {

@@ -3,7 +3,12 @@
  * stages, sealed at rest with AES-256-GCM under an AES KMS key (`keyId`) or, when none is
  * named, under the instance's secrets key (32 random bytes wrapped by the master key, made on
  * first use). The additional data names the secret, the version and the sealing key version,
- * so a value copied onto another row does not open.
+ * so a value copied onto another row, or onto another version id, does not open.
+ *
+ * Which version carries which stage is the audit log's word, not the stage rows'
+ * (secret_log.ts): every write here commits with its admin audit entry in one transaction, and
+ * a read returns a version only when the verified log created it with those sealed bytes and,
+ * read by stage, gave it that stage. A read the log does not back is refused and reported.
  *
  * Reading is the hot path (applications fetch a password on every start or pool refill):
  * the repository memoises rows until the database changes, and the sealing keys stay
@@ -12,8 +17,20 @@
  * read opens the value again, which costs one AES-GCM pass over a few bytes.
  */
 import { createSecretKey, type KeyObject, randomBytes, randomUUID } from "node:crypto";
+import type { AuditEvent } from "./audit.ts";
 import type { KmsInstance } from "./instance.ts";
+import type { IntegrityReports } from "./integrity_reports.ts";
 import { aesGcmOpen, aesGcmSeal } from "./key_ops.ts";
+import {
+  loggedStages,
+  SECRET_OPERATIONS,
+  type SecretHistory,
+  SecretLog,
+  sealedDigest,
+  secretDetail,
+  secretKeyId,
+  whyUnbacked,
+} from "./secret_log.ts";
 import {
   CURRENT_STAGE,
   type SecretRecord,
@@ -60,16 +77,29 @@ export interface NewSecretValue {
   readonly versionId?: string;
 }
 
-/** Secrets of one KMS instance. */
+/**
+ * Secrets of one KMS instance. Writes are an administrator's (admin.ts) and audited as such,
+ * each in the transaction of its change.
+ */
 export class SecretVault {
   private instanceKey: KeyObject | undefined;
+  private readonly log: SecretLog;
 
+  /** `reports` takes reads the audit log does not back (rate-limited: requests meet them). */
   constructor(
     private readonly instance: KmsInstance,
+    private readonly reports: IntegrityReports,
     readonly repository: SecretRepository = new StoreSecretRepository(instance.store),
-  ) {}
+  ) {
+    this.log = new SecretLog(instance.store, (row) => instance.audit.isOurs(row));
+  }
 
-  /** Creates a secret with its first value (ACSCurrent). */
+  /** What the verified audit log says about a secret (its versions and stages). */
+  history(name: string): Promise<SecretHistory | undefined> {
+    return this.log.history(name);
+  }
+
+  /** Creates a secret with its first value (ACSCurrent), audited as CreateSecret. */
   async create(
     name: string,
     first: NewSecretValue,
@@ -86,28 +116,45 @@ export class SecretVault {
       createdAt: new Date().toISOString(),
     };
     const version = await this.seal(secret, first);
-    if (!(await this.repository.create(secret, version)))
-      throw new SecretError("invalid", `a secret named "${name}" exists`);
-    return version;
+    const detail = secretDetail(version.versionId, sealedDigest(version.iv, version.sealed), secret.keyId);
+    return this.instance.audit.appendWith(async (tx) => {
+      if (!(await this.repository.create(secret, version, tx)))
+        throw new SecretError("invalid", `a secret named "${name}" exists`);
+      return { result: version, events: [adminEvent(SECRET_OPERATIONS.create, name, detail)] };
+    });
   }
 
-  /** Adds a value that becomes ACSCurrent (the former one becomes ACSPrevious). */
+  /**
+   * Adds a value that becomes ACSCurrent (the former one becomes ACSPrevious), audited as
+   * PutSecretValue.
+   */
   async putValue(name: string, next: NewSecretValue): Promise<SecretVersionRecord> {
     const secret = await this.require(name);
     const version = await this.seal(secret, next);
-    if (!(await this.repository.putVersion(version)))
-      throw new SecretError("invalid", `secret "${name}" already has a version "${version.versionId}"`);
-    return version;
+    const detail = secretDetail(version.versionId, sealedDigest(version.iv, version.sealed));
+    return this.instance.audit.appendWith(async (tx) => {
+      // ACSPrevious from the log (under the audit lock), not from stage rows a writer may have moved.
+      const previous = (await this.log.currentIn(tx, name)) ?? null;
+      if (!(await this.repository.putVersion(version, tx, previous)))
+        throw new SecretError("invalid", `secret "${name}" already has a version "${version.versionId}"`);
+      return { result: version, events: [adminEvent(SECRET_OPERATIONS.put, name, detail)] };
+    });
   }
 
-  /** Reads a value by version id, else by stage (default ACSCurrent). */
+  /**
+   * Reads a value by version id, else by stage (default ACSCurrent). The stages it reports
+   * are the audit log's.
+   */
   async read(name: string, by: { versionId?: string; stage?: string } = {}): Promise<SecretValue> {
     const secret = await this.require(name);
-    const version = await this.repository.version(
+    const stage = by.versionId ? undefined : by.stage || CURRENT_STAGE;
+    const stored = await this.repository.version(
       name,
-      by.versionId ? { versionId: by.versionId } : { stage: by.stage || CURRENT_STAGE },
+      stage === undefined ? { versionId: by.versionId ?? "" } : { stage },
     );
-    if (!version || (by.versionId && by.stage && !version.stages.includes(by.stage)))
+    if (!stored) throw new SecretError("not-found", `secret "${name}" has no such version`);
+    const version = await this.backed(stored, stage);
+    if (by.versionId && by.stage && !version.stages.includes(by.stage))
       throw new SecretError("not-found", `secret "${name}" has no such version`);
     const key = await this.openingKey(secret, version);
     const value = aesGcmOpen(key, version.iv, sealAad(secret, version), version.sealed);
@@ -122,9 +169,49 @@ export class SecretVault {
     return secret;
   }
 
-  /** Deletes a secret and all its values. */
+  /** Deletes a secret and all its values, audited as DeleteSecret. */
   async delete(name: string): Promise<void> {
-    if (!(await this.repository.delete(name))) throw new SecretError("not-found", `no secret "${name}"`);
+    await this.instance.audit.appendWith(async (tx) => {
+      if (!(await this.repository.delete(name, tx)))
+        throw new SecretError("not-found", `no secret "${name}"`);
+      return { result: undefined, events: [adminEvent(SECRET_OPERATIONS.delete, name, "")] };
+    });
+  }
+
+  /**
+   * The stored version with the stages the verified log gives it, when the log created that
+   * version of that secret with these sealed bytes and, read by `stage`, gave it that stage.
+   * Otherwise the row was edited or put back (an older ACSCurrent, a version moved or
+   * renamed): refused as corrupt and reported, never served.
+   */
+  private async backed(stored: SecretVersionRecord, stage: string | undefined): Promise<SecretVersionRecord> {
+    const name = stored.secretName;
+    const history = await this.log.history(name);
+    const why = whyUnbacked(history, stored, stage);
+    if (why !== undefined) {
+      this.reports.one(name, `${why}: refused (rows edited or put back in the database)`);
+      throw new SecretError("corrupt", `secret "${name}" failed its integrity check`);
+    }
+    return { ...stored, stages: history ? loggedStages(history, stored.versionId) : [] };
+  }
+
+  /**
+   * For `audit verify`: the first secret whose ACSCurrent row the verified log does not back
+   * (an older or foreign version staged, sealed bytes changed, no entry creating it), with why.
+   * Requests already refuse such reads; this shows the rows were edited.
+   */
+  async firstUnbacked(): Promise<{ name: string; why: string } | undefined> {
+    for (const secret of await this.repository.list()) {
+      const stored = await this.repository.version(secret.name, { stage: CURRENT_STAGE });
+      const history = await this.log.history(secret.name);
+      const why = stored
+        ? whyUnbacked(history, stored, CURRENT_STAGE)
+        : history?.current !== undefined
+          ? `has no ACSCurrent row, where the audit log says ${history.current}`
+          : undefined;
+      if (why !== undefined) return { name: secret.name, why };
+    }
+    return undefined;
   }
 
   /** A key that may seal secrets: an Enabled AES key. */
@@ -198,6 +285,19 @@ export class SecretVault {
     raw.fill(0);
     return this.instanceKey;
   }
+}
+
+/** An administrator's secret entry (only such entries move stages: secret_log.ts). */
+function adminEvent(operation: string, name: string, detail: string): AuditEvent {
+  return {
+    actor: "admin",
+    source: "local",
+    operation,
+    keyId: secretKeyId(name),
+    outcome: "ok",
+    requestId: "",
+    detail,
+  };
 }
 
 function sealAad(

@@ -219,9 +219,12 @@ export class Store {
     );
   }
 
-  /** Inserts a key and its first version atomically. */
-  async createKey(key: KeyRecord, version: KeyVersionRecord): Promise<void> {
-    await this.write(async (tx) => {
+  /**
+   * Inserts a key and its first version atomically. The writes below take `tx` to run in the
+   * caller's transaction (AuditLog.appendWith: the change commits with its audit entry).
+   */
+  async createKey(key: KeyRecord, version: KeyVersionRecord, tx?: SqlExecutor): Promise<void> {
+    await this.writeIn(tx, async (tx) => {
       await tx.exec(`INSERT INTO keys (${KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
         key.id,
         key.spec,
@@ -236,8 +239,12 @@ export class Store {
   }
 
   /** Adds a version with the next sequence number (rotation); returns it. */
-  async addVersion(keyId: string, make: (seq: number) => KeyVersionRecord): Promise<KeyVersionRecord> {
-    return this.write(async (tx) => {
+  async addVersion(
+    keyId: string,
+    make: (seq: number) => KeyVersionRecord,
+    tx?: SqlExecutor,
+  ): Promise<KeyVersionRecord> {
+    return this.writeIn(tx, async (tx) => {
       const rows = await tx.query<{ top: number | null }>(
         "SELECT MAX(seq) AS top FROM key_versions WHERE key_id = $1",
         [keyId],
@@ -266,8 +273,13 @@ export class Store {
   }
 
   /** Changes a key's state (and its deletion date). Returns false if there is no such key. */
-  async setKeyState(id: string, state: KeyState, deletionDate: string | null = null): Promise<boolean> {
-    const changed = await this.write((tx) =>
+  async setKeyState(
+    id: string,
+    state: KeyState,
+    deletionDate: string | null = null,
+    tx?: SqlExecutor,
+  ): Promise<boolean> {
+    const changed = await this.writeIn(tx, (tx) =>
       tx.exec("UPDATE keys SET state = $1, deletion_date = $2 WHERE id = $3", [state, deletionDate, id]),
     );
     return changed === 1;
@@ -306,8 +318,8 @@ export class Store {
   }
 
   /** Creates or re-points an alias. */
-  async setAlias(alias: string, keyId: string): Promise<void> {
-    await this.write((tx) =>
+  async setAlias(alias: string, keyId: string, tx?: SqlExecutor): Promise<void> {
+    await this.writeIn(tx, (tx) =>
       tx.exec(
         "INSERT INTO aliases (name, key_id) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id",
         [alias, keyId],
@@ -316,8 +328,13 @@ export class Store {
   }
 
   /** Deletes an alias; false if there was none. */
-  async deleteAlias(alias: string): Promise<boolean> {
-    return (await this.write((tx) => tx.exec("DELETE FROM aliases WHERE name = $1", [alias]))) === 1;
+  async deleteAlias(alias: string, tx?: SqlExecutor): Promise<boolean> {
+    return (await this.writeIn(tx, (tx) => tx.exec("DELETE FROM aliases WHERE name = $1", [alias]))) === 1;
+  }
+
+  /** `work` in the caller's transaction (which bumps the counter), else in a write of its own. */
+  private writeIn<T>(tx: SqlExecutor | undefined, work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    return tx ? work(tx) : this.write(work);
   }
 
   /** The aliases of a key (shared with later callers until a change: do not modify). */

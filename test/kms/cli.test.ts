@@ -104,7 +104,9 @@ describe("hsmkit kms admin commands", () => {
       ],
       [["ap", "revoke", ...d, "--ap", "cli-app"], /revoked/],
       [["ap", "list", ...d], /cli-app\s+Revoked\s+alias\/cli\s+Sign\s+any/],
-      [["audit", "verify", ...d], /^audit OK: 7 entries$/m],
+      // 7 of the steps above, and the 7 refusals of the test before (key create twice, key
+      // enable, ap create three times, ap revoke), audited as Refused.
+      [["audit", "verify", ...d], /^audit OK: 14 entries$/m],
     ];
     for (const [args, pattern] of steps) {
       const r = await kms(args);
