@@ -17,7 +17,7 @@
  */
 import { type AccessPointSeal, AP_COLUMNS, type ApRow, rowValues } from "./access_point_mac.ts";
 import { REVOKE_OPERATION } from "./access_point_upgrade.ts";
-import { AUDIT_COLUMNS, type AuditRow } from "./audit_chain.ts";
+import { AuditTail, adminEntries, type VerifiedLog } from "./audit_tail.ts";
 import type { IntegrityReports } from "./integrity_reports.ts";
 import type { Memo } from "./read_cache.ts";
 import type { SqlExecutor } from "./store/driver.ts";
@@ -27,27 +27,30 @@ const TAMPERED =
   "failed its integrity check (row edited in the database, copied from another instance, or unsealed): refused as unknown";
 const UNREVOKED =
   "is revoked in the audit log but Active in its row (an older copy of the row put back?): refused as revoked";
-const START = { seq: 0, hash: Buffer.alloc(0) };
 /** The policy of a row `kms ap revoke` rewrites: it grants nothing. */
 const EMPTY_POLICY: AccessPolicy = { keys: [], operations: [], sourceIps: [] };
 
 /** The access points of one store. */
 export class AccessPointStore {
   private readonly byId: Memo<AccessPointRecord>;
-  private readonly revokedMemo: Memo<ReadonlySet<string>>;
-  private readonly revokedIds = new Set<string>();
-  /** The newest entry of ours a read of the revocations has seen (seq 0: none). */
-  private marker: { readonly seq: number; readonly hash: Buffer } = START;
+  private readonly revocations: AuditTail<Set<string>>;
 
-  /** `isOurs` tells an entry the audit log wrote (AuditLog.isOurs) from a writer's. */
+  /** `log`: the audit log (AuditLog), which tells its entries from a writer's. */
   constructor(
     private readonly store: Store,
     private readonly seal: AccessPointSeal,
     private readonly reports: IntegrityReports,
-    private readonly isOurs: (row: AuditRow) => boolean,
+    private readonly log: VerifiedLog,
   ) {
     this.byId = store.memo();
-    this.revokedMemo = store.memo();
+    // Revocations only accumulate: a rebuild (entries deleted down to the marker) starts from
+    // the same set, so an id this process has seen revoked stays revoked until it restarts.
+    const revoked = new Set<string>();
+    this.revocations = new AuditTail(store, log, {
+      operations: [REVOKE_OPERATION],
+      empty: () => revoked,
+      apply: (ids, entry) => ids.add(entry.detail),
+    });
   }
 
   /** Stores a new access point (in `tx` when given: the caller's, counter bumped). */
@@ -133,35 +136,9 @@ export class AccessPointStore {
     return row.id;
   }
 
-  /**
-   * The ids the audit log revokes (an admin's RevokeAccessPoint entries), read once per change
-   * and incrementally: entries after a marker, which moves to the newest entry of ours the
-   * read saw, so a read costs the new revocations, not the log. Only entries whose hash and
-   * MAC are ours count, and the marker stands only on such an entry: a forged entry with a
-   * high seq, read and then deleted, would otherwise move it past the real revocations
-   * appended after it. Appends number entries under the audit lock in commit order, so one
-   * statement's snapshot holds every entry up to its newest; an entry appended later gets a
-   * higher number, unless entries were deleted down to the marker, which is why the marker's
-   * own entry is read back each time and, when gone or changed, the log is read from the start.
-   */
+  /** The ids the audit log revokes (an admin's RevokeAccessPoint entries), read through an AuditTail. */
   async revokedInLog(): Promise<ReadonlySet<string>> {
-    return this.revokedMemo.get("revoked", async () => {
-      let rows = await revocationRows(this.store.driver, this.marker.seq, true);
-      const atMarker = rows.find((r) => r.part === "marker");
-      if (
-        this.marker.seq > 0 &&
-        !(atMarker && this.isOurs(atMarker) && this.marker.hash.equals(atMarker.hash))
-      ) {
-        this.marker = START;
-        rows = await revocationRows(this.store.driver, 0, true);
-      }
-      for (const r of rows) {
-        if (!this.isOurs(r)) continue;
-        if (r.part === "revocation") this.revokedIds.add(r.detail);
-        if (Number(r.seq) > this.marker.seq) this.marker = { seq: Number(r.seq), hash: Buffer.from(r.hash) };
-      }
-      return this.revokedIds;
-    });
+    return this.revocations.read();
   }
 
   /**
@@ -170,7 +147,8 @@ export class AccessPointStore {
    * copy of the row that a per-row MAC cannot see.
    */
   async unrevoked(): Promise<{ seq: number; id: string; state: string } | undefined> {
-    const revocations = (await revocationRows(this.store.driver, 0, false)).filter((r) => this.isOurs(r));
+    const entries = await adminEntries(this.store.driver, [REVOKE_OPERATION], 0, false);
+    const revocations = entries.filter((r) => this.log.isOurs(r));
     for (const r of revocations) {
       const rows = await this.store.driver.query<{ state: unknown }>(
         "SELECT state FROM access_points WHERE id = $1",
@@ -220,22 +198,6 @@ export class AccessPointStore {
   async finish(): Promise<void> {
     await this.reports.finish();
   }
-}
-
-type LogRow = AuditRow & { readonly part: "revocation" | "newest" | "marker" };
-
-/**
- * An admin's RevokeAccessPoint entries after `after`, in one statement (one snapshot) with,
- * when `bounds`, the newest entry and the entry at `after`. The (operation, seq) index
- * (migration 12) makes this a range read of the revocations, not a scan of the log.
- */
-async function revocationRows(db: SqlExecutor, after: number, bounds: boolean): Promise<LogRow[]> {
-  const revocations = `SELECT 'revocation' AS part, ${AUDIT_COLUMNS} FROM audit WHERE operation = $2 AND seq > $1 AND actor = 'admin' AND outcome = 'ok'`;
-  const sql = bounds
-    ? `${revocations} UNION ALL SELECT 'newest' AS part, ${AUDIT_COLUMNS} FROM audit WHERE seq = (SELECT MAX(seq) FROM audit) UNION ALL SELECT 'marker' AS part, ${AUDIT_COLUMNS} FROM audit WHERE seq = $1`
-    : `${revocations} ORDER BY seq`;
-  const rows = await db.query<LogRow>(sql, [after, REVOKE_OPERATION]);
-  return rows.filter((r) => r.part !== "revocation" || typeof r.detail === "string");
 }
 
 function toRow(ap: AccessPointRecord): Omit<ApRow, "mac"> {

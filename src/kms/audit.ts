@@ -28,6 +28,7 @@ import {
   auditMac,
   entryHash,
   GENESIS,
+  headIsOurs,
   makeHead,
   parseHead,
   readHead,
@@ -349,6 +350,21 @@ export class AuditLog {
   /** True when `row` is an entry of this log, hash and MAC (not its place in the chain). */
   isOurs(row: AuditRow): boolean {
     return entryIsOurs(this.macKey, row);
+  }
+
+  /**
+   * The entry the log must reach at least: the newer of the MAC'd head kept in the store and,
+   * with an anchor file, the anchored head (0 for none that verifies: `verify` reports those). A
+   * log whose newest entry is older was cut back; only the anchor shows a whole-database rollback.
+   */
+  async floor(): Promise<number> {
+    const raw = await this.store.getMeta(HEAD);
+    const heads = [raw ? parseHead(raw.toString()) : undefined];
+    if (this.anchorPath !== undefined) heads.push(readHead(this.anchorPath));
+    const ours = heads.filter(
+      (h): h is NonNullable<typeof h> => h !== undefined && headIsOurs(this.macKey, h),
+    );
+    return Math.max(0, ...ours.map((h) => h.seq));
   }
 
   /** The stored hash of entry `seq` (the all-zero genesis for 0), if the log has that entry. */

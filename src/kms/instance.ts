@@ -144,7 +144,7 @@ export class KmsInstance {
         store,
         seal,
         new IntegrityReports(auditingSink(audit, options.warn)),
-        (row) => audit.isOurs(row),
+        audit,
       );
       const instance = new KmsInstance(
         options.dataDir,

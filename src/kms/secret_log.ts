@@ -12,14 +12,14 @@
  * version and the digest of each version; a read returns a version only when the log knows
  * it, with those bytes, and, read by stage, only when the log gives it that stage.
  *
- * The entries are read like revocations (access_point_store.ts): incrementally from a marker
- * on the newest entry of ours seen, once per change of the store, and only entries whose hash
- * and MAC the audit key made count. Entries from before digests (old format) still name the
- * version; for those the version's presence in the log is checked, not its bytes.
+ * The entries are read like revocations, through an AuditTail (audit_tail.ts): incrementally,
+ * once per change of the store, and only entries whose hash and MAC the audit key made count.
+ * Entries from before digests (old format) still name the version; for those the version's
+ * presence in the log is checked, not its bytes.
  */
 import { createHash } from "node:crypto";
 import { AUDIT_COLUMNS, type AuditRow, safeEqual } from "./audit_chain.ts";
-import type { Memo } from "./read_cache.ts";
+import { AuditTail, type TailRow, type VerifiedLog } from "./audit_tail.ts";
 import type { SecretVersionRecord } from "./secret_store.ts";
 import type { SqlExecutor } from "./store/driver.ts";
 import type { Store } from "./store.ts";
@@ -34,7 +34,8 @@ export const SECRET_OPERATIONS = {
 export const secretKeyId = (name: string): string => `secret:${name}`;
 
 const DIGEST = "sha256=";
-const START = { seq: 0, hash: Buffer.alloc(0) };
+/** Entries a secret write reads per page while looking for its secret's newest entry. */
+const CURRENT_PAGE = 16;
 
 /** What the log says about one secret. */
 export interface SecretHistory {
@@ -83,52 +84,25 @@ export function whyUnbacked(
   return undefined;
 }
 
-type LogRow = AuditRow & { readonly part: "entry" | "newest" | "marker" };
-
 /** The secrets' histories from the verified entries of one store's audit log. */
 export class SecretLog {
-  private readonly memo: Memo<ReadonlyMap<string, SecretHistory>>;
-  private readonly histories = new Map<string, SecretHistory>();
-  /** The newest entry of ours a read has seen (seq 0: none). */
-  private marker: { readonly seq: number; readonly hash: Buffer } = START;
+  private readonly tail: AuditTail<Map<string, SecretHistory>>;
 
-  /** `isOurs` tells an entry the audit log wrote (AuditLog.isOurs) from a writer's. */
+  /** `log`: the audit log, which tells its entries from a writer's. */
   constructor(
-    private readonly store: Store,
-    private readonly isOurs: (row: AuditRow) => boolean,
+    store: Store,
+    private readonly log: VerifiedLog,
   ) {
-    this.memo = store.memo();
+    this.tail = new AuditTail(store, log, {
+      operations: Object.values(SECRET_OPERATIONS),
+      empty: () => new Map(),
+      apply: applySecretEntry,
+    });
   }
 
   /** The history of `name`, or undefined when the log knows no such secret. */
   async history(name: string): Promise<SecretHistory | undefined> {
-    return (await this.all()).get(name);
-  }
-
-  /**
-   * Every secret's history, read once per change of the store. The marker's own entry is read
-   * back each time: when it is gone or changed (entries deleted down to it), the histories are
-   * rebuilt from the start, as the revocation read does.
-   */
-  private async all(): Promise<ReadonlyMap<string, SecretHistory>> {
-    return this.memo.get("secrets", async () => {
-      let rows = await secretRows(this.store.driver, this.marker.seq);
-      const atMarker = rows.find((r) => r.part === "marker");
-      if (
-        this.marker.seq > 0 &&
-        !(atMarker && this.isOurs(atMarker) && this.marker.hash.equals(atMarker.hash))
-      ) {
-        this.marker = START;
-        this.histories.clear();
-        rows = await secretRows(this.store.driver, 0);
-      }
-      for (const r of rows) {
-        if (!this.isOurs(r)) continue;
-        if (r.part === "entry" && Number(r.seq) > this.marker.seq) this.apply(r);
-        if (Number(r.seq) > this.marker.seq) this.marker = { seq: Number(r.seq), hash: Buffer.from(r.hash) };
-      }
-      return this.histories;
-    });
+    return (await this.tail.read()).get(name);
   }
 
   /**
@@ -137,52 +111,38 @@ export class SecretLog {
    * is a create or a put. What a new value's ACSPrevious must be, whatever the stage rows say.
    */
   async currentIn(tx: SqlExecutor, name: string): Promise<string | undefined> {
-    const rows = await tx.query<AuditRow>(
-      `SELECT ${AUDIT_COLUMNS} FROM audit WHERE operation IN ($1, $2, $3) AND key_id = $4 AND actor = 'admin' AND outcome = 'ok' ORDER BY seq DESC`,
-      [SECRET_OPERATIONS.create, SECRET_OPERATIONS.put, SECRET_OPERATIONS.delete, secretKeyId(name)],
-    );
-    const newest = rows.find((r) => typeof r.detail === "string" && this.isOurs(r));
-    if (!newest || newest.operation === SECRET_OPERATIONS.delete) return undefined;
-    return newest.detail.split(" ")[0];
-  }
-
-  /** One verified entry, in log order. */
-  private apply(r: LogRow): void {
-    if (!r.key_id.startsWith("secret:")) return;
-    const name = r.key_id.slice("secret:".length);
-    if (r.operation === SECRET_OPERATIONS.delete) {
-      this.histories.delete(name);
-      return;
+    // Newest first, a page at a time through the (key_id, seq) index: forged rows a writer
+    // put on top are skipped, however many.
+    for (let below = Number.MAX_SAFE_INTEGER; ; ) {
+      const rows = await tx.query<AuditRow>(
+        `SELECT ${AUDIT_COLUMNS} FROM audit WHERE key_id = $1 AND seq < $2 AND operation IN ($3, $4, $5) AND actor = 'admin' AND outcome = 'ok' ORDER BY seq DESC LIMIT ${CURRENT_PAGE}`,
+        [secretKeyId(name), below, ...Object.values(SECRET_OPERATIONS)],
+      );
+      const newest = rows.find((r) => typeof r.detail === "string" && this.log.isOurs(r));
+      if (newest)
+        return newest.operation === SECRET_OPERATIONS.delete ? undefined : newest.detail.split(" ")[0];
+      if (rows.length < CURRENT_PAGE) return undefined;
+      below = Number(rows[rows.length - 1]!.seq);
     }
-    const [versionId = "", ...rest] = r.detail.split(" ");
-    const digest = rest.find((t) => t.startsWith(DIGEST))?.slice(DIGEST.length) ?? null;
-    let history = this.histories.get(name);
-    if (r.operation === SECRET_OPERATIONS.create || !history) {
-      history = { versions: new Map(), current: undefined, previous: undefined };
-      this.histories.set(name, history);
-    }
-    history.previous = history.current;
-    history.current = versionId;
-    history.versions.set(versionId, digest);
   }
 }
 
-/**
- * An admin's successful secret entries after `after`, with the newest entry and the entry at
- * `after`, in one statement (one snapshot), ordered by seq. The (operation, seq) index makes
- * this a range read per operation, not a scan of the log.
- */
-async function secretRows(db: SqlExecutor, after: number): Promise<LogRow[]> {
-  const sql = `SELECT 'entry' AS part, ${AUDIT_COLUMNS} FROM audit WHERE operation IN ($2, $3, $4) AND seq > $1 AND actor = 'admin' AND outcome = 'ok'
-    UNION ALL SELECT 'newest' AS part, ${AUDIT_COLUMNS} FROM audit WHERE seq = (SELECT MAX(seq) FROM audit)
-    UNION ALL SELECT 'marker' AS part, ${AUDIT_COLUMNS} FROM audit WHERE seq = $1`;
-  const rows = await db.query<LogRow>(sql, [
-    after,
-    SECRET_OPERATIONS.create,
-    SECRET_OPERATIONS.put,
-    SECRET_OPERATIONS.delete,
-  ]);
-  return rows
-    .filter((r) => r.part !== "entry" || (typeof r.detail === "string" && typeof r.key_id === "string"))
-    .sort((a, b) => Number(a.seq) - Number(b.seq));
+/** Folds one verified secret entry, in log order, into the histories. */
+function applySecretEntry(histories: Map<string, SecretHistory>, r: TailRow): void {
+  if (!r.key_id.startsWith("secret:")) return;
+  const name = r.key_id.slice("secret:".length);
+  if (r.operation === SECRET_OPERATIONS.delete) {
+    histories.delete(name);
+    return;
+  }
+  const [versionId = "", ...rest] = r.detail.split(" ");
+  const digest = rest.find((t) => t.startsWith(DIGEST))?.slice(DIGEST.length) ?? null;
+  let history = histories.get(name);
+  if (r.operation === SECRET_OPERATIONS.create || !history) {
+    history = { versions: new Map(), current: undefined, previous: undefined };
+    histories.set(name, history);
+  }
+  history.previous = history.current;
+  history.current = versionId;
+  history.versions.set(versionId, digest);
 }

@@ -91,7 +91,7 @@ export class SecretVault {
     private readonly reports: IntegrityReports,
     readonly repository: SecretRepository = new StoreSecretRepository(instance.store),
   ) {
-    this.log = new SecretLog(instance.store, (row) => instance.audit.isOurs(row));
+    this.log = new SecretLog(instance.store, instance.audit);
   }
 
   /** What the verified audit log says about a secret (its versions and stages). */

@@ -263,6 +263,9 @@ export class KmsServer {
     const actor = ctx.accessPoint.id;
     const error = Buffer.isBuffer(outcome) ? undefined : toServiceError(outcome);
     const code: KmsErrorCode | "ok" = error ? error.code : "ok";
+    // The client gets a generic failure; the operator needs the reason (a gap in the audit log...).
+    if (outcome instanceof Error && !(outcome instanceof KmsServiceError))
+      this.options.log?.(`${requestId} internal failure: ${outcome.message.split("\n")[0]}`);
     try {
       await this.options.instance.audit.appendSoon({
         actor,

@@ -125,7 +125,7 @@ describe("revocations read on the request path", () => {
     const query = t.mock.method(kms.store.driver, "query");
     await kms.accessPoints.find(ap.record.id);
     const read = query.mock.calls.find((c) =>
-      /RevokeAccessPoint|operation = \$2/.test(String(c.arguments[0])),
+      /RevokeAccessPoint|operation IN \(\$2\)/.test(String(c.arguments[0])),
     );
     assert.ok(read, "the revocations were read");
     const [text, params] = read.arguments as [string, unknown[]];

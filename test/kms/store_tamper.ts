@@ -59,12 +59,13 @@ export async function rewrapAuditKey(dataDir: string, passphrase: string, label:
 
 /**
  * Turns `dataDir` into what the version before access point MACs left: no mac column, migrations
- * 11 and 12 not run, the audit key under its former label. Returns that former key record.
+ * 11 and up not run, the audit key under its former label. Returns that former key record.
  */
 export async function makePreMacStore(dataDir: string, passphrase: string): Promise<Buffer> {
   const oldKey = await rewrapAuditKey(dataDir, passphrase, "audit-mac-key v2");
   tamper(dataDir, "ALTER TABLE access_points DROP COLUMN mac");
   tamper(dataDir, "DROP INDEX audit_operation_seq");
+  tamper(dataDir, "DROP INDEX audit_key_seq");
   tamper(dataDir, "DELETE FROM schema_migrations WHERE version >= 11");
   return oldKey;
 }

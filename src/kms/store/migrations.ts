@@ -11,7 +11,8 @@
  * portable, or give `sqlite` and `postgres` their own text where the dialects differ (BLOB vs
  * BYTEA, triggers, INTEGER vs BIGINT for counts that may pass 2^31). Then write the queries in store.ts (or a repository beside it) with `$1`
  * placeholders. Version 10 is the secrets tables (issue 11 §2 reserved 10 and up for them),
- * 11 the access point MACs, 12 the index the request path reads revocations by.
+ * 11 the access point MACs, 12 the index the request path reads revocations by, 13 the index a
+ * secret write finds its secret's newest entry by.
  */
 import { type Dialect, LOCKS, type SqlDriver, StoreError } from "./driver.ts";
 
@@ -103,6 +104,14 @@ INSERT INTO changes (id, counter) VALUES (1, 0);`,
     version: 12,
     description: "an index of the audit log by operation and number",
     sql: "CREATE INDEX audit_operation_seq ON audit (operation, seq)",
+  },
+  {
+    // A secret write reads the newest entry of that secret under the audit lock (secret_log.ts).
+    // It also moves the schema past what nodes that audited secret writes in a second step
+    // know, so they refuse the store instead of writing unaudited values next to newer nodes.
+    version: 13,
+    description: "an index of the audit log by key (or secret) and number",
+    sql: "CREATE INDEX audit_key_seq ON audit (key_id, seq)",
   },
 ];
 
