@@ -96,6 +96,8 @@ interface Target {
   /** Process group whose CPU is the server's. */
   pgid: number;
   stop(): Promise<void>;
+  /** What the server printed, when it is ours: shown when it is dropped. */
+  output?(): string;
 }
 
 /** Running totals for one server on one protocol, summed over rounds. */
@@ -297,7 +299,7 @@ async function hsmkitServe(name: string, keyRef: string, cert: string): Promise<
     { env: hsm.env },
   );
   const port = Number((await waitForOutput(proc, /listening on 127\.0\.0\.1:(\d+)/, 30_000))[1]);
-  return { name, port, pgid: proc.pid, stop: () => proc.stop() };
+  return { name, port, pgid: proc.pid, stop: () => proc.stop(), output: () => proc.output() };
 }
 
 const NATIVE_FLAGS = (process.env.BENCH_NATIVE_FLAGS ?? "").split(" ").filter(Boolean);
@@ -363,6 +365,8 @@ async function forEachCase(step: (target: Target, protocol: Protocol, tally: Tal
       } catch (err) {
         failed.add(target);
         process.stderr.write(`dropped ${target.name} (${protocol.label}): ${errorLine(err)}\n`);
+        const said = target.output?.().trim().split("\n").slice(-10).join("\n  ");
+        if (said) process.stderr.write(`  its last output:\n  ${said}\n`);
       }
     }
   }
