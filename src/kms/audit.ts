@@ -35,6 +35,7 @@ import {
   toEntry,
 } from "./audit_chain.ts";
 import { entryIsOurs, HEAD, verifyLog } from "./audit_verify.ts";
+import { AuditGapError, AuditWalk } from "./audit_walk.ts";
 import type { MasterKey } from "./master_key.ts";
 import { LOCKS, type SqlExecutor, type SqlValue } from "./store/driver.ts";
 import type { Store } from "./store.ts";
@@ -87,13 +88,18 @@ export class AuditLog {
   private flushing = false;
   private scheduled = false;
 
+  /** The request path's incremental proof that the log is whole. */
+  private readonly walker: AuditWalk;
+
   private constructor(
     private readonly store: Store,
     private readonly macKey: KeyObject,
     private readonly anchorPath: string | undefined,
     /** The key as read at open and rewrapped under the current label, while an upgrade is due. */
     private upgrade: { readonly stored: Buffer; readonly rewrapped: Buffer } | undefined,
-  ) {}
+  ) {
+    this.walker = new AuditWalk(store, macKey, anchorPath);
+  }
 
   /**
    * Opens the log of a store: unwraps its MAC key (creating it, with a head at entry 0, for a
@@ -263,6 +269,12 @@ export class AuditLog {
     )[0];
     let seq = last ? Number(last.seq) : 0;
     let prev: Buffer = last ? Buffer.from(last.hash) : GENESIS;
+    // Appending to a log cut back, or put together with forged rows, would make a new head
+    // that hides it: the last entry must be the one the MAC'd head names.
+    const raw = await this.store.getMeta(HEAD, tx);
+    const head = raw ? parseHead(raw.toString()) : undefined;
+    if (!head || !headIsOurs(this.macKey, head) || head.seq !== seq || head.hash !== prev.toString("hex"))
+      throw new AuditGapError(`its last entry (${seq}) is not its head: nothing more is appended`);
     const rows: SqlValue[][] = [];
     for (const event of events) {
       const entry: AuditEntry = { ...auditableEvent(event), seq: ++seq, time: when.toISOString() };
@@ -352,19 +364,9 @@ export class AuditLog {
     return entryIsOurs(this.macKey, row);
   }
 
-  /**
-   * The entry the log must reach at least: the newer of the MAC'd head kept in the store and,
-   * with an anchor file, the anchored head (0 for none that verifies: `verify` reports those). A
-   * log whose newest entry is older was cut back; only the anchor shows a whole-database rollback.
-   */
-  async floor(): Promise<number> {
-    const raw = await this.store.getMeta(HEAD);
-    const heads = [raw ? parseHead(raw.toString()) : undefined];
-    if (this.anchorPath !== undefined) heads.push(readHead(this.anchorPath));
-    const ours = heads.filter(
-      (h): h is NonNullable<typeof h> => h !== undefined && headIsOurs(this.macKey, h),
-    );
-    return Math.max(0, ...ours.map((h) => h.seq));
+  /** Shows the log whole up to its newest entry (audit_walk.ts); throws AuditGapError. */
+  walk(): Promise<void> {
+    return this.walker.walk();
   }
 
   /** The stored hash of entry `seq` (the all-zero genesis for 0), if the log has that entry. */

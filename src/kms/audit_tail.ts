@@ -12,14 +12,9 @@
  * entry is read back each time and, when gone or changed, the state is rebuilt from the start
  * (into a new state: one already handed out is never emptied).
  *
- * Entries are numbered without gaps (under the audit lock, in one transaction with what they
- * record), so each load also counts the entries up to the newest of ours it read: one missing
- * means an entry was deleted, perhaps the one that revoked an access point or staged a secret,
- * and the load fails with {@link AuditGapError} rather than fold a log with a hole in it. So
- * does a log whose newest entry is older than its MAC'd head or the anchored entry (its newest
- * entries deleted). These are the cheap checks a request can afford: an entry deleted and
- * replaced by a forged row of the same number, or a whole database rolled back without an
- * anchor, is found by `kms audit verify`, which walks the chain.
+ * Each load first has the log walked (audit_walk.ts): every entry up to the newest is the log's
+ * own and chained to the one before, and the log reaches its MAC'd head and anchor. A log with
+ * an entry deleted, replaced or cut off fails with AuditGapError instead of being folded.
  *
  * Loads run one at a time, whatever store generation asked for them: two loads from the same
  * marker would otherwise both apply their entries, or one would see the other's marker move,
@@ -38,8 +33,8 @@ export type TailRow = AuditRow & { readonly part: "entry" | "newest" | "marker" 
 export interface VerifiedLog {
   /** True when the audit key made this entry's hash and MAC. */
   isOurs(row: AuditRow): boolean;
-  /** The entry the log must reach at least (its MAC'd head, or the anchored one). */
-  floor(): Promise<number>;
+  /** Resolves once the log is shown whole up to its newest entry (audit_walk.ts). */
+  walk(): Promise<void>;
 }
 
 /** How a state is made from entries. */
@@ -50,23 +45,6 @@ export interface TailFold<S> {
   empty(): S;
   /** Applies one verified entry, in log order. */
   apply(state: S, entry: TailRow): void;
-}
-
-/** The log misses entries: deleted in the database. Requests that need the log are refused. */
-export class AuditGapError extends Error {
-  constructor(
-    /** Entries after this number were counted... */
-    readonly after: number,
-    /** ...up to this one. */
-    readonly newest: number,
-    /** How many are missing. */
-    readonly missing: number,
-  ) {
-    super(
-      `the audit log misses ${missing} entr${missing === 1 ? "y" : "ies"} between ${after} and ${newest} (deleted in the database?)`,
-    );
-    this.name = "AuditGapError";
-  }
 }
 
 interface Marker {
@@ -119,25 +97,9 @@ export class AuditTail<S> {
 
   /** The entries after `after`, once the log is shown to have none missing up to its newest. */
   async #entriesAfter(after: number): Promise<TailRow[]> {
-    const db = this.store.driver;
-    // The floor first: entries appended between the two reads only raise the newest entry.
-    const floor = await this.log.floor();
-    const rows = await adminEntries(db, this.fold.operations, after, true);
-    const newest = rows.find((r) => r.part === "newest");
-    // A forged newest entry (not ours) says nothing of where the log ends: the count then
-    // stops at the newest entry of ours read, and `audit verify` walks the rest.
-    const ours = rows.filter((r) => this.log.isOurs(r)).map((r) => Number(r.seq));
-    const checkedTo = Math.max(after, ...ours);
-    if (newest && this.log.isOurs(newest) && Number(newest.seq) < floor)
-      throw new AuditGapError(Number(newest.seq), floor, floor - Number(newest.seq));
-    if (checkedTo > after) {
-      const [counted] = await db.query<{ n: unknown }>(
-        "SELECT COUNT(*) AS n FROM audit WHERE seq > $1 AND seq <= $2",
-        [after, checkedTo],
-      );
-      const missing = checkedTo - after - Number(counted?.n ?? 0);
-      if (missing !== 0) throw new AuditGapError(after, checkedTo, missing);
-    }
+    // First the whole log up to its newest entry: nothing deleted, replaced or cut off.
+    await this.log.walk();
+    const rows = await adminEntries(this.store.driver, this.fold.operations, after, true);
     return rows;
   }
 

@@ -148,12 +148,18 @@ export class SecretVault {
   async read(name: string, by: { versionId?: string; stage?: string } = {}): Promise<SecretValue> {
     const secret = await this.require(name);
     const stage = by.versionId ? undefined : by.stage || CURRENT_STAGE;
-    const stored = await this.repository.version(
-      name,
-      stage === undefined ? { versionId: by.versionId ?? "" } : { stage },
-    );
-    if (!stored) throw new SecretError("not-found", `secret "${name}" has no such version`);
-    const version = await this.backed(stored, stage);
+    // The stage row and the log are read apart: a put committed by another node between the two
+    // reads (same store generation) looks like a mismatch. Only one that survives a fresh look
+    // at the change counter is an integrity failure.
+    let version = await this.lookup(name, by.versionId, stage);
+    if (typeof version === "string") {
+      await this.instance.store.checkForChanges();
+      version = await this.lookup(name, by.versionId, stage);
+    }
+    if (typeof version === "string") {
+      this.reports.one(name, `${version}: refused (rows edited or put back in the database)`);
+      throw new SecretError("corrupt", `secret "${name}" failed its integrity check`);
+    }
     if (by.versionId && by.stage && !version.stages.includes(by.stage))
       throw new SecretError("not-found", `secret "${name}" has no such version`);
     const key = await this.openingKey(secret, version);
@@ -180,18 +186,23 @@ export class SecretVault {
 
   /**
    * The stored version with the stages the verified log gives it, when the log created that
-   * version of that secret with these sealed bytes and, read by `stage`, gave it that stage.
-   * Otherwise the row was edited or put back (an older ACSCurrent, a version moved or
-   * renamed): refused as corrupt and reported, never served.
+   * version of that secret with these sealed bytes and, read by `stage`, gave it that stage;
+   * otherwise why not (the row edited or put back: an older ACSCurrent, a version moved or
+   * renamed), which the caller refuses and reports, never serves.
    */
-  private async backed(stored: SecretVersionRecord, stage: string | undefined): Promise<SecretVersionRecord> {
-    const name = stored.secretName;
+  private async lookup(
+    name: string,
+    versionId: string | undefined,
+    stage: string | undefined,
+  ): Promise<SecretVersionRecord | string> {
+    const stored = await this.repository.version(
+      name,
+      stage === undefined ? { versionId: versionId ?? "" } : { stage },
+    );
+    if (!stored) throw new SecretError("not-found", `secret "${name}" has no such version`);
     const history = await this.log.history(name);
     const why = whyUnbacked(history, stored, stage);
-    if (why !== undefined) {
-      this.reports.one(name, `${why}: refused (rows edited or put back in the database)`);
-      throw new SecretError("corrupt", `secret "${name}" failed its integrity check`);
-    }
+    if (why !== undefined) return why;
     return { ...stored, stages: history ? loggedStages(history, stored.versionId) : [] };
   }
 

@@ -179,6 +179,10 @@ export class KmsServer {
     } catch (err) {
       // Nothing is trusted yet: count it, answer, and drop the connection (no keep-alive for strangers).
       const error = toServiceError(err);
+      if (err instanceof Error && !(err instanceof KmsServiceError))
+        this.options.log?.(
+          `${requestId} internal failure before authentication: ${err.message.split("\n")[0]}`,
+        );
       const claimedActor = headers ? claimedAccessKeyId(headers) : "";
       this.refusals.record({
         source,

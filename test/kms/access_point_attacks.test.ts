@@ -117,7 +117,8 @@ describe("the upgrade seal", () => {
     );
     const warnings: string[] = [];
     const kms = await open(t, data, warnings);
-    assert.equal(await kms.accessPoints.find(ap.record.id), undefined);
+    // Requests that need the log are refused outright now, not only this unsealed row.
+    await assert.rejects(kms.accessPoints.find(ap.record.id), /entry 1 is not the log's own/);
     assert.deepEqual(await seals(kms), [], "nothing appended to a log that fails to verify");
     assert.ok(warnings.some((w) => /1 access point rows .* fails verification at entry 1/.test(w)));
     const label = await kms.master.unwrap(

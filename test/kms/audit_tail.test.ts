@@ -9,11 +9,11 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { adminCreateSecret, adminPutSecretValue, adminVerifyAudit } from "../../src/kms/admin.ts";
-import { AuditGapError } from "../../src/kms/audit_tail.ts";
+import { AuditGapError } from "../../src/kms/audit_walk.ts";
 import { KmsInstance } from "../../src/kms/instance.ts";
 import type { SqlDriver, SqlValue } from "../../src/kms/store/driver.ts";
 import { refused, startKms, TEST_PASSPHRASE } from "./kms_fixture.ts";
-import { readRow, tamper } from "./store_tamper.ts";
+import { NO_DELETE_TRIGGER, putAuditRow, readRow, tamper } from "./store_tamper.ts";
 
 test("overlapping loads of the secret log, answered slowly and out of step, lose nothing and rebuild nothing", async (t) => {
   const kms = await startKms(t);
@@ -88,7 +88,7 @@ test("an audit entry deleted from the database: reads that need the log are refu
   const fresh = await KmsInstance.open({ dataDir: data, passphrase: TEST_PASSPHRASE });
   try {
     await assert.rejects(fresh.secrets.read("a", {}), AuditGapError);
-    await assert.rejects(fresh.accessPoints.find(reader.id), /misses 1 entry/);
+    await assert.rejects(fresh.accessPoints.find(reader.id), /audit log is not whole/);
   } finally {
     await fresh.close();
   }
@@ -118,7 +118,7 @@ test("a log cut back before its MAC'd head, or (with an anchor) rolled back whol
     });
   const cutBack = await open();
   try {
-    await assert.rejects(cutBack.secrets.read("b", {}), /audit log misses/);
+    await assert.rejects(cutBack.secrets.read("b", {}), /audit log is not whole/);
   } finally {
     await cutBack.close();
   }
@@ -132,8 +132,67 @@ test("a log cut back before its MAC'd head, or (with an anchor) rolled back whol
   }
   const anchored = await open(anchor);
   try {
-    await assert.rejects(anchored.secrets.read("b", {}), /audit log misses/);
+    await assert.rejects(anchored.secrets.read("b", {}), /audit log is not whole/);
   } finally {
     await anchored.close();
+  }
+});
+
+test("an entry replaced by a forged row, a forged row on top, or the head deleted: refused, appends too", async (t) => {
+  const kms = await startKms(t);
+  const data = join(kms.dir, "data");
+  await adminCreateSecret(kms.instance, { name: "c", value: Buffer.from("old"), versionId: "v1" });
+  await adminPutSecretValue(kms.instance, "c", Buffer.from("new"), "v2");
+  const put = Number(readRow(data, "SELECT seq FROM audit WHERE operation = 'PutSecretValue'").seq);
+  const fresh = async (check: (instance: KmsInstance) => Promise<void>) => {
+    const instance = await KmsInstance.open({ dataDir: data, passphrase: TEST_PASSPHRASE });
+    try {
+      await check(instance);
+    } finally {
+      await instance.close();
+    }
+  };
+  // Reads refuse; so do appends where the log no longer ends at its head (a new head would hide it).
+  const refusedWith = (pattern: RegExp, appends: RegExp | undefined) =>
+    fresh(async (i) => {
+      await assert.rejects(i.secrets.read("c", {}), pattern);
+      if (appends) await assert.rejects(adminPutSecretValue(i, "c", Buffer.from("more"), "v3"), appends);
+    });
+  const save = (seq: number) => readRow(data, "SELECT * FROM audit WHERE seq = ?", seq);
+  const restore = (row: Record<string, unknown>) => putAuditRow(data, row);
+  const original = save(put);
+  // The put's entry replaced by a row of the same number naming the old version.
+  restore({ ...original, detail: "v1" });
+  await refusedWith(/entry \d+ is not the log's own/, undefined);
+  restore(original);
+  await fresh(async (i) => assert.equal((await i.secrets.read("c", {})).value.toString(), "new"));
+  // A forged row on top of the log.
+  const top = Number(readRow(data, "SELECT MAX(seq) AS m FROM audit").m);
+  restore({ ...save(top), seq: top + 1, detail: "forged" });
+  await refusedWith(/entry \d+ is not the log's own/, /is not its head/);
+  tamper(
+    data,
+    `DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = ${top + 1}; ${NO_DELETE_TRIGGER}`,
+  );
+  // The head deleted.
+  tamper(data, "DELETE FROM meta WHERE name = 'audit.head'");
+  await refusedWith(/head is missing/, /is not its head/);
+});
+
+test("a put committed by another node between a read's two lookups is no integrity failure", async (t) => {
+  const kms = await startKms(t);
+  const a = kms.instance;
+  await adminCreateSecret(a, { name: "s", value: Buffer.from("one"), versionId: "v1" });
+  await adminCreateSecret(a, { name: "t", value: Buffer.from("x"), versionId: "t1" });
+  const b = await KmsInstance.open({ dataDir: join(kms.dir, "data"), passphrase: TEST_PASSPHRASE });
+  try {
+    await a.store.checkForChanges();
+    await a.secrets.read("t", {}); // loads A's view of the log in this generation
+    await adminPutSecretValue(b, "s", Buffer.from("two"), "v2"); // B commits before A looks again
+    assert.equal((await a.secrets.read("s", {})).value.toString(), "two");
+    const reports = (await a.audit.entries(20)).filter((e) => e.operation === "SecretIntegrity");
+    assert.deepEqual(reports, []);
+  } finally {
+    await b.close();
   }
 });

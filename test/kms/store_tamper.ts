@@ -7,6 +7,24 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { KmsInstance } from "../../src/kms/instance.ts";
 
+/** The audit table's no-delete trigger, to put back after a test deleted rows. */
+export const NO_DELETE_TRIGGER =
+  "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'x'); END;";
+
+/** Replaces the audit row numbered `row.seq` with `row` (every column given), trigger kept. */
+export function putAuditRow(dataDir: string, row: Record<string, unknown>): void {
+  const columns = ["seq", "time", "actor", "source", "operation", "key_id", "outcome", "request_id"];
+  const all = [...columns, "detail", "prev_hash", "hash", "mac"];
+  tamper(dataDir, "DROP TRIGGER audit_no_delete");
+  tamper(dataDir, "DELETE FROM audit WHERE seq = ?", row.seq);
+  tamper(
+    dataDir,
+    `INSERT INTO audit (${all.join(", ")}) VALUES (${all.map(() => "?").join(", ")})`,
+    ...all.map((c) => row[c]),
+  );
+  tamper(dataDir, NO_DELETE_TRIGGER);
+}
+
 /**
  * Runs SQL on the data directory's live database, then bumps the change counter as the writer
  * would so that running nodes look again. Text with several statements and no parameters runs
