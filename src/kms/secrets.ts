@@ -41,6 +41,8 @@ import {
 import { KEY_SPECS } from "./specs.ts";
 import type { KeyRecord } from "./store.ts";
 
+/** Fresh looks a secret read takes while its stage row and the log disagree differently each time. */
+const LOOKUP_RETRIES = 8;
 /** Secret names: letters, digits and `_ / + = . @ -`, 1 to 192 characters. */
 export const SECRET_NAME = /^[A-Za-z0-9_/+=.@-]{1,192}$/;
 /** Version ids and stages: letters, digits and `_ . -`, 1 to 64 characters. */
@@ -149,16 +151,23 @@ export class SecretVault {
     const secret = await this.require(name);
     const stage = by.versionId ? undefined : by.stage || CURRENT_STAGE;
     // The stage row and the log are read apart: a put committed by another node between the two
-    // reads (same store generation) looks like a mismatch. Only one that survives a fresh look
-    // at the change counter is an integrity failure.
-    let version = await this.lookup(name, by.versionId, stage);
-    if (typeof version === "string") {
-      await this.instance.store.checkForChanges();
-      version = await this.lookup(name, by.versionId, stage);
-    }
-    if (typeof version === "string") {
-      this.reports.one(name, `${version}: refused (rows edited or put back in the database)`);
-      throw new SecretError("corrupt", `secret "${name}" failed its integrity check`);
+    // reads looks like a mismatch, and with nodes putting continuously a second look can straddle
+    // the next put. Tampering is a disagreement that stays the same over a fresh look at the
+    // change counter; one that keeps moving is puts in flight: retried, then refused unreported.
+    let version: SecretVersionRecord | undefined;
+    let previous: string | undefined;
+    for (let look = 0; !version; look++) {
+      const found = await this.lookup(name, by.versionId, stage);
+      if (typeof found !== "string") version = found;
+      else if (found === previous) {
+        this.reports.one(name, `${found.split("\n")[0]}: refused (rows edited or put back in the database)`);
+        throw new SecretError("corrupt", `secret "${name}" failed its integrity check`);
+      } else if (look >= LOOKUP_RETRIES) {
+        throw new SecretError("corrupt", `secret "${name}" kept changing while it was read`);
+      } else {
+        previous = found;
+        await this.instance.store.checkForChanges();
+      }
     }
     if (by.versionId && by.stage && !version.stages.includes(by.stage))
       throw new SecretError("not-found", `secret "${name}" has no such version`);
@@ -202,7 +211,8 @@ export class SecretVault {
     if (!stored) throw new SecretError("not-found", `secret "${name}" has no such version`);
     const history = await this.log.history(name);
     const why = whyUnbacked(history, stored, stage);
-    if (why !== undefined) return why;
+    // The log's view goes with the reason (second line): a look that straddled a put differs in it.
+    if (why !== undefined) return `${why}\nlog: ${history?.current ?? "-"} ${history?.previous ?? "-"}`;
     return { ...stored, stages: history ? loggedStages(history, stored.versionId) : [] };
   }
 
