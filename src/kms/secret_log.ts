@@ -100,6 +100,11 @@ export class SecretLog {
     });
   }
 
+  /** The secrets the log created and has not deleted. */
+  async names(): Promise<string[]> {
+    return [...(await this.tail.read()).keys()];
+  }
+
   /** The history of `name`, or undefined when the log knows no such secret. */
   async history(name: string): Promise<SecretHistory | undefined> {
     return (await this.tail.read()).get(name);

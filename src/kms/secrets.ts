@@ -232,6 +232,13 @@ export class SecretVault {
           : undefined;
       if (why !== undefined) return { name: secret.name, why };
     }
+    // A secret the log created and never deleted must still have its row: one removed in the
+    // database is gone for clients (not found), and only this shows it was not an admin's delete.
+    const listed = new Set((await this.repository.list()).map((s) => s.name));
+    for (const name of await this.log.names()) {
+      if (!listed.has(name))
+        return { name, why: "is gone from the database, but the audit log never deleted it" };
+    }
     return undefined;
   }
 

@@ -8,7 +8,12 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { adminCreateSecret, adminPutSecretValue, adminVerifyAudit } from "../../src/kms/admin.ts";
+import {
+  adminCreateSecret,
+  adminDeleteSecret,
+  adminPutSecretValue,
+  adminVerifyAudit,
+} from "../../src/kms/admin.ts";
 import { AuditGapError } from "../../src/kms/audit_walk.ts";
 import { KmsInstance } from "../../src/kms/instance.ts";
 import type { SqlDriver, SqlValue } from "../../src/kms/store/driver.ts";
@@ -195,4 +200,21 @@ test("a put committed by another node between a read's two lookups is no integri
   } finally {
     await b.close();
   }
+});
+
+test("audit verify fails on a secret whose rows were deleted in the database, not on one an admin deleted", async (t) => {
+  const kms = await startKms(t);
+  const data = join(kms.dir, "data");
+  await adminCreateSecret(kms.instance, { name: "kept", value: Buffer.from("x"), versionId: "v1" });
+  await adminCreateSecret(kms.instance, { name: "gone", value: Buffer.from("y"), versionId: "v1" });
+  await adminCreateSecret(kms.instance, { name: "deleted", value: Buffer.from("z"), versionId: "v1" });
+  await adminDeleteSecret(kms.instance, "deleted");
+  assert.equal((await adminVerifyAudit(kms.instance)).ok, true);
+  tamper(data, "PRAGMA foreign_keys = ON; DELETE FROM secrets WHERE name = 'gone';");
+  await kms.instance.store.checkForChanges();
+  const verdict = await adminVerifyAudit(kms.instance);
+  assert.ok(
+    !verdict.ok && /secret gone's .*gone from the database/.test(verdict.reason),
+    JSON.stringify(verdict),
+  );
 });
