@@ -128,6 +128,11 @@ export class KmsServer {
         resolve();
       });
     });
+    // Walked now, the audit log does not make the first request wait (audit_walk.ts); a log that
+    // is not whole is said at once, and requests that need it are refused as they come.
+    options.instance.audit
+      .walk()
+      .catch((err: unknown) => options.log?.(`audit log at start: ${(err as Error).message}`));
     return kms;
   }
 
