@@ -19,7 +19,7 @@ import {
 import { KmsInstance } from "../../src/kms/instance.ts";
 import { type IntegrityReport, IntegrityReports } from "../../src/kms/integrity_reports.ts";
 import { ChangeWatch, Memo } from "../../src/kms/read_cache.ts";
-import { accessPointRow, makePreMacStore, tamper } from "./store_tamper.ts";
+import { accessPointRow, makePreMacStore, putBackAccessPointRow, tamper } from "./store_tamper.ts";
 
 const PASSPHRASE = "access point attack test passphrase";
 const SEAL = "SealAccessPoints";
@@ -168,14 +168,7 @@ describe("a revoked row put back as it was before its revocation", () => {
     const ap = await createAp(kms, "app");
     const before = accessPointRow(data, ap.record.id);
     await adminRevokeAccessPoint(kms, ap.record.id);
-    tamper(
-      data,
-      "UPDATE access_points SET state = ?, revoked_at = ?, mac = ? WHERE id = ?",
-      before.state,
-      before.revoked_at,
-      before.mac,
-      ap.record.id,
-    );
+    putBackAccessPointRow(data, before);
     await kms.store.checkForChanges();
     return { kms, id: ap.record.id };
   }

@@ -18,7 +18,30 @@ import { AuditGapError } from "../../src/kms/audit_walk.ts";
 import { KmsInstance } from "../../src/kms/instance.ts";
 import type { SqlDriver, SqlValue } from "../../src/kms/store/driver.ts";
 import { refused, startKms, TEST_PASSPHRASE } from "./kms_fixture.ts";
-import { NO_DELETE_TRIGGER, putAuditRow, readRow, tamper } from "./store_tamper.ts";
+import { deleteAuditEntries, putAuditRow, readRow, tamper } from "./store_tamper.ts";
+
+/** Opens another node on the store in `data` (`anchor` as its --audit-anchor), runs `check`, closes it. */
+async function withNode(data: string, check: (node: KmsInstance) => Promise<void>, anchor?: string) {
+  const node = await KmsInstance.open({
+    dataDir: data,
+    passphrase: TEST_PASSPHRASE,
+    ...(anchor ? { auditAnchor: anchor } : {}),
+  });
+  try {
+    await check(node);
+  } finally {
+    await node.close();
+  }
+}
+
+/** Points secret `name` back at its v1 in the rows: v2 deleted, ACSCurrent on v1. */
+function rollBackRows(data: string, name: string): void {
+  tamper(
+    data,
+    `DELETE FROM secret_versions WHERE version_id = 'v2'; DELETE FROM secret_stages;
+     INSERT INTO secret_stages VALUES ('${name}', 'ACSCurrent', 'v1');`,
+  );
+}
 
 test("overlapping loads of the secret log, answered slowly and out of step, lose nothing and rebuild nothing", async (t) => {
   const kms = await startKms(t);
@@ -82,21 +105,14 @@ test("an audit entry deleted from the database: reads that need the log are refu
   assert.equal((await reader.kms.getSecretValue({ secretName: "a" })).SecretData, "new");
   // Roll the secret back: the put's entry, its version and the stage rows.
   const put = readRow(data, "SELECT seq FROM audit WHERE operation = 'PutSecretValue'");
-  tamper(
-    data,
-    `DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = ${Number(put.seq)};
-     DELETE FROM secret_versions WHERE version_id = 'v2'; DELETE FROM secret_stages;
-     INSERT INTO secret_stages VALUES ('a', 'ACSCurrent', 'v1');`,
-  );
+  deleteAuditEntries(data, `seq = ${Number(put.seq)}`);
+  rollBackRows(data, "a");
   await refused(reader.kms.getSecretValue({ secretName: "a" }), "InternalFailure");
   await refused(reader.kms.getSecretValue({ secretName: "a" }), "InternalFailure");
-  const fresh = await KmsInstance.open({ dataDir: data, passphrase: TEST_PASSPHRASE });
-  try {
+  await withNode(data, async (fresh) => {
     await assert.rejects(fresh.secrets.read("a", {}), AuditGapError);
     await assert.rejects(fresh.accessPoints.find(reader.id), /audit log is not whole/);
-  } finally {
-    await fresh.close();
-  }
+  });
   const verdict = await adminVerifyAudit(kms.instance);
   assert.ok(!verdict.ok && /missing/.test(verdict.reason), JSON.stringify(verdict));
 });
@@ -111,36 +127,23 @@ test("a log cut back before its MAC'd head, or (with an anchor) rolled back whol
   // What --audit-anchor would hold now: the head after the put.
   const anchor = join(kms.dir, "anchor.json");
   writeFileSync(anchor, readRow(data, "SELECT value FROM meta WHERE name = 'audit.head'").value as Buffer);
-  const cut = `DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq > ${last};
-     DELETE FROM secret_versions WHERE version_id = 'v2'; DELETE FROM secret_stages;
-     INSERT INTO secret_stages VALUES ('b', 'ACSCurrent', 'v1');`;
-  tamper(data, cut);
-  const open = (anchor?: string) =>
-    KmsInstance.open({
-      dataDir: data,
-      passphrase: TEST_PASSPHRASE,
-      ...(anchor ? { auditAnchor: anchor } : {}),
-    });
-  const cutBack = await open();
-  try {
+  deleteAuditEntries(data, `seq > ${last}`);
+  rollBackRows(data, "b");
+  await withNode(data, async (cutBack) => {
     await assert.rejects(cutBack.secrets.read("b", {}), /audit log is not whole/);
-  } finally {
-    await cutBack.close();
-  }
+  });
   // The head put back too is a whole-database rollback: without an anchor, nothing shows it.
   tamper(data, "UPDATE meta SET value = ? WHERE name = 'audit.head'", head);
-  const rolledBack = await open();
-  try {
+  await withNode(data, async (rolledBack) => {
     assert.equal((await rolledBack.secrets.read("b", {})).value.toString(), "old");
-  } finally {
-    await rolledBack.close();
-  }
-  const anchored = await open(anchor);
-  try {
-    await assert.rejects(anchored.secrets.read("b", {}), /audit log is not whole/);
-  } finally {
-    await anchored.close();
-  }
+  });
+  await withNode(
+    data,
+    async (anchored) => {
+      await assert.rejects(anchored.secrets.read("b", {}), /audit log is not whole/);
+    },
+    anchor,
+  );
 });
 
 test("an entry replaced by a forged row, a forged row on top, or the head deleted: refused, appends too", async (t) => {
@@ -149,17 +152,9 @@ test("an entry replaced by a forged row, a forged row on top, or the head delete
   await adminCreateSecret(kms.instance, { name: "c", value: Buffer.from("old"), versionId: "v1" });
   await adminPutSecretValue(kms.instance, "c", Buffer.from("new"), "v2");
   const put = Number(readRow(data, "SELECT seq FROM audit WHERE operation = 'PutSecretValue'").seq);
-  const fresh = async (check: (instance: KmsInstance) => Promise<void>) => {
-    const instance = await KmsInstance.open({ dataDir: data, passphrase: TEST_PASSPHRASE });
-    try {
-      await check(instance);
-    } finally {
-      await instance.close();
-    }
-  };
   // Reads refuse; so do appends where the log no longer ends at its head (a new head would hide it).
   const refusedWith = (pattern: RegExp, appends: RegExp | undefined) =>
-    fresh(async (i) => {
+    withNode(data, async (i) => {
       await assert.rejects(i.secrets.read("c", {}), pattern);
       if (appends) await assert.rejects(adminPutSecretValue(i, "c", Buffer.from("more"), "v3"), appends);
     });
@@ -170,15 +165,12 @@ test("an entry replaced by a forged row, a forged row on top, or the head delete
   restore({ ...original, detail: "v1" });
   await refusedWith(/entry \d+ is not the log's own/, undefined);
   restore(original);
-  await fresh(async (i) => assert.equal((await i.secrets.read("c", {})).value.toString(), "new"));
+  await withNode(data, async (i) => assert.equal((await i.secrets.read("c", {})).value.toString(), "new"));
   // A forged row on top of the log.
   const top = Number(readRow(data, "SELECT MAX(seq) AS m FROM audit").m);
   restore({ ...save(top), seq: top + 1, detail: "forged" });
   await refusedWith(/entry \d+ is not the log's own/, /is not its head/);
-  tamper(
-    data,
-    `DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = ${top + 1}; ${NO_DELETE_TRIGGER}`,
-  );
+  deleteAuditEntries(data, `seq = ${top + 1}`);
   // The head deleted.
   tamper(data, "DELETE FROM meta WHERE name = 'audit.head'");
   await refusedWith(/head is missing/, /is not its head/);
@@ -189,17 +181,14 @@ test("a put committed by another node between a read's two lookups is no integri
   const a = kms.instance;
   await adminCreateSecret(a, { name: "s", value: Buffer.from("one"), versionId: "v1" });
   await adminCreateSecret(a, { name: "t", value: Buffer.from("x"), versionId: "t1" });
-  const b = await KmsInstance.open({ dataDir: join(kms.dir, "data"), passphrase: TEST_PASSPHRASE });
-  try {
+  await withNode(join(kms.dir, "data"), async (b) => {
     await a.store.checkForChanges();
     await a.secrets.read("t", {}); // loads A's view of the log in this generation
     await adminPutSecretValue(b, "s", Buffer.from("two"), "v2"); // B commits before A looks again
     assert.equal((await a.secrets.read("s", {})).value.toString(), "two");
     const reports = (await a.audit.entries(20)).filter((e) => e.operation === "SecretIntegrity");
     assert.deepEqual(reports, []);
-  } finally {
-    await b.close();
-  }
+  });
 });
 
 test("audit verify fails on a secret whose rows were deleted in the database, not on one an admin deleted", async (t) => {

@@ -7,22 +7,37 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { KmsInstance } from "../../src/kms/instance.ts";
 
-/** The audit table's no-delete trigger, to put back after a test deleted rows. */
-export const NO_DELETE_TRIGGER =
+/** The audit table's no-delete trigger, as the migrations create it. */
+const NO_DELETE_TRIGGER =
   "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'x'); END;";
 
-/** Replaces the audit row numbered `row.seq` with `row` (every column given), trigger kept. */
+/** Deletes the audit entries `where` selects (SQL over the audit table), the no-delete trigger set aside meanwhile. */
+export function deleteAuditEntries(dataDir: string, where: string): void {
+  tamper(dataDir, `DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE ${where}; ${NO_DELETE_TRIGGER}`);
+}
+
+/** Replaces the audit row numbered `row.seq` with `row` (every column given). */
 export function putAuditRow(dataDir: string, row: Record<string, unknown>): void {
   const columns = ["seq", "time", "actor", "source", "operation", "key_id", "outcome", "request_id"];
   const all = [...columns, "detail", "prev_hash", "hash", "mac"];
-  tamper(dataDir, "DROP TRIGGER audit_no_delete");
-  tamper(dataDir, "DELETE FROM audit WHERE seq = ?", row.seq);
+  deleteAuditEntries(dataDir, `seq = ${Number(row.seq)}`);
   tamper(
     dataDir,
     `INSERT INTO audit (${all.join(", ")}) VALUES (${all.map(() => "?").join(", ")})`,
     ...all.map((c) => row[c]),
   );
-  tamper(dataDir, NO_DELETE_TRIGGER);
+}
+
+/** Puts an access point row back as `before` was (state, revocation time, MAC): a replay. */
+export function putBackAccessPointRow(dataDir: string, before: Record<string, unknown>): void {
+  tamper(
+    dataDir,
+    "UPDATE access_points SET state = ?, revoked_at = ?, mac = ? WHERE id = ?",
+    before.state,
+    before.revoked_at,
+    before.mac,
+    before.id,
+  );
 }
 
 /**
