@@ -32,6 +32,7 @@ import {
   makeHead,
   parseHead,
   readHead,
+  storedHash,
   toEntry,
 } from "./audit_chain.ts";
 import { entryIsOurs, HEAD, verifyLog } from "./audit_verify.ts";
@@ -323,7 +324,7 @@ export class AuditLog {
       const current = readHead(path);
       if (
         current &&
-        (current.seq >= head.seq || (await this.hashAt(current.seq, tx))?.toString("hex") !== current.hash)
+        (current.seq >= head.seq || (await storedHash(tx, current.seq))?.toString("hex") !== current.hash)
       )
         return;
       const tmp = `${path}.${process.pid}.tmp`;
@@ -367,13 +368,6 @@ export class AuditLog {
   /** Shows the log whole up to its newest entry (audit_walk.ts); throws AuditGapError. */
   walk(): Promise<void> {
     return this.walker.walk();
-  }
-
-  /** The stored hash of entry `seq` (the all-zero genesis for 0), if the log has that entry. */
-  private async hashAt(seq: number, tx: SqlExecutor): Promise<Buffer | undefined> {
-    if (seq === 0) return GENESIS;
-    const rows = await tx.query<{ hash: Buffer }>("SELECT hash FROM audit WHERE seq = $1", [seq]);
-    return rows[0] ? Buffer.from(rows[0].hash) : undefined;
   }
 }
 

@@ -6,6 +6,7 @@
  */
 import { createHash, createHmac, type KeyObject, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
+import type { SqlExecutor } from "./store/driver.ts";
 
 /** One audited event (what the caller supplies). */
 export interface AuditEvent {
@@ -165,4 +166,15 @@ export function toEntry(r: AuditRow): AuditEntry {
     requestId: r.request_id,
     detail: r.detail,
   };
+}
+
+/**
+ * The stored hash of entry `seq` (the all-zero genesis for 0), or undefined when the log has no
+ * such entry or its hash is not bytes (a writer's row may hold any storage class).
+ */
+export async function storedHash(db: SqlExecutor, seq: number): Promise<Buffer | undefined> {
+  if (seq === 0) return GENESIS;
+  const rows = await db.query<{ hash: unknown }>("SELECT hash FROM audit WHERE seq = $1", [seq]);
+  const hash = rows[0]?.hash;
+  return hash instanceof Uint8Array ? Buffer.from(hash) : undefined;
 }

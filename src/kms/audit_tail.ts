@@ -80,27 +80,22 @@ export class AuditTail<S> {
   }
 
   async #load(): Promise<S> {
+    // First the whole log up to its newest entry: nothing deleted, replaced or cut off.
+    await this.log.walk();
     const marker = this.#marker;
-    const rows = await this.#entriesAfter(marker.seq);
+    const rows = await adminEntries(this.store.driver, this.fold.operations, marker.seq, true);
     const atMarker = rows.find((r) => r.part === "marker");
     const intact =
       marker.seq === 0 || (atMarker && this.log.isOurs(atMarker) && marker.hash.equals(atMarker.hash));
     if (!intact) {
       const state = this.fold.empty();
-      this.#marker = this.#apply(state, START, await this.#entriesAfter(0));
+      const all = await adminEntries(this.store.driver, this.fold.operations, 0, true);
+      this.#marker = this.#apply(state, START, all);
       this.#state = state;
     } else {
       this.#marker = this.#apply(this.#state, marker, rows);
     }
     return this.#state;
-  }
-
-  /** The entries after `after`, once the log is shown to have none missing up to its newest. */
-  async #entriesAfter(after: number): Promise<TailRow[]> {
-    // First the whole log up to its newest entry: nothing deleted, replaced or cut off.
-    await this.log.walk();
-    const rows = await adminEntries(this.store.driver, this.fold.operations, after, true);
-    return rows;
   }
 
   /** Folds the verified entries after `from` into `state`; returns the new marker. */

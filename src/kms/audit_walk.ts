@@ -22,6 +22,7 @@ import {
   headIsOurs,
   parseHead,
   readHead,
+  storedHash,
 } from "./audit_chain.ts";
 import { entryIsOurs, HEAD } from "./audit_verify.ts";
 import type { Store } from "./store.ts";
@@ -82,11 +83,8 @@ export class AuditWalk {
   async #resume(): Promise<Walked> {
     const last = this.#walked;
     if (last.seq === 0) return START;
-    const rows = await this.store.driver.query<{ hash: unknown }>("SELECT hash FROM audit WHERE seq = $1", [
-      last.seq,
-    ]);
-    const hash = rows[0]?.hash;
-    return hash instanceof Uint8Array && last.hash.equals(Buffer.from(hash)) ? last : START;
+    const hash = await storedHash(this.store.driver, last.seq);
+    return hash && last.hash.equals(hash) ? last : START;
   }
 
   /** The next entry after `at`, checked; returns it as the new position. */
@@ -117,12 +115,7 @@ export class AuditWalk {
   async #reaches(at: Walked, what: string, head: Head): Promise<void> {
     if (head.seq > at.seq)
       throw new AuditGapError(`it ends at entry ${at.seq}, before its ${what} ${head.seq}`);
-    if (head.seq === 0) return;
-    const rows = await this.store.driver.query<{ hash: unknown }>("SELECT hash FROM audit WHERE seq = $1", [
-      head.seq,
-    ]);
-    const hash = rows[0]?.hash;
-    if (!(hash instanceof Uint8Array) || Buffer.from(hash).toString("hex") !== head.hash)
+    if ((await storedHash(this.store.driver, head.seq))?.toString("hex") !== head.hash)
       throw new AuditGapError(`entry ${head.seq} differs from its ${what}`);
   }
 }

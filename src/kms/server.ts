@@ -183,11 +183,7 @@ export class KmsServer {
       admitted = await this.admit(req, headers, source);
     } catch (err) {
       // Nothing is trusted yet: count it, answer, and drop the connection (no keep-alive for strangers).
-      const error = toServiceError(err);
-      if (err instanceof Error && !(err instanceof KmsServiceError))
-        this.options.log?.(
-          `${requestId} internal failure before authentication: ${err.message.split("\n")[0]}`,
-        );
+      const error = this.serviceError(requestId, err, " before authentication");
       const claimedActor = headers ? claimedAccessKeyId(headers) : "";
       this.refusals.record({
         source,
@@ -267,14 +263,21 @@ export class KmsServer {
   }
 
   /** Audits, then replies (the order that makes acknowledged requests durable). */
+  /**
+   * What the client is told of `err`: a refusal as it is, anything else as a generic failure,
+   * whose reason (a gap in the audit log...) the operator gets in the log instead.
+   */
+  private serviceError(requestId: string, err: unknown, when: string): KmsServiceError {
+    if (err instanceof Error && !(err instanceof KmsServiceError))
+      this.options.log?.(`${requestId} internal failure${when}: ${err.message.split("\n")[0]}`);
+    return toServiceError(err);
+  }
+
   private async finish(exchange: Exchange, outcome: Buffer | unknown): Promise<void> {
     const { res, requestId, source, started, operation, ctx } = exchange;
     const actor = ctx.accessPoint.id;
-    const error = Buffer.isBuffer(outcome) ? undefined : toServiceError(outcome);
+    const error = Buffer.isBuffer(outcome) ? undefined : this.serviceError(requestId, outcome, "");
     const code: KmsErrorCode | "ok" = error ? error.code : "ok";
-    // The client gets a generic failure; the operator needs the reason (a gap in the audit log...).
-    if (outcome instanceof Error && !(outcome instanceof KmsServiceError))
-      this.options.log?.(`${requestId} internal failure: ${outcome.message.split("\n")[0]}`);
     try {
       await this.options.instance.audit.appendSoon({
         actor,
