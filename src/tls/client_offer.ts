@@ -4,7 +4,6 @@
  * first ClientHello and the second one after a HelloRetryRequest come from here, for TLS
  * 1.2 and 1.3 alike, so neither handshake file depends on the other for it.
  */
-import { randomBytes } from "node:crypto";
 import { AlertDescription, fail } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import type { ClientConfig } from "./config.ts";
@@ -26,6 +25,7 @@ import { generateKeyShare, type KeyShare } from "./key_share.ts";
 import { type ClientHello, type Extension, encodeClientHello } from "./messages.ts";
 import { clientKeyShare, clientSupportedVersions, cookieExtension, pskModes } from "./messages13.ts";
 import { bindClientHello, type ClientTicket, offeredPskExtension } from "./psk.ts";
+import { publicRandom } from "./public_random.ts";
 import { verifySchemeCodes } from "./signature.ts";
 
 /** The parts of the ClientHello that later steps (HelloRetryRequest, key shares) refer back to. */
@@ -62,9 +62,9 @@ export function firstHelloParams(cfg: ClientConfig): HelloParams {
       "none of the configured cipher suites fits the TLS versions allowed",
     );
   return {
-    random: randomBytes(32),
+    random: publicRandom(32),
     // A non-empty legacy session id turns on middlebox compatibility mode (RFC 8446 §D.4).
-    sessionId: offer13 ? randomBytes(32) : Buffer.alloc(0),
+    sessionId: offer13 ? publicRandom(32) : Buffer.alloc(0),
     suites,
     shares: offer13 ? [generateKeyShare(cfg.groups[0]!)] : [],
     offer13,

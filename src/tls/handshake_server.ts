@@ -6,7 +6,6 @@
  * Once the ClientHello picks TLS 1.3, the configured 1.3 handshake takes over from the same
  * entry point.
  */
-import { randomBytes } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
 import { type CipherSuite, suiteAllowsVersion, suiteById } from "./cipher_suites.ts";
 import { type ClientHelloInfo, negotiateAlpn, negotiateVersion, parseClientHello } from "./client_hello.ts";
@@ -29,6 +28,7 @@ import {
 } from "./messages.ts";
 import { finishedData, keyBlock, masterSecret, type PrfHash } from "./prf.ts";
 import { keyBlockLayout, protectionFor, type RecordProtection, splitKeyBlock } from "./protection.ts";
+import { publicRandom } from "./public_random.ts";
 import {
   type ClientIdentity,
   certificateRequestBody,
@@ -60,7 +60,7 @@ export async function serverHandshake(io: HandshakeIO, cfg: ServerConfig): Promi
 
 /** ServerHello.random: 32 random bytes, the last 8 a downgrade sentinel below our best (RFC 8446 §4.1.3). */
 function serverRandomFor(version: ProtocolVersion, max: ProtocolVersion): Buffer {
-  const random = randomBytes(32);
+  const random = publicRandom(32);
   if (version === ProtocolVersion.TLS12 && max >= ProtocolVersion.TLS13) DOWNGRADE_TLS12.copy(random, 24);
   if (version <= ProtocolVersion.TLS11 && max >= ProtocolVersion.TLS12) DOWNGRADE_TLS11.copy(random, 24);
   return random;
@@ -114,7 +114,7 @@ class ServerHandshake12 {
     const ems = hello.extendedMasterSecret;
     const etm = this.etmFor(suite);
     const ticket = (cfg.sessions?.tickets ?? false) && hello.sessionTicket !== undefined;
-    const sessionId = !ticket && cfg.sessions?.cache ? randomBytes(32) : EMPTY;
+    const sessionId = !ticket && cfg.sessions?.cache ? publicRandom(32) : EMPTY;
     const prfHash = this.useSuite(suite);
     this.writeServerHello(suite, sessionId, { ems, etm, ecdhe: suite.kx !== "rsa", ticket });
     const ecdhe = await this.writeServerFlight(choice);

@@ -5,7 +5,6 @@
  * the key schedule, a CertificateVerify signed by the key handle, optional client
  * authentication, and post-handshake KeyUpdate.
  */
-import { randomBytes } from "node:crypto";
 import type { SchemeInfo } from "../keys/schemes.ts";
 import { AlertDescription, fail, TlsError } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
@@ -33,6 +32,7 @@ import {
   serverSupportedVersion,
 } from "./messages13.ts";
 import { NULL_PROTECTION } from "./protection.ts";
+import { publicRandom } from "./public_random.ts";
 import type { ServerConfig } from "./server_config.ts";
 import { type AcceptedPsk, acceptPsk, writeTicket } from "./server_psk13.ts";
 import { chooseScheme, verifyHandshakeSignature, verifySchemeCodes } from "./signature.ts";
@@ -167,7 +167,7 @@ class ServerHandshake13 {
     ];
     channel.write(
       HandshakeType.server_hello,
-      serverHelloBody(this.hello, suite, randomBytes(32), extensions),
+      serverHelloBody(this.hello, suite, publicRandom(32), extensions),
     );
     this.schedule = new KeySchedule(this.hash, accepted?.state.masterSecret);
     accepted?.state.masterSecret.fill(0);

@@ -37,7 +37,27 @@ export function hkdfExpand(hash: Tls13Hash, prk: Buffer, info: Buffer, length: n
   return Buffer.concat(out).subarray(0, length);
 }
 
-/** HKDF-Expand-Label(secret, label, context, length) with the "tls13 " prefix. */
+/** HkdfLabel up to its context (length, "tls13 " + label), per label and length: a handful, made once. */
+const labelHeads = new Map<string, Buffer>();
+
+function labelHead(label: string, length: number): Buffer {
+  const key = `${length} ${label}`;
+  const known = labelHeads.get(key);
+  if (known) return known;
+  const head = new Writer()
+    .u16(length)
+    .vec8(Buffer.from(`tls13 ${label}`, "ascii"))
+    .finish();
+  // The schedule's labels are a fixed few; a caller inventing labels must not grow this.
+  if (labelHeads.size < 64) labelHeads.set(key, head);
+  return head;
+}
+
+/**
+ * HKDF-Expand-Label(secret, label, context, length) with the "tls13 " prefix. Every output the
+ * schedule asks for fits in one hash block, so HKDF-Expand is then one HMAC over
+ * HkdfLabel || 0x01, written into one buffer (a dozen of these run per handshake).
+ */
 export function expandLabel(
   hash: Tls13Hash,
   secret: Buffer,
@@ -45,12 +65,16 @@ export function expandLabel(
   context: Buffer,
   length: number,
 ): Buffer {
-  const info = new Writer()
-    .u16(length)
-    .vec8(Buffer.from(`tls13 ${label}`, "ascii"))
-    .vec8(context)
-    .finish();
-  return hkdfExpand(hash, secret, info, length);
+  const head = labelHead(label, length);
+  if (context.length > 255) fail(AlertDescription.internal_error, "HKDF label context too long");
+  const info = Buffer.allocUnsafe(head.length + 1 + context.length + 1);
+  head.copy(info, 0);
+  info[head.length] = context.length;
+  context.copy(info, head.length + 1);
+  if (length > hashLength(hash)) return hkdfExpand(hash, secret, info.subarray(0, info.length - 1), length);
+  info[info.length - 1] = 1;
+  const block = createHmac(hash, secret).update(info).digest();
+  return length === block.length ? block : block.subarray(0, length);
 }
 
 /** Derive-Secret(secret, label, transcript hash). */
@@ -58,8 +82,11 @@ export function deriveSecret(hash: Tls13Hash, secret: Buffer, label: string, tra
   return expandLabel(hash, secret, label, transcriptHash, hashLength(hash));
 }
 
+const emptyHashes = new Map<Tls13Hash, Buffer>();
+
 /** Hash of the concatenated handshake messages. */
 export function hashMessages(hash: Tls13Hash, messages: readonly Buffer[]): Buffer {
+  if (messages.length === 0) return Buffer.from(emptyHash(hash));
   const h = createHash(hash);
   for (const m of messages) h.update(m);
   return h.digest();
@@ -136,4 +163,13 @@ export class KeySchedule {
 /** The PSK for a ticket: HKDF-Expand-Label(resumption_master_secret, "resumption", nonce, Hash.length). */
 export function ticketPsk(hash: Tls13Hash, resumptionSecret: Buffer, nonce: Buffer): Buffer {
   return expandLabel(hash, resumptionSecret, "resumption", nonce, hashLength(hash));
+}
+
+/** Transcript-Hash("") for the "derived" secrets and the binder key, computed once per hash. */
+function emptyHash(hash: Tls13Hash): Buffer {
+  const known = emptyHashes.get(hash);
+  if (known) return known;
+  const made = createHash(hash).digest();
+  emptyHashes.set(hash, made);
+  return made;
 }

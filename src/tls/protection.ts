@@ -12,13 +12,13 @@ import {
   createHmac,
   createSecretKey,
   type KeyObject,
-  randomFillSync,
   timingSafeEqual,
 } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import { ContentType, MAX_PLAINTEXT } from "./constants.ts";
 import { ConstantWorkHmac } from "./mte_mac.ts";
+import { fillPublicRandom } from "./public_random.ts";
 
 /** Seals and opens records for one direction of one connection state. */
 export interface RecordProtection {
@@ -168,7 +168,7 @@ export class CbcProtection extends PieceSealer implements RecordProtection {
     const ivAndCipher = 16 + dataLength + padLength + 1;
     const bodyLength = ivAndCipher + (this.encryptThenMac ? this.macLength : 0);
     const out = recordHeader(type, version, bodyLength, bodyLength);
-    randomFillSync(out, 5, 16);
+    fillPublicRandom(out, 5, 16);
     const c = createCipheriv(this.algorithm, this.key, out.subarray(5, 21)).setAutoPadding(false);
     let o = 21;
     o += c.update(plaintext).copy(out, o);

@@ -3,7 +3,6 @@
  * client offers as a PSK, after checking its binder, and issuing new tickets sealed by the
  * same SessionStore that serves TLS 1.2.
  */
-import { randomBytes } from "node:crypto";
 import { AlertDescription, TlsError } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import { suiteById } from "./cipher_suites.ts";
@@ -14,6 +13,7 @@ import type { HandshakeIO } from "./handshake_io.ts";
 import { type Tls13Hash, ticketPsk } from "./key_schedule.ts";
 import { decodeOfferedPsks, decodePskModes, encodeNewSessionTicket13 } from "./messages13.ts";
 import { binderMatches } from "./psk.ts";
+import { publicRandom } from "./public_random.ts";
 import type { ServerConfig } from "./server_config.ts";
 import type { SessionState } from "./session.ts";
 import type { Transcript } from "./transcript.ts";
@@ -90,7 +90,7 @@ export interface TicketSubject {
 export function writeTicket(io: HandshakeIO, cfg: ServerConfig, t: TicketSubject): void {
   const store = cfg.sessions;
   if (!store?.tickets) return;
-  const nonce = randomBytes(8);
+  const nonce = publicRandom(8);
   const psk = ticketPsk(t.hash, t.resumptionSecret, nonce);
   const ticket = store.sealTicket({
     version: ProtocolVersion.TLS13,
@@ -104,7 +104,7 @@ export function writeTicket(io: HandshakeIO, cfg: ServerConfig, t: TicketSubject
   psk.fill(0);
   const body = encodeNewSessionTicket13({
     lifetime: store.lifetimeSeconds,
-    ageAdd: randomBytes(4).readUInt32BE(0),
+    ageAdd: publicRandom(4).readUInt32BE(0),
     nonce,
     ticket,
     extensions: [],

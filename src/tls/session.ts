@@ -8,6 +8,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { Reader, Writer } from "./codec.ts";
 import { ProtocolVersion } from "./constants.ts";
+import { publicRandom } from "./public_random.ts";
 
 /** What a resumed connection inherits from the session that made it. */
 export interface SessionState {
@@ -170,7 +171,7 @@ export class SessionStore {
   /** Seals a session into a ticket: key name, IV, AES-256-GCM ciphertext and tag. */
   sealTicket(state: SessionState): Buffer {
     const k = this.ring.current(this.clock());
-    const iv = randomBytes(IV_LENGTH);
+    const iv = publicRandom(IV_LENGTH);
     const c = createCipheriv("aes-256-gcm", k.key, iv);
     c.setAAD(k.name);
     const plain = encodeState(state);

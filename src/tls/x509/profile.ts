@@ -58,8 +58,7 @@ export function profileProblem(
     // self-issued under another key, and needs its authorityKeyIdentifier like any other.
     const issuer = path[i + 1];
     const selfSigned = cert.isSelfIssued && (!issuer || issuer.spki.equals(cert.spki));
-    const shape = role === "root" ? undefined : rfc5280Problem(cert, selfSigned);
-    const problem = shape ?? (profile === "strict" ? webProblem(cert, role) : undefined);
+    const problem = certificateFinding(cert, role, selfSigned, profile);
     if (problem)
       return { code: problem.code, reason: `certificate ${cert.label} ${problem.text}`, certificate: cert };
   }
@@ -67,6 +66,32 @@ export function profileProblem(
 }
 
 type Finding = { code: VerifyErrorCode; text: string } | undefined;
+
+/**
+ * What each certificate was found to be, per place in a path and profile. The checks read only
+ * the certificate (immutable once parsed), and a server meets the same client chains on every
+ * handshake: rerunning them was a third of validating a chain whose signatures are already known good.
+ */
+const findings = new WeakMap<Certificate, Map<string, Finding>>();
+
+function certificateFinding(
+  cert: Certificate,
+  role: Role,
+  selfSigned: boolean,
+  profile: ValidationProfile,
+): Finding {
+  const key = `${role} ${selfSigned} ${profile}`;
+  let known = findings.get(cert);
+  if (known?.has(key)) return known.get(key);
+  const shape = role === "root" ? undefined : rfc5280Problem(cert, selfSigned);
+  const problem = shape ?? (profile === "strict" ? webProblem(cert, role) : undefined);
+  if (!known) {
+    known = new Map();
+    findings.set(cert, known);
+  }
+  known.set(key, problem);
+  return problem;
+}
 
 const finding = (text: string, code: VerifyErrorCode = "profile"): Finding => ({ code, text });
 

@@ -316,6 +316,19 @@ describe("certificate profiles: each rule refuses its certificate with a reason"
     assert.ok((await pki.opensslVerify(chain.leaf, { roots: [root], untrusted: [inter] })).ok);
   });
 
+  it("a certificate accepted in one place of a path is judged again in another (findings are kept per place)", async () => {
+    const chain = await leaf(LEAF_EXT);
+    const options = { roots: [root.cert], intermediates: [inter.cert], host: HOST };
+    assertOk(verifyChain(chain.leaf.cert, options), [chain.leaf, inter, root]);
+    // The same parsed intermediate, now offered as a leaf: a CA certificate used as an end-entity.
+    assertRefused(
+      verifyChain(inter.cert, { roots: [root.cert] }),
+      "profile",
+      /'O=hsmkit test, CN=Profile Intermediate' is a CA certificate \(basicConstraints cA=TRUE\) used as an end-entity/,
+    );
+    assertOk(verifyChain(chain.leaf.cert, options), [chain.leaf, inter, root]);
+  });
+
   it("a pathLenConstraint in a leaf is ignored", async () => {
     const chain = await leaf([
       ...without("basicConstraints"),
