@@ -23,6 +23,8 @@ export function hkdfExtract(hash: Tls13Hash, salt: Buffer, ikm: Buffer): Buffer 
 
 /** HKDF-Expand(prk, info, length). */
 export function hkdfExpand(hash: Tls13Hash, prk: Buffer, info: Buffer, length: number): Buffer {
+  // The block counter is one octet (RFC 5869 §2.3).
+  if (length > 255 * hashLength(hash)) fail(AlertDescription.internal_error, "HKDF output too long");
   const out: Buffer[] = [];
   let prev = Buffer.alloc(0);
   for (let i = 1, total = 0; total < length; i++) {

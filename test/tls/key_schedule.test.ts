@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { test } from "node:test";
-import { expandLabel, hashMessages, type Tls13Hash } from "../../src/tls/key_schedule.ts";
+import { expandLabel, hashMessages, hkdfExpand, type Tls13Hash } from "../../src/tls/key_schedule.ts";
 
 /** OpenSSL's own HKDF-Expand-Label (TLS13-KDF, expand only), which builds the HkdfLabel itself. */
 function opensslExpandLabel(hash: Tls13Hash, secret: Buffer, label: string, context: Buffer, length: number) {
@@ -54,4 +54,9 @@ test("the empty transcript hash is the hash of nothing, and a caller changing it
     first.fill(0);
     assert.deepEqual(hashMessages(hash, []), createHash(hash).digest());
   }
+});
+
+test("HKDF-Expand refuses more than 255 blocks (RFC 5869 §2.3)", () => {
+  assert.throws(() => hkdfExpand("sha256", randomBytes(32), Buffer.alloc(0), 255 * 32 + 1), /too long/);
+  assert.equal(hkdfExpand("sha256", randomBytes(32), Buffer.alloc(0), 255 * 32).length, 255 * 32);
 });

@@ -24,3 +24,11 @@ test("fillPublicRandom writes exactly the range asked for, large ranges included
     assert.ok(new Set(filled).size > (length > 100 ? 200 : 4));
   }
 });
+
+test("a range outside the buffer or negative is refused, and the pool hands out nothing twice after it", () => {
+  assert.throws(() => fillPublicRandom(Buffer.alloc(4), 10), RangeError);
+  assert.throws(() => fillPublicRandom(Buffer.alloc(4), 0, -3), RangeError);
+  assert.throws(() => fillPublicRandom(Buffer.alloc(4), 1.5, 1), RangeError);
+  const next = publicRandom(8);
+  assert.ok(next.subarray(0, 6).some((b) => b !== 0));
+});
