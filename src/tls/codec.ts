@@ -94,35 +94,45 @@ export function readU16List(body: Buffer, what: string): number[] {
   return out;
 }
 
-/** Accumulates bytes; length-prefixed vectors are written with their prefix. */
+/**
+ * Accumulates bytes; length-prefixed vectors are written with their prefix. One buffer that
+ * grows, not a Buffer per field: a handshake encodes a few hundred fields, and a small Buffer
+ * each was a measurable part of its allocations. A buffer outgrown is zeroed, since encoders
+ * also write secrets (a session ticket's state) that their callers zero in the result.
+ */
 export class Writer {
-  private readonly parts: Buffer[] = [];
+  private buf: Buffer;
+  private length = 0;
+  /** Whether finish() has given out a view of `buf` (which must then stay as it is). */
+  private shared = false;
 
-  /** One byte. */
+  /** `capacity`: bytes to start with (it grows as needed). */
+  constructor(capacity = 256) {
+    this.buf = Buffer.allocUnsafe(capacity);
+  }
+
+  /** One byte (the low 8 bits of `v`). */
   u8(v: number): this {
-    this.parts.push(Buffer.from([v & 0xff]));
+    this.room(1)[this.length++] = v & 0xff;
     return this;
   }
 
-  /** Two bytes, big-endian. */
+  /** Two bytes, big-endian; RangeError outside 0..65535. */
   u16(v: number): this {
-    const b = Buffer.alloc(2);
-    b.writeUInt16BE(v);
-    this.parts.push(b);
+    this.length = this.room(2).writeUInt16BE(v, this.length);
     return this;
   }
 
-  /** Three bytes, big-endian. */
+  /** Three bytes, big-endian; RangeError outside 0..2^24-1. */
   u24(v: number): this {
-    const b = Buffer.alloc(3);
-    b.writeUIntBE(v, 0, 3);
-    this.parts.push(b);
+    this.length = this.room(3).writeUIntBE(v, this.length, 3);
     return this;
   }
 
   /** Raw bytes. */
   bytes(v: Uint8Array): this {
-    this.parts.push(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+    this.room(v.length).set(v, this.length);
+    this.length += v.length;
     return this;
   }
 
@@ -141,18 +151,29 @@ export class Writer {
     return this.prefixed(v, 3);
   }
 
-  /** The bytes written so far. */
+  /** The bytes written so far (later writes do not change them). */
   finish(): Buffer {
-    return Buffer.concat(this.parts);
+    this.shared = true;
+    return this.buf.subarray(0, this.length);
   }
 
   private prefixed(v: Uint8Array, size: 1 | 2 | 3): this {
     if (v.length >= 2 ** (8 * size))
       throw new RangeError(`vector of ${v.length} bytes exceeds its length prefix`);
-    const len = Buffer.alloc(size);
-    len.writeUIntBE(v.length, 0, size);
-    this.parts.push(len);
+    this.length = this.room(size + v.length).writeUIntBE(v.length, this.length, size);
     return this.bytes(v);
+  }
+
+  /** The buffer, with at least `n` free bytes after what is written. */
+  private room(n: number): Buffer {
+    const need = this.length + n;
+    if (need <= this.buf.length) return this.buf;
+    const grown = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+    this.buf.copy(grown, 0, 0, this.length);
+    if (!this.shared) this.buf.fill(0, 0, this.length);
+    this.shared = false;
+    this.buf = grown;
+    return grown;
   }
 }
 
