@@ -2,8 +2,15 @@
  * Ephemeral (EC)DH key shares for ECDHE (RFC 8422) and TLS 1.3 key_share (RFC 8446 §4.2.8):
  * X25519, P-256, P-384, all from node:crypto.
  */
-import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { AlertDescription, TlsError } from "./alert.ts";
+import {
+  createECDH,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  type KeyObject,
+  type X25519KeyPairKeyObjectOptions,
+} from "node:crypto";
+import { AlertDescription, fail, TlsError } from "./alert.ts";
 
 /** Named group code points. */
 export enum NamedGroup {
@@ -28,10 +35,30 @@ export interface KeyShare {
   agree(peerPublic: Buffer): Buffer;
 }
 
-// Raw X25519 keys go in and out as JWK: Node 20 decodes that far faster than an SPKI DER.
+/** A fresh X25519 private key and its raw public value, the public half encoded as JWK by the generation. */
+function generateX25519(): { privateKey: KeyObject; raw: Buffer } {
+  // Node's type declarations lack the JWK public encoding with a KeyObject private key; Node 20 has it.
+  const options = { publicKeyEncoding: { format: "jwk" } } as unknown as X25519KeyPairKeyObjectOptions;
+  const pair = generateKeyPairSync("x25519", options) as unknown as {
+    privateKey: KeyObject;
+    publicKey: unknown;
+  };
+  const x = (pair.publicKey as { x?: unknown } | undefined)?.x;
+  const raw = typeof x === "string" ? Buffer.from(x, "base64url") : Buffer.alloc(0);
+  if (raw.length !== 32) fail(AlertDescription.internal_error, "X25519 key generation gave no public key");
+  return { privateKey: pair.privateKey, raw };
+}
+
+/**
+ * Raw X25519 keys go in and out as JWK: Node 20 decodes that far faster than an SPKI DER.
+ * The public key is encoded by the key generation itself, never by `export()` on the new
+ * KeyObject: in Node 20, exporting a just-generated key as JWK holds the key's lock while it
+ * allocates, a garbage collection then can finalize the generation job, whose destructor takes
+ * the same lock, and the process hangs for good (an `hsmkit serve` hung so after some thousand
+ * handshakes; a loop of key shares, within a second).
+ */
 function x25519Share(): KeyShare {
-  const { privateKey, publicKey } = generateKeyPairSync("x25519");
-  const raw = Buffer.from(publicKey.export({ format: "jwk" }).x as string, "base64url");
+  const { privateKey, raw } = generateX25519();
   return {
     group: NamedGroup.x25519,
     publicKey: raw,
