@@ -97,14 +97,15 @@ export function readU16List(body: Buffer, what: string): number[] {
 /**
  * Accumulates bytes; length-prefixed vectors are written with their prefix. One buffer that
  * grows, not a Buffer per field: a handshake encodes a few hundred fields, and a small Buffer
- * each was a measurable part of its allocations. A buffer outgrown is zeroed, since encoders
- * also write secrets (a session ticket's state) that their callers zero in the result.
+ * each was a measurable part of its allocations. Encoders also write secrets (a session
+ * ticket's state) that their callers zero in the result, so no other copy is left behind: an
+ * outgrown buffer is zeroed, and so is the buffer when a write is refused. `finish()` ends the
+ * Writer.
  */
 export class Writer {
   private buf: Buffer;
   private length = 0;
-  /** Whether finish() has given out a view of `buf` (which must then stay as it is). */
-  private shared = false;
+  private finished = false;
 
   /** `capacity`: bytes to start with (it grows as needed). */
   constructor(capacity = 256) {
@@ -119,14 +120,12 @@ export class Writer {
 
   /** Two bytes, big-endian; RangeError outside 0..65535. */
   u16(v: number): this {
-    this.length = this.room(2).writeUInt16BE(v, this.length);
-    return this;
+    return this.integer(v, 2);
   }
 
   /** Three bytes, big-endian; RangeError outside 0..2^24-1. */
   u24(v: number): this {
-    this.length = this.room(3).writeUIntBE(v, this.length, 3);
-    return this;
+    return this.integer(v, 3);
   }
 
   /** Raw bytes. */
@@ -151,27 +150,51 @@ export class Writer {
     return this.prefixed(v, 3);
   }
 
-  /** The bytes written so far (later writes do not change them). */
+  /**
+   * The bytes written; the Writer takes no more writes. A result much smaller than the buffer
+   * is copied out (the buffer then zeroed), so a small kept result does not pin the rest.
+   */
   finish(): Buffer {
-    this.shared = true;
-    return this.buf.subarray(0, this.length);
+    this.finished = true;
+    const view = this.buf.subarray(0, this.length);
+    if (this.length * 4 >= this.buf.length) return view;
+    const out = Buffer.from(view);
+    view.fill(0);
+    return out;
   }
 
   private prefixed(v: Uint8Array, size: 1 | 2 | 3): this {
     if (v.length >= 2 ** (8 * size))
-      throw new RangeError(`vector of ${v.length} bytes exceeds its length prefix`);
-    this.length = this.room(size + v.length).writeUIntBE(v.length, this.length, size);
+      this.refuse(new RangeError(`vector of ${v.length} bytes exceeds its length prefix`));
+    this.integer(v.length, size);
     return this.bytes(v);
+  }
+
+  private integer(v: number, size: 1 | 2 | 3): this {
+    const buf = this.room(size);
+    try {
+      this.length = buf.writeUIntBE(v, this.length, size);
+    } catch (err) {
+      this.refuse(err);
+    }
+    return this;
+  }
+
+  /** Zeroes what was written and throws `err`: a refused encoding leaves nothing behind. */
+  private refuse(err: unknown): never {
+    this.buf.fill(0, 0, this.length);
+    throw err;
   }
 
   /** The buffer, with at least `n` free bytes after what is written. */
   private room(n: number): Buffer {
+    // Not refuse(): the buffer may be the very bytes finish() gave out.
+    if (this.finished) throw new Error("Writer: written to after finish()");
     const need = this.length + n;
     if (need <= this.buf.length) return this.buf;
     const grown = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
     this.buf.copy(grown, 0, 0, this.length);
-    if (!this.shared) this.buf.fill(0, 0, this.length);
-    this.shared = false;
+    this.buf.fill(0, 0, this.length);
     this.buf = grown;
     return grown;
   }

@@ -25,14 +25,35 @@ test("Writer: fields and vectors in order, read back by Reader, across growth fr
   r.end();
 });
 
-test("Writer: what finish() gave out stays as it was when more is written and the buffer grows", () => {
+test("Writer: finish() ends it; what it gave out is not changed by a refused later write", () => {
   const w = new Writer(4);
   w.u16(0x0102);
   const first = w.finish();
-  w.bytes(Buffer.alloc(1000, 0xaa));
+  assert.throws(() => w.bytes(Buffer.alloc(1000, 0xaa)), /after finish/);
+  assert.throws(() => w.u8(1), /after finish/);
   assert.deepEqual(first, Buffer.of(1, 2));
-  assert.equal(w.finish().length, 1002);
-  assert.deepEqual(w.finish().subarray(0, 2), Buffer.of(1, 2));
+});
+
+test("Writer: a small result is its own copy, and the secret-bearing buffer behind it is zeroed", () => {
+  const w = new Writer(256);
+  const inside = (w as unknown as { buf: Buffer }).buf;
+  const secret = Buffer.alloc(16, 0x5a);
+  const out = w.vec8(secret).finish();
+  assert.deepEqual(out, Buffer.concat([Buffer.of(16), secret]));
+  assert.ok(inside.subarray(0, 17).every((b) => b === 0));
+  const overlaps =
+    out.buffer === inside.buffer &&
+    out.byteOffset < inside.byteOffset + inside.length &&
+    inside.byteOffset < out.byteOffset + out.length;
+  assert.equal(overlaps, false);
+});
+
+test("Writer: a refused write leaves no copy of what was written before it", () => {
+  const w = new Writer(64);
+  w.bytes(Buffer.alloc(32, 0x5a));
+  const inside = (w as unknown as { buf: Buffer }).buf;
+  assert.throws(() => w.vec8(Buffer.alloc(300)), /exceeds its length prefix/);
+  assert.ok(inside.subarray(0, 32).every((b) => b === 0));
 });
 
 test("Writer: values that do not fit are refused, not truncated", () => {
