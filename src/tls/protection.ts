@@ -160,23 +160,26 @@ export class CbcProtection extends PieceSealer implements RecordProtection {
     return h.digest();
   }
 
+  /**
+   * Header and IV, then the ciphertext as the cipher hands it out, then (encrypt-then-MAC) the
+   * MAC: nothing is copied into one record buffer, the bulk path writes the pieces as they are.
+   */
   sealPieces(type: ContentType, version: number, plaintext: Buffer): Buffer[] {
     const seq = this.seq.next();
     const mac = this.encryptThenMac ? undefined : this.mac(seq, type, version, plaintext);
-    const dataLength = plaintext.length + (mac?.length ?? 0);
-    const padLength = 15 - (dataLength % 16);
-    const ivAndCipher = 16 + dataLength + padLength + 1;
-    const bodyLength = ivAndCipher + (this.encryptThenMac ? this.macLength : 0);
-    const out = recordHeader(type, version, bodyLength, bodyLength);
-    fillPublicRandom(out, 5, 16);
-    const c = createCipheriv(this.algorithm, this.key, out.subarray(5, 21)).setAutoPadding(false);
-    let o = 21;
-    o += c.update(plaintext).copy(out, o);
-    if (mac) o += c.update(mac).copy(out, o);
-    o += c.update(Buffer.alloc(padLength + 1, padLength)).copy(out, o);
-    o += c.final().copy(out, o);
-    if (this.encryptThenMac) this.mac(seq, type, version, out.subarray(5, o)).copy(out, o);
-    return [out];
+    const macLength = mac?.length ?? 0;
+    const padLength = 15 - ((plaintext.length + macLength) % 16);
+    const bodyLength =
+      16 + plaintext.length + macLength + padLength + 1 + (this.encryptThenMac ? this.macLength : 0);
+    const head = recordHeader(type, version, bodyLength, 16);
+    fillPublicRandom(head, 5, 16);
+    const c = createCipheriv(this.algorithm, this.key, head.subarray(5, 21)).setAutoPadding(false);
+    // The MAC (MAC-then-encrypt) and the padding, each pad byte holding the pad length.
+    const tail = Buffer.alloc(macLength + padLength + 1, padLength);
+    mac?.copy(tail, 0);
+    const cipher = [c.update(plaintext), c.update(tail), c.final()].filter((p) => p.length > 0);
+    if (!this.encryptThenMac) return [head, ...cipher];
+    return [head, ...cipher, this.mac(seq, type, version, head.subarray(5), ...cipher)];
   }
 
   open(type: ContentType, version: number, body: Buffer): { type: ContentType; plaintext: Buffer } {
