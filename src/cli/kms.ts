@@ -109,7 +109,7 @@ function registerKeys(kms: Command): void {
     )
     .requiredOption("--usage <usage>", "SIGN/VERIFY | ENCRYPT/DECRYPT")
     .option("--description <text>", "free text", "")
-    .option("--alias <alias/name>", "also create this alias")
+    .option("--alias <alias/name>", "also create this alias (refused when it exists)")
     .action((o: MasterOptions & { spec: string; usage: string; description: string; alias?: string }) =>
       withInstance(o, async (i) => {
         const k = await adminCreateKey(i, o.spec, o.usage, o.description, o.alias);

@@ -88,7 +88,9 @@ export async function adminCreateKey(
     const { key, version } = await instance.keys.draft(spec, usage, description);
     return instance.audit.appendWith(async (tx) => {
       await instance.store.createKey(key, version, tx);
-      if (alias !== undefined) await instance.store.setAlias(alias, key.id, tx);
+      // A new key's alias is a new alias: moving one clients use is a SetAlias, audited as one.
+      if (alias !== undefined && !(await instance.store.createAlias(alias, key.id, tx)))
+        throw new KeyAdminError(`alias "${alias}" already exists: a new key does not take it over`);
       const detail = `${spec} ${usage}${alias ? ` ${alias}` : ""}`;
       return { result: key, events: [adminEvent("CreateKey", key.id, detail)] };
     });
@@ -159,10 +161,10 @@ export async function adminSetAlias(instance: KmsInstance, alias: string, idOrAl
 /** Removes an alias, with its DeleteAlias entry in one transaction. */
 export async function adminDeleteAlias(instance: KmsInstance, alias: string): Promise<void> {
   return refusable(instance, "DeleteAlias", "", async () => {
-    const keyId = await instance.store.aliasTarget(alias);
     await instance.audit.appendWith(async (tx) => {
-      if (!keyId || !(await instance.store.deleteAlias(alias, tx)))
-        throw new KeyAdminError(`no alias "${alias}"`);
+      // The target as deleted, in the transaction: a remembered one may be another node's past.
+      const keyId = await instance.store.deleteAlias(alias, tx);
+      if (!keyId) throw new KeyAdminError(`no alias "${alias}"`);
       return { result: undefined, events: [adminEvent("DeleteAlias", keyId, alias)] };
     });
   });

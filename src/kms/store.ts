@@ -327,9 +327,18 @@ export class Store {
     );
   }
 
-  /** Deletes an alias; false if there was none. */
-  async deleteAlias(alias: string, tx?: SqlExecutor): Promise<boolean> {
-    return (await this.writeIn(tx, (tx) => tx.exec("DELETE FROM aliases WHERE name = $1", [alias]))) === 1;
+  /** Creates an alias that does not exist yet; false (nothing written) when the name is taken. */
+  async createAlias(alias: string, keyId: string, tx?: SqlExecutor): Promise<boolean> {
+    const sql = "INSERT INTO aliases (name, key_id) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+    return (await this.writeIn(tx, (tx) => tx.exec(sql, [alias, keyId]))) === 1;
+  }
+
+  /** Deletes an alias; the key it pointed at as it was deleted, undefined if there was none. */
+  async deleteAlias(alias: string, tx?: SqlExecutor): Promise<string | undefined> {
+    const rows = await this.writeIn(tx, (tx) =>
+      tx.query<{ key_id: string }>("DELETE FROM aliases WHERE name = $1 RETURNING key_id", [alias]),
+    );
+    return rows[0]?.key_id;
   }
 
   /** `work` in the caller's transaction (which bumps the counter), else in a write of its own. */

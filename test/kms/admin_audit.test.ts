@@ -78,6 +78,38 @@ describe("a secret change and its audit entry commit together", () => {
 });
 
 describe("a key, alias or access point change and its audit entry commit together", () => {
+  it("create key with an alias that exists: refused and audited, no key made, the alias left where it was", async () => {
+    const first = await adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT", "", "alias/taken");
+    const keys = count("SELECT COUNT(*) AS n FROM keys");
+    await assert.rejects(
+      adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT", "", "alias/taken"),
+      /alias "alias\/taken" already exists/,
+    );
+    assert.equal(count("SELECT COUNT(*) AS n FROM keys"), keys);
+    assert.equal(readRow(data, "SELECT key_id FROM aliases WHERE name = 'alias/taken'").key_id, first.id);
+    const last = (await instance.audit.entries(1))[0]!;
+    assert.equal(last.operation, "CreateKey");
+    assert.equal(last.outcome, "Refused");
+  });
+
+  it("delete alias: the entry names the key the alias pointed at when it was deleted", async () => {
+    const first = await adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT", "", "alias/moving");
+    const second = await adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT", "");
+    assert.equal(await instance.store.aliasTarget("alias/moving"), first.id);
+    // Another node re-points the alias; this node still remembers the old target.
+    const other = await KmsInstance.open({ dataDir: data, passphrase: "secret admin audit test" });
+    try {
+      await adminSetAlias(other, "alias/moving", second.id);
+    } finally {
+      await other.close();
+    }
+    await adminDeleteAlias(instance, "alias/moving");
+    const last = (await instance.audit.entries(1))[0]!;
+    assert.equal(last.operation, "DeleteAlias");
+    assert.equal(last.keyId, second.id);
+    assert.equal(count("SELECT COUNT(*) AS n FROM aliases WHERE name = 'alias/moving'"), 0);
+  });
+
   it("create key (with its alias), rotate, disable, set and delete alias, create access point", async () => {
     const keys = () => count("SELECT COUNT(*) AS n FROM keys");
     const before = keys();
