@@ -29,12 +29,22 @@ async function connectToOpensslServer13() {
   return { peer, sock };
 }
 
+/** KeyUpdates s_server has sent: it reports each as a completed SSL_do_handshake. */
+function keyUpdatesDone(output: string): number {
+  return output.match(/SSL_do_handshake -> 1/g)?.length ?? 0;
+}
+
 test("40 server KeyUpdates (update_requested) with data between are followed, and both directions keep working", async () => {
   const { peer, sock } = await connectToOpensslServer13();
   try {
     let received = "";
     sock.on("data", (c: Buffer) => {
       received += c.toString();
+    });
+    // An error after the handshake would otherwise pass unseen (the connect wait's listener takes it).
+    let failure = "";
+    sock.on("error", (e: Error) => {
+      failure = e.message;
     });
     await new Promise<void>((resolve, reject) => {
       sock.once("secureConnect", resolve);
@@ -45,17 +55,25 @@ test("40 server KeyUpdates (update_requested) with data between are followed, an
     // More rounds than the limit on records without data (32): data between updates resets it.
     for (let round = 1; round <= 40; round++) {
       peer.process.write("K\n"); // s_server: send KeyUpdate with update_requested
-      await new Promise((r) => setTimeout(r, 30)); // so s_server reads the data line on its own
+      // The data line must reach s_server in a read of its own (a "K" line read together with it
+      // swallows it): wait until s_server reports this round's update done.
+      const updated = Date.now() + 5000;
+      while (keyUpdatesDone(peer.output()) < round && Date.now() < updated)
+        await new Promise((r) => setTimeout(r, 10));
+      assert.equal(keyUpdatesDone(peer.output()), round, peer.output().slice(-400));
       peer.process.write(`server says ${round}\n`);
       const deadline = Date.now() + 5000;
       while (!received.includes(`server says ${round}\n`) && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 10));
-      assert.ok(received.includes(`server says ${round}\n`), `round ${round}: ${received.slice(-200)}`);
+      assert.ok(
+        received.includes(`server says ${round}\n`),
+        `round ${round}: ${failure} ${received.slice(-200)}`,
+      );
       sock.write(`client says ${round}\n`);
       await waitForOutput(peer.process, new RegExp(`client says ${round}\n`), 5000);
     }
     // s_server reports each KeyUpdate it sent as a completed SSL_do_handshake.
-    assert.ok((peer.output().match(/SSL_do_handshake -> 1/g)?.length ?? 0) >= 40, peer.output().slice(-400));
+    assert.ok(keyUpdatesDone(peer.output()) >= 40, peer.output().slice(-400));
   } finally {
     sock.destroy();
     await peer.stop();
