@@ -48,6 +48,9 @@ async function refusable<T>(
   keyId: string,
   run: () => Promise<T>,
 ): Promise<T> {
+  // Names resolve through the read cache: first catch up with changes other nodes committed,
+  // so an alias another node re-pointed is not acted on at its old key (as each request does).
+  await instance.store.checkForChanges();
   try {
     return await run();
   } catch (err) {

@@ -92,6 +92,21 @@ describe("a key, alias or access point change and its audit entry commit togethe
     assert.equal(last.outcome, "Refused");
   });
 
+  it("a command on an alias another node re-pointed acts on the key it points at now", async () => {
+    const first = await adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT", "", "alias/repointed");
+    const second = await adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT", "");
+    assert.equal(await instance.store.aliasTarget("alias/repointed"), first.id);
+    const other = await KmsInstance.open({ dataDir: data, passphrase: "secret admin audit test" });
+    try {
+      await adminSetAlias(other, "alias/repointed", second.id);
+    } finally {
+      await other.close();
+    }
+    const disabled = await adminSetKeyState(instance, "alias/repointed", "disable");
+    assert.equal(disabled.id, second.id);
+    assert.equal(readRow(data, "SELECT state FROM keys WHERE id = ?", first.id).state, "Enabled");
+  });
+
   it("delete alias: the entry names the key the alias pointed at when it was deleted", async () => {
     const first = await adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT", "", "alias/moving");
     const second = await adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT", "");
