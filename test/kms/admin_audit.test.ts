@@ -42,6 +42,16 @@ const AUDIT_DOWN =
 const AUDIT_UP = "DROP TRIGGER audit_down;";
 const count = (sql: string, ...params: unknown[]) => Number(readRow(data, sql, ...params).n);
 
+/** Points `alias` at `keyId` from a second node on the same store, which then closes. */
+async function repointOnAnotherNode(alias: string, keyId: string): Promise<void> {
+  const other = await KmsInstance.open({ dataDir: data, passphrase: "secret admin audit test" });
+  try {
+    await adminSetAlias(other, alias, keyId);
+  } finally {
+    await other.close();
+  }
+}
+
 /** Runs `fn` while every audit append fails; asserts it failed with the append. */
 async function withAuditDown(fn: () => Promise<unknown>): Promise<void> {
   tamper(data, AUDIT_DOWN);
@@ -96,12 +106,7 @@ describe("a key, alias or access point change and its audit entry commit togethe
     const first = await adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT", "", "alias/repointed");
     const second = await adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT", "");
     assert.equal(await instance.store.aliasTarget("alias/repointed"), first.id);
-    const other = await KmsInstance.open({ dataDir: data, passphrase: "secret admin audit test" });
-    try {
-      await adminSetAlias(other, "alias/repointed", second.id);
-    } finally {
-      await other.close();
-    }
+    await repointOnAnotherNode("alias/repointed", second.id);
     const disabled = await adminSetKeyState(instance, "alias/repointed", "disable");
     assert.equal(disabled.id, second.id);
     assert.equal(readRow(data, "SELECT state FROM keys WHERE id = ?", first.id).state, "Enabled");
@@ -112,12 +117,7 @@ describe("a key, alias or access point change and its audit entry commit togethe
     const second = await adminCreateKey(instance, "AES_256", "ENCRYPT/DECRYPT", "");
     assert.equal(await instance.store.aliasTarget("alias/moving"), first.id);
     // Another node re-points the alias; this node still remembers the old target.
-    const other = await KmsInstance.open({ dataDir: data, passphrase: "secret admin audit test" });
-    try {
-      await adminSetAlias(other, "alias/moving", second.id);
-    } finally {
-      await other.close();
-    }
+    await repointOnAnotherNode("alias/moving", second.id);
     await adminDeleteAlias(instance, "alias/moving");
     const last = (await instance.audit.entries(1))[0]!;
     assert.equal(last.operation, "DeleteAlias");
