@@ -262,7 +262,6 @@ export class KmsServer {
     return { who, body };
   }
 
-  /** Audits, then replies (the order that makes acknowledged requests durable). */
   /**
    * What the client is told of `err`: a refusal as it is, anything else as a generic failure,
    * whose reason (a gap in the audit log...) the operator gets in the log instead.
@@ -273,6 +272,7 @@ export class KmsServer {
     return toServiceError(err);
   }
 
+  /** Audits, then replies (the order that makes acknowledged requests durable). */
   private async finish(exchange: Exchange, outcome: Buffer | unknown): Promise<void> {
     const { res, requestId, source, started, operation, ctx } = exchange;
     const actor = ctx.accessPoint.id;
