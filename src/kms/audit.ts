@@ -28,15 +28,13 @@ import {
   auditMac,
   entryHash,
   GENESIS,
-  headIsOurs,
   makeHead,
-  parseHead,
   readHead,
   storedHash,
   toEntry,
 } from "./audit_chain.ts";
 import { entryIsOurs, HEAD, verifyLog } from "./audit_verify.ts";
-import { AuditGapError, AuditWalk } from "./audit_walk.ts";
+import { AuditGapError, AuditWalk, ourStoredHead } from "./audit_walk.ts";
 import type { MasterKey } from "./master_key.ts";
 import { LOCKS, type SqlExecutor, type SqlValue } from "./store/driver.ts";
 import type { Store } from "./store.ts";
@@ -272,9 +270,8 @@ export class AuditLog {
     let prev: Buffer = last ? Buffer.from(last.hash) : GENESIS;
     // Appending to a log cut back, or put together with forged rows, would make a new head
     // that hides it: the last entry must be the one the MAC'd head names.
-    const raw = await this.store.getMeta(HEAD, tx);
-    const head = raw ? parseHead(raw.toString()) : undefined;
-    if (!head || !headIsOurs(this.macKey, head) || head.seq !== seq || head.hash !== prev.toString("hex"))
+    const head = await ourStoredHead(this.store, this.macKey, tx);
+    if (!head || head.seq !== seq || head.hash !== prev.toString("hex"))
       throw new AuditGapError(`its last entry (${seq}) is not its head: nothing more is appended`);
     const rows: SqlValue[][] = [];
     for (const event of events) {
@@ -318,8 +315,8 @@ export class AuditLog {
    */
   private async anchorCommittedHead(path: string): Promise<void> {
     await this.store.driver.transaction(LOCKS.audit, async (tx) => {
-      const raw = await this.store.getMeta(HEAD, tx);
-      const head = raw ? parseHead(raw.toString()) : undefined;
+      // Only a head the audit key made: a forged one must not become the anchor.
+      const head = await ourStoredHead(this.store, this.macKey, tx);
       if (!head) return;
       const current = readHead(path);
       if (

@@ -25,6 +25,7 @@ import {
   storedHash,
 } from "./audit_chain.ts";
 import { entryIsOurs, HEAD } from "./audit_verify.ts";
+import type { SqlExecutor } from "./store/driver.ts";
 import type { Store } from "./store.ts";
 
 /** Entries read per page while walking. */
@@ -99,10 +100,8 @@ export class AuditWalk {
 
   /** The MAC'd head in the store (which must exist and be ours) and the anchored one, if any. */
   async #heads(): Promise<Array<[string, Head]>> {
-    const raw = await this.store.getMeta(HEAD);
-    const head = raw ? parseHead(raw.toString()) : undefined;
-    if (!head || !headIsOurs(this.macKey, head))
-      throw new AuditGapError("its head is missing or not the log's");
+    const head = await ourStoredHead(this.store, this.macKey);
+    if (!head) throw new AuditGapError("its head is missing or not the log's");
     const heads: Array<[string, Head]> = [["head", head]];
     const anchored = this.anchorPath === undefined ? undefined : readHead(this.anchorPath);
     if (anchored && !headIsOurs(this.macKey, anchored))
@@ -118,4 +117,15 @@ export class AuditWalk {
     if ((await storedHash(this.store.driver, head.seq))?.toString("hex") !== head.hash)
       throw new AuditGapError(`entry ${head.seq} differs from its ${what}`);
   }
+}
+
+/** The head kept in the store, when there is one and the audit key made it (else undefined). */
+export async function ourStoredHead(
+  store: Store,
+  macKey: KeyObject,
+  tx?: SqlExecutor,
+): Promise<Head | undefined> {
+  const raw = await store.getMeta(HEAD, tx);
+  const head = raw ? parseHead(raw.toString()) : undefined;
+  return head && headIsOurs(macKey, head) ? head : undefined;
 }
