@@ -21,22 +21,27 @@ export function hkdfExtract(hash: Tls13Hash, salt: Buffer, ikm: Buffer): Buffer 
     .digest();
 }
 
-/** HKDF-Expand(prk, info, length). */
+/** HKDF-Expand's one-octet block counters, made once. */
+const COUNTERS = Array.from({ length: 256 }, (_, i) => Buffer.of(i));
+
+/**
+ * HKDF-Expand(prk, info, length): T(i) = HMAC(prk, T(i-1) || info || i). Every output the
+ * TLS 1.3 schedule asks for is one block, so this is mostly a single HMAC.
+ */
 export function hkdfExpand(hash: Tls13Hash, prk: Buffer, info: Buffer, length: number): Buffer {
   // The block counter is one octet (RFC 5869 §2.3).
   if (length > 255 * hashLength(hash)) fail(AlertDescription.internal_error, "HKDF output too long");
-  const out: Buffer[] = [];
-  let prev = Buffer.alloc(0);
+  const blocks: Buffer[] = [];
+  let prev: Buffer | undefined;
   for (let i = 1, total = 0; total < length; i++) {
-    prev = createHmac(hash, prk)
-      .update(prev)
-      .update(info)
-      .update(Buffer.from([i]))
-      .digest();
-    out.push(prev);
+    const hmac = createHmac(hash, prk);
+    if (prev) hmac.update(prev);
+    prev = hmac.update(info).update(COUNTERS[i]!).digest();
+    blocks.push(prev);
     total += prev.length;
   }
-  return Buffer.concat(out).subarray(0, length);
+  const out = blocks.length === 1 ? blocks[0]! : Buffer.concat(blocks);
+  return out.length === length ? out : out.subarray(0, length);
 }
 
 /** HkdfLabel up to its context (length, "tls13 " + label), per label and length: a handful, made once. */
@@ -55,11 +60,7 @@ function labelHead(label: string, length: number): Buffer {
   return head;
 }
 
-/**
- * HKDF-Expand-Label(secret, label, context, length) with the "tls13 " prefix. Every output the
- * schedule asks for fits in one hash block, so HKDF-Expand is then one HMAC over
- * HkdfLabel || 0x01, written into one buffer (a dozen of these run per handshake).
- */
+/** HKDF-Expand-Label(secret, label, context, length) with the "tls13 " prefix. */
 export function expandLabel(
   hash: Tls13Hash,
   secret: Buffer,
@@ -69,14 +70,11 @@ export function expandLabel(
 ): Buffer {
   const head = labelHead(label, length);
   if (context.length > 255) fail(AlertDescription.internal_error, "HKDF label context too long");
-  const info = Buffer.allocUnsafe(head.length + 1 + context.length + 1);
+  const info = Buffer.allocUnsafe(head.length + 1 + context.length);
   head.copy(info, 0);
   info[head.length] = context.length;
   context.copy(info, head.length + 1);
-  if (length > hashLength(hash)) return hkdfExpand(hash, secret, info.subarray(0, info.length - 1), length);
-  info[info.length - 1] = 1;
-  const block = createHmac(hash, secret).update(info).digest();
-  return length === block.length ? block : block.subarray(0, length);
+  return hkdfExpand(hash, secret, info, length);
 }
 
 /** Derive-Secret(secret, label, transcript hash). */
