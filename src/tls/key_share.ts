@@ -41,9 +41,9 @@ function generateX25519(): { privateKey: KeyObject; raw: Buffer } {
   const options = { publicKeyEncoding: { format: "jwk" } } as unknown as X25519KeyPairKeyObjectOptions;
   const pair = generateKeyPairSync("x25519", options) as unknown as {
     privateKey: KeyObject;
-    publicKey: unknown;
+    publicKey: { x?: unknown };
   };
-  const x = (pair.publicKey as { x?: unknown } | undefined)?.x;
+  const x = pair.publicKey.x;
   const raw = typeof x === "string" ? Buffer.from(x, "base64url") : Buffer.alloc(0);
   if (raw.length !== 32) fail(AlertDescription.internal_error, "X25519 key generation gave no public key");
   return { privateKey: pair.privateKey, raw };
