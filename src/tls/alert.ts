@@ -84,6 +84,23 @@ export function fail(alert: AlertDescription, message: string): never {
 }
 
 /**
+ * The error for a fatal alert the peer sent. With `missingCertificate` (certificate_required, or
+ * a failure where the server was known to want a client certificate we did not have), the
+ * message says which options give one.
+ */
+export function peerAlertError(
+  alert: AlertDescription,
+  peer: "client" | "server",
+  missingCertificate: boolean,
+): TlsError {
+  const hint: OptionText = missingCertificate
+    ? (name) =>
+        `: the server requires a client certificate and none was given (use ${name("cert")} and ${name("key")})`
+    : () => "";
+  return new TlsError(alert, (name) => `${peer} sent alert ${alertName(alert)}${hint(name)}`, "peer-alert");
+}
+
+/**
  * The server refused our ClientHello with a fatal alert (handshake_failure, protocol_version,
  * insufficient_security) before choosing anything: most often nothing we offered suits it. The
  * error names what was offered, so callers can tell the user which option would help.

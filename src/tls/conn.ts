@@ -7,9 +7,11 @@
  */
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import type { OptionNamer } from "../errors.ts";
-import { AlertDescription, AlertLevel, alertName, TlsError } from "./alert.ts";
-import { ContentType, HandshakeType, MAX_PLAINTEXT, ProtocolVersion } from "./constants.ts";
+import { AlertDescription, AlertLevel, peerAlertError, TlsError } from "./alert.ts";
+import { HandshakeSocket } from "./conn_handshake.ts";
+import { ContentType, HandshakeType, ProtocolVersion } from "./constants.ts";
+import type { HandshakeIO, HandshakeMessage, HandshakeResult } from "./handshake_io.ts";
+import { fragments, openRecord, type RawRecord, RecordReader } from "./record.ts";
 
 /** Bytes a handshaking connection buffers (unread records, early data) before pausing its transport. */
 const MAX_BUFFERED = 256 * 1024;
@@ -20,10 +22,6 @@ const MAX_BUFFERED = 256 * 1024;
  * denial of service. Application data from the peer starts the count again.
  */
 const MAX_EMPTY_RECORDS = 32;
-
-import { HandshakeSocket } from "./conn_handshake.ts";
-import type { HandshakeIO, HandshakeMessage, HandshakeResult } from "./handshake_io.ts";
-import { fragments, type RawRecord, RecordReader } from "./record.ts";
 
 export type { HandshakeResult } from "./handshake_io.ts";
 
@@ -148,27 +146,7 @@ export class TlsSocket extends HandshakeSocket {
           this.countEmptyRecord("ChangeCipherSpec records");
           continue;
         }
-        if (this.readProtection.isNull && rec.type === ContentType.application_data) {
-          throw new TlsError(
-            AlertDescription.unexpected_message,
-            "application data before the handshake finished",
-          );
-        }
-        if (this.readProtection.tls13 && rec.body.length > MAX_PLAINTEXT + 256) {
-          throw new TlsError(AlertDescription.record_overflow, "TLS 1.3 record longer than 2^14 + 256");
-        }
-        if (this.readProtection.tls13 && rec.type !== ContentType.application_data) {
-          throw new TlsError(
-            AlertDescription.unexpected_message,
-            `unprotected record of type ${rec.type} after the key change`,
-          );
-        }
-        const { type, plaintext } = this.readProtection.open(rec.type, rec.version, rec.body);
-        if (plaintext.length > MAX_PLAINTEXT)
-          throw new TlsError(AlertDescription.record_overflow, "record plaintext too long");
-        if (this.readProtection.tls13 && type === ContentType.change_cipher_spec) {
-          throw new TlsError(AlertDescription.unexpected_message, "protected ChangeCipherSpec");
-        }
+        const { type, plaintext } = openRecord(this.readProtection, rec);
         this.onRecord(type, plaintext);
       }
     } catch (err) {
@@ -199,7 +177,7 @@ export class TlsSocket extends HandshakeSocket {
         this.onAlert(plaintext);
         return;
       case ContentType.change_cipher_spec:
-        this.onChangeCipherSpec(plaintext);
+        this.acceptChangeCipherSpec(plaintext);
         return;
       case ContentType.handshake: {
         if (plaintext.length === 0)
@@ -263,30 +241,9 @@ export class TlsSocket extends HandshakeSocket {
       this.fail(explained, false);
       return;
     }
-    const peer = this.role === "client" ? "server" : "client";
-    const hint =
-      desc === AlertDescription.certificate_required || (this.handshaking && this.failureHint)
-        ? (name: OptionNamer) =>
-            `: the server requires a client certificate and none was given (use ${name("cert")} and ${name("key")})`
-        : () => "";
-    const err = new TlsError(
-      desc,
-      (name) => `${peer} sent alert ${alertName(desc)}${hint(name)}`,
-      "peer-alert",
-    );
-    this.fail(err, false);
-  }
-
-  private onChangeCipherSpec(body: Buffer): void {
-    if (body.length !== 1 || body[0] !== 1)
-      throw new TlsError(AlertDescription.decode_error, "malformed ChangeCipherSpec");
-    if (!this.pendingRead || this.assembler.partial) {
-      throw new TlsError(AlertDescription.unexpected_message, "unexpected ChangeCipherSpec");
-    }
-    this.readProtection = this.pendingRead;
-    this.pendingRead = undefined;
-    this.ccsSeen = true;
-    this.wake();
+    const missingCertificate =
+      desc === AlertDescription.certificate_required || (this.handshaking && this.failureHint);
+    this.fail(peerAlertError(desc, this.role === "client" ? "server" : "client", missingCertificate), false);
   }
 
   /**

@@ -124,6 +124,19 @@ export abstract class HandshakeSocket extends SocketFace implements HandshakeIO 
     this.compatCcs = true;
   }
 
+  /** Takes a ChangeCipherSpec record: the pending read protection (TLS 1.2) comes into force. */
+  protected acceptChangeCipherSpec(body: Buffer): void {
+    if (body.length !== 1 || body[0] !== 1)
+      throw new TlsError(AlertDescription.decode_error, "malformed ChangeCipherSpec");
+    if (!this.pendingRead || this.assembler.partial) {
+      throw new TlsError(AlertDescription.unexpected_message, "unexpected ChangeCipherSpec");
+    }
+    this.readProtection = this.pendingRead;
+    this.pendingRead = undefined;
+    this.ccsSeen = true;
+    this.wake();
+  }
+
   protected sealHandshake(): void {
     if (this.handshakeOut.length === 0) return;
     const all = Buffer.concat(this.handshakeOut);

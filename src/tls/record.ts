@@ -4,6 +4,7 @@
  */
 import { AlertDescription, TlsError } from "./alert.ts";
 import { ContentType, MAX_CIPHERTEXT, MAX_PLAINTEXT } from "./constants.ts";
+import type { RecordProtection } from "./protection.ts";
 
 /** One record as read from the wire (body still protected). */
 export interface RawRecord {
@@ -98,4 +99,31 @@ export function frameRecord(type: ContentType, version: number, body: Buffer): B
 /** Splits data into plaintext fragments no larger than the record limit. */
 export function* fragments(data: Buffer, max = MAX_PLAINTEXT): Generator<Buffer> {
   for (let o = 0; o < data.length; o += max) yield data.subarray(o, o + max);
+}
+
+/**
+ * Opens a record with the current read protection, after the checks that depend on it: no
+ * application data in the clear, TLS 1.3's ciphertext bound and outer type (RFC 8446 §5.1-5.2),
+ * no protected ChangeCipherSpec; and the plaintext bound for every version.
+ */
+export function openRecord(
+  protection: RecordProtection,
+  rec: RawRecord,
+): { type: ContentType; plaintext: Buffer } {
+  if (protection.isNull && rec.type === ContentType.application_data)
+    throw new TlsError(AlertDescription.unexpected_message, "application data before the handshake finished");
+  if (protection.tls13 && rec.body.length > MAX_PLAINTEXT + 256)
+    throw new TlsError(AlertDescription.record_overflow, "TLS 1.3 record longer than 2^14 + 256");
+  if (protection.tls13 && rec.type !== ContentType.application_data) {
+    throw new TlsError(
+      AlertDescription.unexpected_message,
+      `unprotected record of type ${rec.type} after the key change`,
+    );
+  }
+  const { type, plaintext } = protection.open(rec.type, rec.version, rec.body);
+  if (plaintext.length > MAX_PLAINTEXT)
+    throw new TlsError(AlertDescription.record_overflow, "record plaintext too long");
+  if (protection.tls13 && type === ContentType.change_cipher_spec)
+    throw new TlsError(AlertDescription.unexpected_message, "protected ChangeCipherSpec");
+  return { type, plaintext };
 }
