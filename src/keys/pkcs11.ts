@@ -5,14 +5,15 @@
  * smallest USB key. Signing and decryption run on worker threads, or inline for software tokens
  * (pkcs11_calls.ts).
  */
-import { type KeyObject, X509Certificate } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import pkcs11js from "pkcs11js";
 import { digestMessage } from "./digest.ts";
 import { TokenCalls } from "./pkcs11_calls.ts";
 import { ckrName, findToken, firstLine, loadModule, type Pkcs11Handle, readUlong } from "./pkcs11_module.ts";
+import { findObjects, findPublicKey, readAttribute } from "./pkcs11_objects.ts";
 import { acquireTokenContext, type TokenContext } from "./pkcs11_session.ts";
 import { type Pkcs11Uri, parsePkcs11Uri, resolveModulePath } from "./pkcs11_uri.ts";
-import { ecdsaRawToDer, ecPublicKey, findCurve, keyShape, rsaPublicKey, spkiDer } from "./public_key.ts";
+import { ecdsaRawToDer, findCurve, keyShape, spkiDer } from "./public_key.ts";
 import { checkDigestLength, digestInfo, unpadPkcs1Type2Implicit } from "./rsa_padding.ts";
 import { requireScheme, supportedSchemes } from "./scheme_check.ts";
 import type { HashName, SchemeInfo, SignatureScheme } from "./schemes.ts";
@@ -36,9 +37,7 @@ const RAW_RSA_REFUSED = new Set([
   "CKR_KEY_TYPE_INCONSISTENT",
 ]);
 
-const { CKA_CLASS, CKA_LABEL, CKA_ID, CKA_KEY_TYPE, CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS } =
-  pkcs11js;
-const { CKA_EC_POINT, CKA_VALUE, CKA_ALWAYS_AUTHENTICATE, CKO_PRIVATE_KEY, CKO_PUBLIC_KEY } = pkcs11js;
+const { CKA_CLASS, CKA_LABEL, CKA_ID, CKA_KEY_TYPE, CKA_ALWAYS_AUTHENTICATE, CKO_PRIVATE_KEY } = pkcs11js;
 
 /** PKCS#11 hash mechanism and MGF1 constant per scheme hash, for CK_RSA_PKCS_PSS_PARAMS. */
 const PSS_PARAMS: Readonly<Record<Exclude<HashName, "md5-sha1">, readonly [number, number]>> = {
@@ -76,33 +75,6 @@ export async function openToken(ref: string): Promise<OpenedUri> {
 function objectName(uri: Pkcs11Uri): string {
   if (uri.object !== undefined) return `'${uri.object}'`;
   return `with id ${uri.id?.toString("hex") ?? "?"}`;
-}
-
-/** Finds objects matching a template; at most `max` handles. */
-export function findObjects(
-  context: TokenContext,
-  session: Pkcs11Handle,
-  template: pkcs11js.Template,
-  max: number,
-) {
-  const { lib } = context.module;
-  lib.C_FindObjectsInit(session, template);
-  try {
-    return lib.C_FindObjects(session, max);
-  } finally {
-    lib.C_FindObjectsFinal(session);
-  }
-}
-
-/** Reads one attribute, or undefined when the token does not have or will not show it. */
-function readAttribute(context: TokenContext, session: Pkcs11Handle, object: Pkcs11Handle, type: number) {
-  try {
-    const [attr] = context.module.lib.C_GetAttributeValue(session, object, [{ type }]);
-    const value = attr?.value;
-    return value && value.length > 0 ? value : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Opens a `pkcs11:` key reference (RFC 7512). */
@@ -149,64 +121,6 @@ export async function handleFor(
   });
   const calls = new TokenCalls(context.module, context.calls, uri.calls ?? "auto");
   return new Pkcs11KeyHandle(context, key, facts.publicKey, description, facts.alwaysAuthenticate, calls);
-}
-
-/**
- * The public key of a token private key: from the private object's own public
- * attributes (RSA), else the public key object with the same CKA_ID (or label), else a
- * certificate with the same CKA_ID.
- */
-function findPublicKey(
-  context: TokenContext,
-  session: Pkcs11Handle,
-  key: Pkcs11Handle,
-  keyType: number,
-  description: string,
-): KeyObject {
-  const read = (type: number, object: Pkcs11Handle) => readAttribute(context, session, object, type);
-  if (keyType !== pkcs11js.CKK_RSA && keyType !== pkcs11js.CKK_EC) {
-    throw new KeyError("unsupported", `${description} is neither RSA nor EC`);
-  }
-  const fromObject = (object: Pkcs11Handle): KeyObject | undefined => {
-    if (keyType === pkcs11js.CKK_RSA) {
-      const n = read(CKA_MODULUS, object);
-      const e = read(CKA_PUBLIC_EXPONENT, object);
-      return n && e ? rsaPublicKey(n, e) : undefined;
-    }
-    const params = read(CKA_EC_PARAMS, object) ?? read(CKA_EC_PARAMS, key);
-    const point = read(CKA_EC_POINT, object);
-    return params && point ? ecPublicKey(params, point) : undefined;
-  };
-  const own = fromObject(key);
-  if (own) return own;
-  const id = read(CKA_ID, key);
-  const label = read(CKA_LABEL, key);
-  const match: pkcs11js.Template = id
-    ? [{ type: CKA_ID, value: id }]
-    : label
-      ? [{ type: CKA_LABEL, value: label }]
-      : [];
-  if (match.length > 0) {
-    for (const pub of findObjects(
-      context,
-      session,
-      [{ type: CKA_CLASS, value: CKO_PUBLIC_KEY }, ...match],
-      4,
-    )) {
-      const found = fromObject(pub);
-      if (found) return found;
-    }
-    for (const cert of findObjects(
-      context,
-      session,
-      [{ type: CKA_CLASS, value: pkcs11js.CKO_CERTIFICATE }, ...match],
-      4,
-    )) {
-      const der = read(CKA_VALUE, cert);
-      if (der) return new X509Certificate(der).publicKey;
-    }
-  }
-  throw new KeyError("not-found", `no public key or certificate for ${description}`);
 }
 
 /** A private key object on a token. */

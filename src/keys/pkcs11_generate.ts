@@ -6,8 +6,9 @@
 import { randomBytes } from "node:crypto";
 import pkcs11js from "pkcs11js";
 import { KEY_GEN_TYPES, type KeyGenParams, type KeyGenType } from "./keygen.ts";
-import { findObjects, handleFor, openToken } from "./pkcs11.ts";
+import { handleFor, openToken } from "./pkcs11.ts";
 import { firstLine } from "./pkcs11_module.ts";
+import { findObjects } from "./pkcs11_objects.ts";
 import { findCurve } from "./public_key.ts";
 import { KeyError, type PrivateKeyHandle } from "./types.ts";
 
