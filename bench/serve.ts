@@ -50,7 +50,19 @@ const ROUNDS = Number(process.argv[4] ?? 3);
  */
 const WARMUP = Number(process.argv[5] ?? 1000);
 const BULK_BYTES = 64 * 1024 * 1024;
-const BULK_TRIES = 3;
+/**
+ * Unmeasured downloads per case before the measured ones: a server's bulk path compiles over its
+ * first downloads (Node's own server went from 330 to 800 MB/s over its first six here).
+ */
+const BULK_WARMUP = Number(process.env.BENCH_BULK_WARMUP ?? 3);
+/** Measured downloads per case, in interleaved rounds; the best counts. */
+const BULK_TRIES = Number(process.env.BENCH_BULK_TRIES ?? 5);
+/**
+ * During bulk, every server runs on CPU 0 and curl on CPU 1 (`taskset`), so one connection's
+ * figure does not depend on where the scheduler put the two ends: unpinned, the same server's
+ * CPU per MiB moved by 1.8x between identical runs. BENCH_NO_PIN=1 turns it off.
+ */
+const PIN = process.env.BENCH_NO_PIN !== "1" && os.cpus().length >= 2;
 const TICKS = 100; // USER_HZ on Linux
 
 /** A protocol the client asks for, and what it must negotiate. */
@@ -234,8 +246,9 @@ async function download(port: number, protocol: Protocol): Promise<number> {
       ? ["--tlsv1.3", "--tls-max", "1.3", "--tls13-ciphers", protocol.ciphers]
       : ["--tlsv1.2", "--tls-max", "1.2", "--ciphers", protocol.ciphers];
   const result = await runChecked(
-    "curl",
+    PIN ? "taskset" : "curl",
     [
+      ...(PIN ? ["-c", "1", "curl"] : []),
       "-sS",
       "-v",
       "--fail",
@@ -264,6 +277,12 @@ async function download(port: number, protocol: Protocol): Promise<number> {
   if (bytes !== BULK_BYTES) throw new Error(`got ${bytes} bytes`);
   // From the first byte of the body: the handshake is measured elsewhere.
   return bytes / 1e6 / (total - firstByte);
+}
+
+/** Binds every thread of every process in a process group to one CPU. */
+async function pinGroup(pgid: number, cpu: number): Promise<void> {
+  for (const pid of groupMembers(pgid))
+    await runChecked("taskset", ["-a", "-p", "-c", String(cpu), String(pid)]);
 }
 
 /** Measures `count` handshakes against one server on one protocol into its tally. */
@@ -396,10 +415,13 @@ try {
     await forEachCase((target, protocol, tally) => measureRound(target, protocol, perRound, tally));
     process.stderr.write(`handshake round ${round}/${ROUNDS} done\n`);
   }
-  // One unmeasured download each, for the same reason as the handshake warm-up.
-  await forEachCase(async (target, protocol) => {
-    await download(target.port, protocol);
-  });
+  if (PIN) for (const target of targets) await pinGroup(target.pgid, 0);
+  // Unmeasured downloads first, for the same reason as the handshake warm-up.
+  for (let i = 0; i < BULK_WARMUP; i++) {
+    await forEachCase(async (target, protocol) => {
+      await download(target.port, protocol);
+    });
+  }
   for (let attempt = 1; attempt <= BULK_TRIES; attempt++) {
     await forEachCase(async (target, protocol, tally) => {
       const cpu0 = groupCpuMs(target.pgid);
@@ -433,7 +455,8 @@ const columns: Column[] = [
 console.log(
   `mutual TLS, RSA-2048 server and client keys; ${HANDSHAKES} full handshakes per server ` +
     `and protocol at concurrency ${CONCURRENCY}, in ${ROUNDS} interleaved rounds; bulk ${BULK_BYTES / 1048576} MiB ` +
-    `over one connection, best of ${BULK_TRIES}`,
+    `over one connection, best of ${BULK_TRIES} after ${BULK_WARMUP} unmeasured` +
+    (PIN ? " (server on CPU 0, curl on CPU 1)" : ""),
 );
 console.log(
   `load average ${loadAtStart.map((l) => l.toFixed(2)).join(" ")} at start, ` +
