@@ -16,12 +16,12 @@ import {
   encodeIndex,
   loadCaDirectory,
   locateCaDirectory,
-  serialInUse,
+  unusedSerial,
 } from "./cadir.ts";
 import { type Issuer, planValidity, randomSerial, signCertificate } from "./certificate.ts";
 import { refuseOutsideNameConstraints } from "./constraints.ts";
 import { PkiError } from "./errors.ts";
-import { issuedEntry } from "./issue.ts";
+import { withIssued } from "./issue.ts";
 import { withDirLock } from "./lock.ts";
 import { type NameConstraint, parseNameConstraints, subjectName } from "./names.ts";
 import { type CaSignatureScheme, checkSchemeForKey, defaultSchemeFor } from "./signer.ts";
@@ -219,68 +219,82 @@ function intermediatePathLen(parent: x509.X509Certificate, requested: number | u
 /** `ca intermediate`: a new CA signed by the CA in `parent`, recorded in the parent's index. */
 export async function createIntermediate(options: IntermediateOptions): Promise<CreatedCa> {
   checkNewCaOptions(options);
-  const subject = subjectName(options.cn);
-  const permitted: NameConstraint[] = options.permitted ? parseNameConstraints(options.permitted) : [];
-  const excluded: NameConstraint[] = options.excluded ? parseNameConstraints(options.excluded) : [];
+  const request: IntermediateRequest = {
+    subject: subjectName(options.cn),
+    permitted: options.permitted ? parseNameConstraints(options.permitted) : [],
+    excluded: options.excluded ? parseNameConstraints(options.excluded) : [],
+  };
   const parentDir = await locateCaDirectory(options.parent);
   if (resolve(options.dir) === parentDir)
     throw new PkiError("bad-input", (name) => `${name("dir")} and ${name("parent")} are the same directory`);
-  const { dir, staging } = await stageNewDir(options.dir);
+  const target = await stageNewDir(options.dir);
   try {
-    return await withDirLock(parentDir, async () => {
-      const parent = await loadCaDirectory(parentDir);
-      const pathLen = intermediatePathLen(parent.certificate, options.pathLen);
-      refuseOutsideNameConstraints(subject, [], [...parent.chain, parent.root]);
-      const validity = planValidity({
-        days: options.days,
-        defaultDays: INTERMEDIATE_DAYS,
-        issuer: parent.certificate,
-      });
-      const issuer: Issuer = await openIssuer(parent, options.parentKey);
-      try {
-        const { key, ref } = await newCaKey(options, staging);
-        try {
-          const scheme = schemeFor(options, key);
-          let serial = randomSerial();
-          while (serialInUse(parent, serial)) serial = randomSerial();
-          const certificate = await signCertificate(issuer, {
-            profile: "intermediate",
-            subject,
-            serial,
-            validity,
-            spki: key.spki,
-            keyType: key.type,
-            pathLen,
-            permitted,
-            excluded,
-            ...(parent.config.crlUrl ? { crlUrl: parent.config.crlUrl } : {}),
-          });
-          const config: CaConfig = {
-            version: 1,
-            kind: "intermediate",
-            key: ref,
-            signature: scheme,
-            ...crl(options),
-          };
-          await writeCaFiles(staging, config, certificate, parent.chain, parent.root);
-          const index = {
-            ...parent.index,
-            certificates: [...parent.index.certificates, issuedEntry(certificate, serial, "intermediate")],
-          };
-          await withStagedWrites(async (batch) => {
-            await batch.add(join(parentDir, CA_FILES.index), encodeIndex(index));
-            // The new directory goes into place first; if that fails the parent index is untouched.
-            await rename(staging, dir);
-          });
-          return { dir, certificate };
-        } finally {
-          await key.close();
-        }
-      } finally {
-        await issuer.key.close();
-      }
-    });
+    return await withDirLock(parentDir, () => createUnderParent(options, request, parentDir, target));
   } finally {
-    await rm(staging, { recursive: true, force: true });
+    await rm(target.staging, { recursive: true, force: true });
+  }
+}
+
+/** What `ca intermediate` asks for, parsed before the parent is locked. */
+interface IntermediateRequest {
+  readonly subject: x509.Name;
+  readonly permitted: NameConstraint[];
+  readonly excluded: NameConstraint[];
+}
+
+/**
+ * Under the parent's lock: checks the request against the parent, makes the key, has the parent
+ * sign, writes the new directory in `staging` and moves it into place with the parent's index.
+ */
+async function createUnderParent(
+  options: IntermediateOptions,
+  request: IntermediateRequest,
+  parentDir: string,
+  target: { dir: string; staging: string },
+): Promise<CreatedCa> {
+  const parent = await loadCaDirectory(parentDir);
+  const pathLen = intermediatePathLen(parent.certificate, options.pathLen);
+  refuseOutsideNameConstraints(request.subject, [], [...parent.chain, parent.root]);
+  const validity = planValidity({
+    days: options.days,
+    defaultDays: INTERMEDIATE_DAYS,
+    issuer: parent.certificate,
+  });
+  const issuer: Issuer = await openIssuer(parent, options.parentKey);
+  try {
+    const { key, ref } = await newCaKey(options, target.staging);
+    try {
+      const scheme = schemeFor(options, key);
+      const serial = unusedSerial(parent);
+      const certificate = await signCertificate(issuer, {
+        profile: "intermediate",
+        ...request,
+        serial,
+        validity,
+        spki: key.spki,
+        keyType: key.type,
+        pathLen,
+        ...(parent.config.crlUrl ? { crlUrl: parent.config.crlUrl } : {}),
+      });
+      const config: CaConfig = {
+        version: 1,
+        kind: "intermediate",
+        key: ref,
+        signature: scheme,
+        ...crl(options),
+      };
+      await writeCaFiles(target.staging, config, certificate, parent.chain, parent.root);
+      await withStagedWrites(async (batch) => {
+        const index = withIssued(parent, certificate, serial, "intermediate");
+        await batch.add(join(parentDir, CA_FILES.index), encodeIndex(index));
+        // The new directory goes into place first; if that fails the parent index is untouched.
+        await rename(target.staging, target.dir);
+      });
+      return { dir: target.dir, certificate };
+    } finally {
+      await key.close();
+    }
+  } finally {
+    await issuer.key.close();
   }
 }

@@ -19,7 +19,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import * as x509 from "@peculiar/x509";
 import { parseFileRef } from "../keys/file.ts";
 import { withoutPinValue } from "../keys/pkcs11_uri.ts";
-import { normalizeSerial } from "./certificate.ts";
+import { normalizeSerial, randomSerial } from "./certificate.ts";
 import { PkiError } from "./errors.ts";
 import type { Profile } from "./profiles.ts";
 import { type CaSignatureScheme, isCaSignatureScheme } from "./signer.ts";
@@ -294,10 +294,12 @@ export function encodeIndex(index: CaIndex): string {
   }]\n}\n`;
 }
 
-/** True when `serial` is already used by this CA (issued, or its own). */
-export function serialInUse(ca: CaDirectory, serial: string): boolean {
-  return (
+/** A fresh random serial this CA has not used (for anything it issued, or its own). */
+export function unusedSerial(ca: CaDirectory): string {
+  const used = (serial: string) =>
     normalizeSerial(ca.certificate.serialNumber) === serial ||
-    ca.index.certificates.some((c) => c.serial === serial)
-  );
+    ca.index.certificates.some((c) => c.serial === serial);
+  let serial = randomSerial();
+  while (used(serial)) serial = randomSerial();
+  return serial;
 }

@@ -16,16 +16,16 @@ import {
   type IssuedCertificate,
   loadCaDirectory,
   locateCaDirectory,
-  serialInUse,
+  unusedSerial,
 } from "./cadir.ts";
-import { planValidity, randomSerial, signCertificate } from "./certificate.ts";
+import { planValidity, signCertificate } from "./certificate.ts";
 import { refuseOutsideNameConstraints } from "./constraints.ts";
 import { PkiError } from "./errors.ts";
 import { withDirLock } from "./lock.ts";
 import { checkCommonName, parseSanList, type SanEntry, sanFromCommonName, subjectName } from "./names.ts";
 import type { Profile } from "./profiles.ts";
 import type { CaSignatureScheme } from "./signer.ts";
-import { withStagedWrites } from "./staged.ts";
+import { type StagedWrites, withStagedWrites } from "./staged.ts";
 import { readCsr, type SubjectKey, subjectKeyFromSpki, type VerifiedCsr } from "./subject_key.ts";
 
 /** Default leaf lifetime in days (kept inside the CA's validity). */
@@ -141,25 +141,8 @@ export async function issueCertificate(options: IssueOptions): Promise<IssuedFil
     const issuer = await openIssuer(ca, options.caKey, options.signature);
     try {
       return await withStagedWrites(async (batch) => {
-        let subjectKey: SubjectKey;
-        if (csr) {
-          subjectKey = csr.key;
-        } else {
-          const pass = options.passwordFile ? `?passphrase-file=${resolve(options.passwordFile)}` : "";
-          const handle = await obtainKey(
-            options,
-            // Called only for a type without a key reference, which is exactly when keyPath is set.
-            () => `file:${batch.reserve(keyPath!)}${pass}`,
-            "the certificate's key",
-          );
-          try {
-            subjectKey = subjectKeyFromSpki(handle.spki, `the key ${handle.description}`);
-          } finally {
-            await handle.close();
-          }
-        }
-        let serial = randomSerial();
-        while (serialInUse(ca, serial)) serial = randomSerial();
+        const subjectKey = csr ? csr.key : await newSubjectKey(options, batch, keyPath);
+        const serial = unusedSerial(ca);
         const certificate = await signCertificate(issuer, {
           profile: options.profile,
           subject,
@@ -186,11 +169,35 @@ export async function issueCertificate(options: IssueOptions): Promise<IssuedFil
   });
 }
 
+/**
+ * The subject key when the CA makes it (a key reference, or a new key of a type): a new file key
+ * is written through `batch` to `keyPath`, so it appears only if the whole issuance succeeds.
+ */
+async function newSubjectKey(
+  options: IssueOptions,
+  batch: StagedWrites,
+  keyPath: string | undefined,
+): Promise<SubjectKey> {
+  const pass = options.passwordFile ? `?passphrase-file=${resolve(options.passwordFile)}` : "";
+  const handle = await obtainKey(
+    options,
+    // Called only for a type without a key reference, which is exactly when keyPath is set.
+    () => `file:${batch.reserve(keyPath!)}${pass}`,
+    "the certificate's key",
+  );
+  try {
+    return subjectKeyFromSpki(handle.spki, `the key ${handle.description}`);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** The leaf followed by the CA's chain below the root, as PEM. */
 export function chainPem(leaf: x509.X509Certificate, ca: CaDirectory): string {
   return [leaf, ...ca.chain].map((c) => `${c.toString("pem")}\n`).join("");
 }
 
-function withIssued(ca: CaDirectory, cert: x509.X509Certificate, serial: string, profile: Profile) {
+/** The CA's index with one more issued certificate. */
+export function withIssued(ca: CaDirectory, cert: x509.X509Certificate, serial: string, profile: Profile) {
   return { ...ca.index, certificates: [...ca.index.certificates, issuedEntry(cert, serial, profile)] };
 }
