@@ -82,12 +82,8 @@ function iso(date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
-/** Adds the `ca` and `cert` command groups to the program. */
-export function registerCaCommands(program: Command): void {
-  const ca = program
-    .command("ca")
-    .description("run a private CA whose keys stay in a token, the KMS or a file");
-
+/** Adds `ca init`. */
+function registerCaInit(ca: Command): void {
   addCaKeyOptions(
     ca.command("init").description("create a root CA directory with a self-signed certificate"),
   ).action(async (flags: CaKeyFlags) => {
@@ -95,7 +91,10 @@ export function registerCaCommands(program: Command): void {
     notePinNotKept(flags);
     process.stdout.write(`created root CA ${created.certificate.subject} in ${created.dir}\n`);
   });
+}
 
+/** Adds `ca intermediate`. */
+function registerCaIntermediate(ca: Command): void {
   addCaKeyOptions(ca.command("intermediate").description("create an intermediate CA signed by a parent CA"))
     .requiredOption("--parent <dir>", "the parent CA directory")
     .option(
@@ -122,7 +121,10 @@ export function registerCaCommands(program: Command): void {
         process.stdout.write(`created intermediate CA ${created.certificate.subject} in ${created.dir}\n`);
       },
     );
+}
 
+/** Adds `ca crl`. */
+function registerCaCrl(ca: Command): void {
   ca.command("crl")
     .description("sign a CRL of every certificate revoked so far")
     .requiredOption("--dir <dir>", "the CA directory")
@@ -138,7 +140,10 @@ export function registerCaCommands(program: Command): void {
       });
       process.stdout.write(`wrote CRL with ${crl.entries.length} revoked certificate(s) to ${flags.out}\n`);
     });
+}
 
+/** Adds `ca list`. */
+function registerCaList(ca: Command): void {
   ca.command("list")
     .description("list the certificates a CA issued")
     .requiredOption("--dir <dir>", "the CA directory")
@@ -156,6 +161,16 @@ export function registerCaCommands(program: Command): void {
         );
       }
     });
+}
 
+/** Adds the `ca` and `cert` command groups to the program. */
+export function registerCaCommands(program: Command): void {
+  const ca = program
+    .command("ca")
+    .description("run a private CA whose keys stay in a token, the KMS or a file");
+  registerCaInit(ca);
+  registerCaIntermediate(ca);
+  registerCaCrl(ca);
+  registerCaList(ca);
   registerCertCommands(program);
 }

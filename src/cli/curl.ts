@@ -95,55 +95,57 @@ export function registerCurlCommand(program: Command): void {
     .option("--servername <name>", "name for SNI and certificate checks")
     .option("-k, --insecure", "do not verify the server certificate")
     .addOption(validationProfileOption("the server's chain"))
-    .action(async (url: string, flags: CurlFlags) => {
-      let key: PrivateKeyHandle | undefined;
-      try {
-        if (flags.cert && !flags.key) throw new CliError("--cert needs --key", 2);
-        if (flags.key && !flags.cert)
-          throw new CliError("--key needs --cert (the client certificate chain)", 2);
-        const versions = ["1.1", "1.2", "1.3"];
-        for (const v of [flags.tlsMin, flags.tlsMax]) {
-          if (v !== undefined && !versions.includes(v))
-            throw new CliError(`unknown TLS version '${v}' (use 1.1, 1.2 or 1.3)`, 2);
-        }
-        const body =
-          flags.data === undefined
-            ? undefined
-            : flags.data.startsWith("@")
-              ? readFileSync(flags.data.slice(1))
-              : Buffer.from(flags.data);
-        const headers = parseHeaders(flags.header);
-        if (body && !Object.keys(headers).some((h) => h.toLowerCase() === "content-type")) {
-          headers["Content-Type"] = "application/x-www-form-urlencoded";
-        }
-        const ca = flags.cacert ? readTextFile(flags.cacert, "CA file", 58) : undefined;
-        const cert = flags.cert ? readTextFile(flags.cert, "certificate file", 58) : undefined;
-        key = flags.key ? await openKey(flags.key) : undefined;
-        const output = flags.output ? createWriteStream(flags.output) : process.stdout;
-        const log = flags.verbose ? (line: string) => process.stderr.write(`${line}\n`) : undefined;
-        const res = await curl({
-          url,
-          method: flags.request,
-          headers,
-          body,
-          ca,
-          cert,
-          key,
-          minVersion: flags.tlsMin as "1.1" | undefined,
-          maxVersion: flags.tlsMax as "1.1" | undefined,
-          ciphers: flags.ciphers,
-          servername: flags.servername,
-          profile: flags.profile,
-          insecure: flags.insecure,
-          output,
-          log,
-        });
-        if (output !== process.stdout) await new Promise<void>((r) => output.end(r));
-        if (res.status >= 400) throw new CliError(`The requested URL returned error: ${res.status}`, 22);
-      } catch (err) {
-        throw curlFailure(err);
-      } finally {
-        await key?.close();
-      }
+    .action(runCurl);
+}
+
+/** Runs `hsmkit curl`: one request, the body to stdout or --output; failures exit as curl's do. */
+async function runCurl(url: string, flags: CurlFlags): Promise<void> {
+  let key: PrivateKeyHandle | undefined;
+  try {
+    if (flags.cert && !flags.key) throw new CliError("--cert needs --key", 2);
+    if (flags.key && !flags.cert) throw new CliError("--key needs --cert (the client certificate chain)", 2);
+    const versions = ["1.1", "1.2", "1.3"];
+    for (const v of [flags.tlsMin, flags.tlsMax]) {
+      if (v !== undefined && !versions.includes(v))
+        throw new CliError(`unknown TLS version '${v}' (use 1.1, 1.2 or 1.3)`, 2);
+    }
+    const body =
+      flags.data === undefined
+        ? undefined
+        : flags.data.startsWith("@")
+          ? readFileSync(flags.data.slice(1))
+          : Buffer.from(flags.data);
+    const headers = parseHeaders(flags.header);
+    if (body && !Object.keys(headers).some((h) => h.toLowerCase() === "content-type")) {
+      headers["Content-Type"] = "application/x-www-form-urlencoded";
+    }
+    const ca = flags.cacert ? readTextFile(flags.cacert, "CA file", 58) : undefined;
+    const cert = flags.cert ? readTextFile(flags.cert, "certificate file", 58) : undefined;
+    key = flags.key ? await openKey(flags.key) : undefined;
+    const output = flags.output ? createWriteStream(flags.output) : process.stdout;
+    const log = flags.verbose ? (line: string) => process.stderr.write(`${line}\n`) : undefined;
+    const res = await curl({
+      url,
+      method: flags.request,
+      headers,
+      body,
+      ca,
+      cert,
+      key,
+      minVersion: flags.tlsMin as "1.1" | undefined,
+      maxVersion: flags.tlsMax as "1.1" | undefined,
+      ciphers: flags.ciphers,
+      servername: flags.servername,
+      profile: flags.profile,
+      insecure: flags.insecure,
+      output,
+      log,
     });
+    if (output !== process.stdout) await new Promise<void>((r) => output.end(r));
+    if (res.status >= 400) throw new CliError(`The requested URL returned error: ${res.status}`, 22);
+  } catch (err) {
+    throw curlFailure(err);
+  } finally {
+    await key?.close();
+  }
 }

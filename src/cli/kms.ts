@@ -31,6 +31,17 @@ function positiveNumber(text: string, flag: string, integer = false): number {
   return n;
 }
 
+/** The flags of `kms serve`. */
+type ServeOptions = MasterOptions & {
+  listen: string;
+  hostname?: string[];
+  maxInflight: string;
+  headersTimeout: string;
+  bodyTimeout: string;
+  quiet?: boolean;
+};
+
+/** Adds `kms serve`. */
 function registerServe(kms: Command): void {
   masterOptions(
     kms.command("serve").description("run the KMS instance endpoint (creates the instance on first start)"),
@@ -41,51 +52,45 @@ function registerServe(kms: Command): void {
     .option("--headers-timeout <s>", "seconds for the TLS handshake, then for the request headers", "10")
     .option("--body-timeout <s>", "seconds for the request body once the headers are in", "10")
     .option("--quiet", "no per-request log lines")
-    .action(
-      async (
-        o: MasterOptions & {
-          listen: string;
-          hostname?: string[];
-          maxInflight: string;
-          headersTimeout: string;
-          bodyTimeout: string;
-          quiet?: boolean;
-        },
-      ) => {
-        const listen = parseListen(o.listen);
-        if (!listen) throw new CliError(`kms: --listen wants HOST:PORT, got "${o.listen}"`);
-        const { host, port } = listen;
-        const maxInflight = positiveNumber(o.maxInflight, "--max-inflight", true);
-        const headersTimeoutMs = positiveNumber(o.headersTimeout, "--headers-timeout") * 1000;
-        const bodyTimeoutMs = positiveNumber(o.bodyTimeout, "--body-timeout") * 1000;
-        const instance = await openInstance(o, true);
-        let server: KmsServer;
-        try {
-          server = await KmsServer.start({
-            instance,
-            host,
-            port,
-            hostnames: o.hostname ?? [],
-            maxInflight,
-            headersTimeoutMs,
-            bodyTimeoutMs,
-            ...(o.quiet ? {} : { log: out }),
-          });
-        } catch (err) {
-          await instance.close();
-          throw new CliError(`kms: cannot listen on ${o.listen}: ${messageWithFlags(err)}`);
-        }
-        out(`kms: instance ${instance.id}, master key: ${instance.master.description}`);
-        out(
-          `kms: instance CA ${instance.dataDir === undefined ? "(hsmkit kms ca --out FILE)" : instance.caPath}`,
-        );
-        out(`kms: endpoint https://${server.endpoint}`);
-        out(`listening on ${server.endpoint}`);
-        await stopSignal();
-        await server.close();
-        await instance.close();
-      },
-    );
+    .action(runKmsServe);
+}
+
+/** Runs `hsmkit kms serve` until SIGTERM or SIGINT. */
+async function runKmsServe(o: ServeOptions): Promise<void> {
+  const listen = parseListen(o.listen);
+  if (!listen) throw new CliError(`kms: --listen wants HOST:PORT, got "${o.listen}"`);
+  const { host, port } = listen;
+  const maxInflight = positiveNumber(o.maxInflight, "--max-inflight", true);
+  const headersTimeoutMs = positiveNumber(o.headersTimeout, "--headers-timeout") * 1000;
+  const bodyTimeoutMs = positiveNumber(o.bodyTimeout, "--body-timeout") * 1000;
+  const instance = await openInstance(o, true);
+  let server: KmsServer;
+  try {
+    server = await KmsServer.start({
+      instance,
+      host,
+      port,
+      hostnames: o.hostname ?? [],
+      maxInflight,
+      headersTimeoutMs,
+      bodyTimeoutMs,
+      ...(o.quiet ? {} : { log: out }),
+    });
+  } catch (err) {
+    await instance.close();
+    throw new CliError(`kms: cannot listen on ${o.listen}: ${messageWithFlags(err)}`);
+  }
+  out(`kms: instance ${instance.id}, master key: ${instance.master.description}`);
+  out(`kms: instance CA ${instance.dataDir === undefined ? "(hsmkit kms ca --out FILE)" : instance.caPath}`);
+  out(`kms: endpoint https://${server.endpoint}`);
+  out(`listening on ${server.endpoint}`);
+  await stopSignal();
+  await server.close();
+  await instance.close();
+}
+
+/** Adds `kms init`. */
+function registerInit(kms: Command): void {
   masterOptions(
     kms.command("init").description("create the instance (CA, store, master key) without serving"),
   ).action((o: MasterOptions) =>
@@ -100,8 +105,8 @@ function registerServe(kms: Command): void {
   );
 }
 
-function registerKeys(kms: Command): void {
-  const key = kms.command("key").description("manage keys");
+/** Adds `kms key create`. */
+function registerKeyCreate(key: Command): void {
   masterOptions(key.command("create").description("create a key; prints its id last"))
     .requiredOption(
       "--spec <spec>",
@@ -116,11 +121,19 @@ function registerKeys(kms: Command): void {
         out(k.id);
       }),
     );
+}
+
+/** Adds `kms key list`. */
+function registerKeyList(key: Command): void {
   masterOptions(key.command("list").description("list keys")).action((o: MasterOptions) =>
     withInstance(o, async (i) =>
       out(formatTable(["KEY", "SPEC", "USAGE", "STATE", "VERSIONS", "ALIASES"], await keyTable(i))),
     ),
   );
+}
+
+/** Adds `kms key enable`, `disable`, `schedule-deletion` and `cancel-deletion`. */
+function registerKeyStateChanges(key: Command): void {
   for (const [name, action, help] of [
     ["enable", "enable", "enable a key"],
     ["disable", "disable", "disable a key (it refuses every operation)"],
@@ -137,6 +150,10 @@ function registerKeys(kms: Command): void {
         }),
       );
   }
+}
+
+/** Adds `kms key rotate`. */
+function registerKeyRotate(key: Command): void {
   masterOptions(key.command("rotate").description("add a key version; new operations use it"))
     .requiredOption("--key <id|alias>", "the key")
     .action((o: MasterOptions & { key: string }) =>
@@ -145,6 +162,10 @@ function registerKeys(kms: Command): void {
         out(`${v.keyId} v${v.seq}`);
       }),
     );
+}
+
+/** Adds `kms key public`. */
+function registerKeyPublic(key: Command): void {
   masterOptions(key.command("public").description("print a key's public key (PEM)"))
     .requiredOption("--key <id|alias>", "the key")
     .action((o: MasterOptions & { key: string }) =>
@@ -153,6 +174,20 @@ function registerKeys(kms: Command): void {
         process.stdout.write(i.keys.publicKeyPem(await i.keys.primaryVersion(k.id)));
       }),
     );
+}
+
+/** Adds `kms key`. */
+function registerKeys(kms: Command): void {
+  const key = kms.command("key").description("manage keys");
+  registerKeyCreate(key);
+  registerKeyList(key);
+  registerKeyStateChanges(key);
+  registerKeyRotate(key);
+  registerKeyPublic(key);
+}
+
+/** Adds `kms alias set` and `kms alias delete`. */
+function registerAliases(kms: Command): void {
   const alias = kms.command("alias").description("manage key aliases");
   masterOptions(alias.command("set").description("point alias/NAME at a key"))
     .requiredOption("--alias <alias/name>", "the alias")
@@ -165,8 +200,8 @@ function registerKeys(kms: Command): void {
     .action((o: MasterOptions & { alias: string }) => withInstance(o, (i) => adminDeleteAlias(i, o.alias)));
 }
 
-function registerAccessPoints(kms: Command): void {
-  const ap = kms.command("ap").description("manage application access points");
+/** Adds `kms ap create`. */
+function registerAccessPointCreate(ap: Command): void {
   masterOptions(
     ap.command("create").description("create an access point; writes its client key and password files"),
   )
@@ -211,6 +246,10 @@ function registerAccessPoints(kms: Command): void {
           out(created.record.id);
         }),
     );
+}
+
+/** Adds `kms ap list`. */
+function registerAccessPointList(ap: Command): void {
   masterOptions(ap.command("list").description("list access points")).action((o: MasterOptions) =>
     withInstance(o, async (i) =>
       out(
@@ -221,11 +260,23 @@ function registerAccessPoints(kms: Command): void {
       ),
     ),
   );
+}
+
+/** Adds `kms ap revoke`. */
+function registerAccessPointRevoke(ap: Command): void {
   masterOptions(ap.command("revoke").description("revoke an access point for good"))
     .requiredOption("--ap <id|name>", "the access point")
     .action((o: MasterOptions & { ap: string }) =>
       withInstance(o, async (i) => out(`${await adminRevokeAccessPoint(i, o.ap)} revoked`)),
     );
+}
+
+/** Adds `kms ap`. */
+function registerAccessPoints(kms: Command): void {
+  const ap = kms.command("ap").description("manage application access points");
+  registerAccessPointCreate(ap);
+  registerAccessPointList(ap);
+  registerAccessPointRevoke(ap);
 }
 
 function registerCaAndAudit(kms: Command): void {
@@ -284,7 +335,9 @@ function registerCaAndAudit(kms: Command): void {
 export function registerKmsCommands(program: Command): void {
   const kms = program.command("kms").description("a self-hosted KMS speaking the KMS instance protocol");
   registerServe(kms);
+  registerInit(kms);
   registerKeys(kms);
+  registerAliases(kms);
   registerAccessPoints(kms);
   registerSecrets(kms);
   registerCaAndAudit(kms);

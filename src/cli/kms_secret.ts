@@ -47,9 +47,8 @@ async function withValue<T>(path: string, binary: boolean, use: (value: Buffer) 
   }
 }
 
-/** Adds `kms secret`. */
-export function registerSecrets(kms: Command): void {
-  const secret = kms.command("secret").description("manage secrets (GetSecretValue)");
+/** Adds `kms secret create`. */
+function registerSecretCreate(secret: Command): void {
   masterOptions(secret.command("create").description("create a secret with its first value (ACSCurrent)"))
     .requiredOption("--name <name>", "secret name (letters, digits, _ / + = . @ -)")
     .requiredOption("--value-file <file>", "file holding the value")
@@ -82,6 +81,10 @@ export function registerSecrets(kms: Command): void {
           }),
         ),
     );
+}
+
+/** Adds `kms secret put-value`. */
+function registerSecretPutValue(secret: Command): void {
   masterOptions(
     secret
       .command("put-value")
@@ -98,12 +101,20 @@ export function registerSecrets(kms: Command): void {
         );
       }),
     );
+}
+
+/** Adds `kms secret list`. */
+function registerSecretList(secret: Command): void {
   masterOptions(secret.command("list").description("list secrets (never their values)")).action(
     (o: MasterOptions) =>
       withInstance(o, async (i) =>
         out(formatTable(["SECRET", "TYPE", "KEY", "VERSIONS", "CURRENT", "CREATED"], await secretTable(i))),
       ),
   );
+}
+
+/** Adds `kms secret get`. */
+function registerSecretGet(secret: Command): void {
   masterOptions(secret.command("get").description("write a secret's value to stdout (audited)"))
     .requiredOption("--name <name>", "secret name")
     .option("--version-id <id>", "a version by id")
@@ -119,6 +130,10 @@ export function registerSecrets(kms: Command): void {
         read.value.fill(0);
       }),
     );
+}
+
+/** Adds `kms secret delete`. */
+function registerSecretDelete(secret: Command): void {
   masterOptions(secret.command("delete").description("delete a secret and every value, for good"))
     .requiredOption("--name <name>", "secret name")
     .action((o: MasterOptions & { name: string }) =>
@@ -127,4 +142,14 @@ export function registerSecrets(kms: Command): void {
         out(`${o.name} deleted`);
       }),
     );
+}
+
+/** Adds `kms secret`. */
+export function registerSecrets(kms: Command): void {
+  const secret = kms.command("secret").description("manage secrets (GetSecretValue)");
+  registerSecretCreate(secret);
+  registerSecretPutValue(secret);
+  registerSecretList(secret);
+  registerSecretGet(secret);
+  registerSecretDelete(secret);
 }
