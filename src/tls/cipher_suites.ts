@@ -1,6 +1,7 @@
 /**
  * The cipher suites hsmkit implements, as data: key exchange, bulk cipher, MAC and PRF hash.
  */
+import { ConfigError } from "../errors.ts";
 import { ProtocolVersion } from "./constants.ts";
 
 /** How the premaster secret is agreed. */
@@ -339,9 +340,16 @@ export function parseSuiteList(list: string): CipherSuite[] {
   const out: CipherSuite[] = [];
   for (const name of list.split(/[,:]/).filter((n) => n.trim() !== "")) {
     const s = suiteByName(name);
-    if (!s) throw new Error(`unknown cipher suite '${name.trim()}'`);
+    if (!s)
+      throw new ConfigError((option) => `unknown cipher suite '${name.trim()}' in ${option("ciphers")}`);
     if (!out.includes(s)) out.push(s);
   }
-  if (out.length === 0) throw new Error("empty cipher suite list");
+  if (out.length === 0) throw new ConfigError((option) => `${option("ciphers")} names no cipher suite`);
   return out;
+}
+
+/** The `ciphers` option (a list by name, or suites) resolved to suites; the default when absent. */
+export function suiteOption(ciphers: string | readonly CipherSuite[] | undefined): CipherSuite[] {
+  if (typeof ciphers === "string") return parseSuiteList(ciphers);
+  return ciphers ? [...ciphers] : defaultSuites();
 }

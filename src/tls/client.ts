@@ -6,11 +6,17 @@
 import { createHash } from "node:crypto";
 import { isIP, connect as tcpConnect } from "node:net";
 import type { Duplex } from "node:stream";
+import { ConfigError } from "../errors.ts";
 import type { PrivateKeyHandle } from "../keys/types.ts";
-import { type CipherSuite, defaultSuites, parseSuiteList } from "./cipher_suites.ts";
-import { type ClientConfig, certificateList, resolveVersion, type VersionOption } from "./config.ts";
+import { type CipherSuite, suiteOption } from "./cipher_suites.ts";
+import {
+  type ClientConfig,
+  certificateList,
+  resolveVersionRange,
+  VERSION_DEFAULTS,
+  type VersionOption,
+} from "./config.ts";
 import { TlsSocket } from "./conn.ts";
-import { ProtocolVersion } from "./constants.ts";
 import { clientHandshake } from "./handshake_client.ts";
 import { DEFAULT_GROUPS } from "./key_share.ts";
 import type { ClientSessionCache } from "./psk.ts";
@@ -57,7 +63,7 @@ function certificateChainDer(pem: string): Buffer[] {
   const ders = decodePemBlocks(pem)
     .filter((b) => b.label === "CERTIFICATE")
     .map((b) => b.der);
-  if (ders.length === 0) throw new Error("the certificate file holds no CERTIFICATE block");
+  if (ders.length === 0) throw new ConfigError((name) => `${name("cert")} holds no CERTIFICATE block`);
   for (const der of ders) certificateFromDer(der);
   return ders;
 }
@@ -81,16 +87,17 @@ function clientIdentity(key: PrivateKeyHandle | undefined, chain: readonly Buffe
 /** Resolves user options into the handshake's configuration. Throws on unusable options. */
 export function clientConfig(options: ConnectOptions): ClientConfig {
   const host = options.servername ?? options.host ?? "127.0.0.1";
-  const minVersion = resolveVersion(options.minVersion, ProtocolVersion.TLS12);
-  const maxVersion = resolveVersion(options.maxVersion, ProtocolVersion.TLS13);
-  if (minVersion > maxVersion) throw new Error("the minimum TLS version is above the maximum");
-  const suites =
-    typeof options.ciphers === "string"
-      ? parseSuiteList(options.ciphers)
-      : (options.ciphers ?? defaultSuites());
+  const { minVersion, maxVersion } = resolveVersionRange(options, VERSION_DEFAULTS);
+  const suites = suiteOption(options.ciphers);
   const chain = options.cert ? certificateChainDer(options.cert.toString()) : [];
-  if (options.key && chain.length === 0) throw new Error("a client key was given without its certificate");
-  if (chain.length > 0 && !options.key) throw new Error("a client certificate was given without its key");
+  if (options.key && chain.length === 0)
+    throw new ConfigError(
+      (name) => `a client ${name("key")} was given without its certificate (${name("cert")})`,
+    );
+  if (chain.length > 0 && !options.key)
+    throw new ConfigError(
+      (name) => `a client certificate (${name("cert")}) was given without its ${name("key")}`,
+    );
   const roots = options.ca ? certificateList(options.ca) : loadSystemRoots();
   return {
     serverName: isIP(host) ? undefined : host,

@@ -2,10 +2,12 @@
  * Client and server settings as the handshakes consume them (already resolved: suites,
  * versions, keys and trust anchors are objects, not strings).
  */
+
+import { ConfigError } from "../errors.ts";
 import type { PrivateKeyHandle } from "../keys/types.ts";
 import type { AlertDescription } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
-import { type ProtocolVersion, parseVersion } from "./constants.ts";
+import { ProtocolVersion, parseVersion, versionName } from "./constants.ts";
 import type { NamedGroup } from "./key_share.ts";
 import type { ClientSessionCache } from "./psk.ts";
 import { type Certificate, parsePemBundle } from "./x509/certificate.ts";
@@ -44,13 +46,38 @@ export interface ClientConfig {
 /** A TLS version as a wire value or as "1.1" / "1.2" / "1.3" (client and server options). */
 export type VersionOption = ProtocolVersion | "1.1" | "1.2" | "1.3";
 
-/** Resolves a version option; throws on an unknown name. */
-export function resolveVersion(v: VersionOption | undefined, fallback: ProtocolVersion): ProtocolVersion {
-  if (v === undefined) return fallback;
-  if (typeof v === "number") return v;
-  const parsed = parseVersion(v);
-  if (parsed === undefined) throw new Error(`unknown TLS version '${v}'`);
-  return parsed;
+/** Both sides' version range unless told otherwise: TLS 1.2 to 1.3, nothing below 1.1 at all. */
+export const VERSION_DEFAULTS = {
+  min: ProtocolVersion.TLS12,
+  max: ProtocolVersion.TLS13,
+  floor: ProtocolVersion.TLS11,
+} as const;
+
+/**
+ * Resolves `minVersion` and `maxVersion` (defaults `min` and `max`); throws a ConfigError for an
+ * unknown name, a minimum above the maximum, or a minimum below `floor`.
+ */
+export function resolveVersionRange(
+  options: { minVersion?: VersionOption | undefined; maxVersion?: VersionOption | undefined },
+  defaults: { readonly min: ProtocolVersion; readonly max: ProtocolVersion; readonly floor: ProtocolVersion },
+): { minVersion: ProtocolVersion; maxVersion: ProtocolVersion } {
+  const resolve = (option: "minVersion" | "maxVersion", fallback: ProtocolVersion): ProtocolVersion => {
+    const v = options[option];
+    if (v === undefined) return fallback;
+    const parsed = typeof v === "number" ? v : parseVersion(v);
+    if (parsed === undefined)
+      throw new ConfigError((name) => `unknown TLS version '${v}' in ${name(option)} (use 1.1, 1.2 or 1.3)`);
+    return parsed;
+  };
+  const minVersion = resolve("minVersion", defaults.min);
+  const maxVersion = resolve("maxVersion", defaults.max);
+  if (minVersion > maxVersion)
+    throw new ConfigError((name) => `${name("minVersion")} is above ${name("maxVersion")}`);
+  if (minVersion < defaults.floor)
+    throw new ConfigError(
+      (name) => `${name("minVersion")} below ${versionName(defaults.floor)} is not supported`,
+    );
+  return { minVersion, maxVersion };
 }
 
 /** Certificates given as PEM text or already parsed (trust anchors, client CAs). */

@@ -5,11 +5,11 @@
  * 'tlsClientError' gets every handshake failure, which never takes the server down.
  */
 import { Server, type Socket } from "node:net";
+import { ConfigError } from "../errors.ts";
 import type { PrivateKeyHandle } from "../keys/types.ts";
-import { type CipherSuite, defaultSuites, parseSuiteList } from "./cipher_suites.ts";
-import { certificateList, resolveVersion, type VersionOption } from "./config.ts";
+import { type CipherSuite, suiteOption } from "./cipher_suites.ts";
+import { certificateList, resolveVersionRange, VERSION_DEFAULTS, type VersionOption } from "./config.ts";
 import { TlsSocket } from "./conn.ts";
-import { ProtocolVersion } from "./constants.ts";
 import { serverHandshake } from "./handshake_server.ts";
 import { serverHandshake13 } from "./handshake_server13.ts";
 import { DEFAULT_GROUPS, type NamedGroup } from "./key_share.ts";
@@ -66,7 +66,9 @@ function clientAuthConfig(options: TlsServerOptions): ClientAuthConfig | undefin
   if (!(options.requestCert ?? options.clientCa !== undefined)) return undefined;
   const require = options.rejectUnauthorized ?? true;
   if (require && roots.length === 0)
-    throw new Error("requiring client certificates needs the CAs to trust (clientCa)");
+    throw new ConfigError(
+      (name) => `requiring client certificates needs the CAs to trust in ${name("clientCa")}`,
+    );
   return {
     require,
     authorities: roots.map((c) => c.subjectDer),
@@ -77,21 +79,21 @@ function clientAuthConfig(options: TlsServerOptions): ClientAuthConfig | undefin
 /** Resolves user options into the handshake's configuration. Throws on unusable options. */
 export function serverConfig(options: TlsServerOptions): ServerConfig {
   const chain = parsePemBundle(options.cert.toString());
-  if (!chain[0]!.spki.equals(options.key.spki))
-    throw new Error(`the key (${options.key.description}) does not match the certificate ${chain[0]!.label}`);
-  const minVersion = resolveVersion(options.minVersion, ProtocolVersion.TLS12);
-  const maxVersion = resolveVersion(options.maxVersion, ProtocolVersion.TLS13);
-  if (minVersion > maxVersion) throw new Error("the minimum TLS version is above the maximum");
-  if (minVersion < ProtocolVersion.TLS11) throw new Error("TLS versions below 1.1 are not supported");
-  const suites =
-    typeof options.ciphers === "string"
-      ? parseSuiteList(options.ciphers)
-      : (options.ciphers ?? defaultSuites());
+  if (!chain[0]!.spki.equals(options.key.spki)) {
+    throw new ConfigError(
+      (name) =>
+        `the ${name("key")} (${options.key.description}) does not match the certificate ${chain[0]!.label} in ${name("cert")}`,
+    );
+  }
+  const { minVersion, maxVersion } = resolveVersionRange(options, VERSION_DEFAULTS);
+  const suites = suiteOption(options.ciphers);
   const usable = suites.filter((s) =>
     s.kx === "ecdhe_ecdsa" ? options.key.type === "ec" : s.kx === "tls13" || options.key.type === "rsa",
   );
   if (usable.length === 0)
-    throw new Error(`none of the configured cipher suites can be served with an ${options.key.type} key`);
+    throw new ConfigError(
+      (name) => `none of the suites in ${name("ciphers")} can be served with an ${options.key.type} key`,
+    );
   return {
     key: options.key,
     certificateChain: chain.map((c) => c.der),

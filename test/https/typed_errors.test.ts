@@ -13,10 +13,12 @@ import { curl } from "../../src/https/curl.ts";
 import { parseUpstream } from "../../src/https/proxy.ts";
 import { startServe } from "../../src/https/serve.ts";
 import { openRoot } from "../../src/https/static.ts";
+import { openKey } from "../../src/keys/index.ts";
 import { initCa } from "../../src/pki/ca_init.ts";
 import { PkiError } from "../../src/pki/errors.ts";
 import { TlsError } from "../../src/tls/alert.ts";
-import { connect } from "../../src/tls/client.ts";
+import { type ConnectOptions, connect } from "../../src/tls/client.ts";
+import { createServer, type TlsServerOptions } from "../../src/tls/server.ts";
 import { opensslServer, type Peer } from "../helpers/peers.ts";
 import { makePki, type Pki } from "../helpers/pki.ts";
 import { tempDir } from "../pki/helpers.ts";
@@ -32,6 +34,16 @@ after(async () => {
   await silent?.stop();
   await demanding?.stop();
 });
+
+/** What `fn` throws (undefined when it returns). */
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  return undefined;
+}
 
 /** A ConfigError naming `option`, whose library message names no flag. */
 function configError(option: string, message: RegExp) {
@@ -67,6 +79,65 @@ test("https options: ConfigErrors name the API option; the CLI tells the flag", 
     configError("upstream", /'upstream' 'not a url' is not a URL/),
   );
   await assert.rejects(openRoot("/nonexistent/hsmkit"), configError("root", /cannot open 'root'.*ENOENT/));
+});
+
+test("TLS options: connect() and createServer() throw ConfigErrors naming the option; the CLI tells the flag", async () => {
+  const key = await openKey(pki.server.keyPath);
+  const cert = readFileSync(pki.server.chainPath, "utf8");
+  const serverWith = (options: Partial<TlsServerOptions>) => () => createServer({ cert, key, ...options });
+  const client = (options: Partial<ConnectOptions>) => () =>
+    connect({ host: "127.0.0.1", port: 9, ...options });
+  try {
+    assert.throws(
+      client({ minVersion: "1.3", maxVersion: "1.2" }),
+      configError("minVersion", /'minVersion' is above 'maxVersion'/),
+    );
+    assert.throws(
+      serverWith({ maxVersion: "1.4" as "1.3" }),
+      configError("maxVersion", /unknown TLS version '1.4' in 'maxVersion'/),
+    );
+    assert.throws(
+      serverWith({ minVersion: 0x0301 }),
+      configError("minVersion", /'minVersion' below TLSv1.1 is not supported/),
+    );
+    assert.throws(
+      client({ ciphers: "TLS_NOPE" }),
+      configError("ciphers", /unknown cipher suite 'TLS_NOPE' in 'ciphers'/),
+    );
+    assert.throws(serverWith({ ciphers: "," }), configError("ciphers", /'ciphers' names no cipher suite/));
+    assert.throws(
+      serverWith({ ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256" }),
+      configError("ciphers", /none of the suites in 'ciphers' can be served with an rsa key/),
+    );
+    assert.throws(serverWith({ requestCert: true }), configError("clientCa", /CAs to trust in 'clientCa'/));
+    assert.throws(
+      client({ key }),
+      configError("key", /a client 'key' was given without its certificate \('cert'\)/),
+    );
+    assert.throws(
+      client({ cert }),
+      configError("cert", /a client certificate \('cert'\) was given without its 'key'/),
+    );
+    assert.throws(
+      client({ cert: "no pem here", key }),
+      configError("cert", /'cert' holds no CERTIFICATE block/),
+    );
+    const other = await openKey(pki.client.keyPath);
+    try {
+      const mismatch = thrown(serverWith({ key: other }));
+      configError("key", /the 'key' \(.*\) does not match the certificate .* in 'cert'/)(mismatch);
+      assert.match(
+        messageWithFlags(mismatch),
+        /^the --key \(.*\) does not match the certificate .* in --cert$/,
+      );
+    } finally {
+      await other.close();
+    }
+    const range = thrown(client({ minVersion: "1.3", maxVersion: "1.2" }));
+    assert.equal(describeError(range), "--tls-min is above --tls-max");
+  } finally {
+    await key.close();
+  }
 });
 
 test("CA options: a PkiError of kind bad-input naming pathLen; the CLI says --path-len", async (t) => {
