@@ -49,7 +49,9 @@ interface LegacyCipher {
 /** The parts of node-forge its type definitions leave out: the PKCS#12 KDF and DES / RC2. */
 interface ForgeLegacy {
   readonly pki: {
-    readonly pbe: { generatePkcs12Key(pw: string, salt: Bytes, id: number, iter: number, n: number): Bytes };
+    readonly pbe: {
+      generatePkcs12Key(pw: string, salt: Bytes, id: number, iter: number, n: number, md?: unknown): Bytes;
+    };
   };
   readonly des: { createEncryptionCipher(key: Bytes): LegacyCipher };
   readonly rc2: { createEncryptionCipher(key: Bytes, bits: number): LegacyCipher };
@@ -59,16 +61,27 @@ const legacy = forge as unknown as ForgeLegacy;
 /** What the RFC 7292 appendix B KDF derives: 1 a cipher key, 2 an IV, 3 a MAC key. */
 export type Pkcs12KeyPurpose = 1 | 2 | 3;
 
-/** RFC 7292 appendix B.2 key derivation (SHA-1), as a binary string of `length` bytes. */
+/** The hashes a PKCS#12 KDF and MAC may use, by node:crypto name. */
+export type Pkcs12Hash = "md5" | "sha1" | "sha256" | "sha384" | "sha512";
+
+/** RFC 7292 appendix B.2 key derivation over `hash` (default SHA-1), as a binary string of `length` bytes. */
 export function pkcs12Key(
   password: string,
   salt: string,
   purpose: Pkcs12KeyPurpose,
   iterations: number,
   length: number,
+  hash: Pkcs12Hash = "sha1",
 ): string {
   return legacy.pki.pbe
-    .generatePkcs12Key(password, forge.util.createBuffer(salt), purpose, iterations, length)
+    .generatePkcs12Key(
+      password,
+      forge.util.createBuffer(salt),
+      purpose,
+      iterations,
+      length,
+      forge.md[hash].create(),
+    )
     .getBytes();
 }
 

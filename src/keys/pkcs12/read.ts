@@ -7,6 +7,7 @@ import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import forge from "node-forge";
 import { PfxError } from "./contents.ts";
 import { type Asn1, bin, der, isUniversal } from "./forge_asn1.ts";
+import { checkPfxMac } from "./mac.ts";
 
 /** What a PKCS#12 read gives. */
 export interface ReadPfx {
@@ -109,7 +110,10 @@ function openPfx(data: Buffer, password: string): forge.pkcs12.Pkcs12Pfx {
   try {
     const node = forge.asn1.fromDer(forge.util.createBuffer(bin(data)), true);
     checkIterations(node, 0);
-    return withDerivationCap(() => forge.pkcs12.pkcs12FromAsn1(node, true, password));
+    return withDerivationCap(() => {
+      checkPfxMac(node, password);
+      return forge.pkcs12.pkcs12FromAsn1(node, true, password);
+    });
   } catch (err) {
     if (err instanceof PfxError) throw err;
     const text = (err as Error).message;
