@@ -18,6 +18,7 @@
  * CONCURRENCY (default 8) connections in flight, after WARMUP (default 1000) unmeasured ones. The run takes 40 s to 1.5 minutes on 2 cores.
  */
 
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -54,16 +55,42 @@ const BULK_BYTES = 64 * 1024 * 1024;
  * Unmeasured downloads per case before the measured ones: a server's bulk path compiles over its
  * first downloads (Node's own server went from 330 to 800 MB/s over its first six here).
  */
-const BULK_WARMUP = Number(process.env.BENCH_BULK_WARMUP ?? 3);
+const BULK_WARMUP = countSetting("BENCH_BULK_WARMUP", 3, 0);
 /** Measured downloads per case, in interleaved rounds; the best counts. */
-const BULK_TRIES = Number(process.env.BENCH_BULK_TRIES ?? 5);
+const BULK_TRIES = countSetting("BENCH_BULK_TRIES", 5, 1);
 /**
- * During bulk, every server runs on CPU 0 and curl on CPU 1 (`taskset`), so one connection's
- * figure does not depend on where the scheduler put the two ends: unpinned, the same server's
- * CPU per MiB moved by 1.8x between identical runs. BENCH_NO_PIN=1 turns it off.
+ * During bulk, every server runs on the first CPU this process may use and curl on the second
+ * (`taskset`), so one connection's figure does not depend on where the scheduler put the two
+ * ends: unpinned, the same server's CPU per MiB moved by 1.8x between identical runs.
+ * BENCH_NO_PIN=1 turns it off; without taskset or a second CPU it is off.
  */
-const PIN = process.env.BENCH_NO_PIN !== "1" && os.cpus().length >= 2;
+const PIN_CPUS = process.env.BENCH_NO_PIN === "1" ? undefined : twoAllowedCpus();
+/** Whether the bulk phase runs pinned: set once every server is (a failed pin unpins them all). */
+let pinned = false;
 const TICKS = 100; // USER_HZ on Linux
+
+/** A whole-number setting from the environment, at least `least`; anything else stops the run. */
+function countSetting(name: string, fallback: number, least: number): number {
+  const text = process.env[name];
+  const value = text === undefined ? fallback : Number(text);
+  if (!Number.isInteger(value) || value < least)
+    throw new Error(`${name} must be a whole number >= ${least}`);
+  return value;
+}
+
+/**
+ * The first two CPUs this process may run on (its affinity, from /proc), when `taskset` works;
+ * undefined otherwise, and the bulk phase runs unpinned.
+ */
+function twoAllowedCpus(): [number, number] | undefined {
+  if (spawnSync("taskset", ["--version"]).status !== 0) return undefined;
+  const list = /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? "";
+  const cpus = list.split(",").flatMap((range) => {
+    const [from, to = from] = range.split("-").map(Number) as [number, number?];
+    return Array.from({ length: Math.max(0, Math.min(2, to - from + 1)) }, (_, i) => from + i);
+  });
+  return cpus.length >= 2 ? [cpus[0]!, cpus[1]!] : undefined;
+}
 
 /** A protocol the client asks for, and what it must negotiate. */
 interface Protocol {
@@ -246,9 +273,9 @@ async function download(port: number, protocol: Protocol): Promise<number> {
       ? ["--tlsv1.3", "--tls-max", "1.3", "--tls13-ciphers", protocol.ciphers]
       : ["--tlsv1.2", "--tls-max", "1.2", "--ciphers", protocol.ciphers];
   const result = await runChecked(
-    PIN ? "taskset" : "curl",
+    pinned ? "taskset" : "curl",
     [
-      ...(PIN ? ["-c", "1", "curl"] : []),
+      ...(pinned && PIN_CPUS ? ["-c", String(PIN_CPUS[1]), "curl"] : []),
       "-sS",
       "-v",
       "--fail",
@@ -279,10 +306,24 @@ async function download(port: number, protocol: Protocol): Promise<number> {
   return bytes / 1e6 / (total - firstByte);
 }
 
-/** Binds every thread of every process in a process group to one CPU. */
-async function pinGroup(pgid: number, cpu: number): Promise<void> {
-  for (const pid of groupMembers(pgid))
-    await runChecked("taskset", ["-a", "-p", "-c", String(cpu), String(pid)]);
+/** Binds every thread of every process in a process group to `cpus` (a taskset list). */
+async function pinGroup(pgid: number, cpus: string): Promise<void> {
+  for (const pid of groupMembers(pgid)) await runChecked("taskset", ["-a", "-p", "-c", cpus, String(pid)]);
+}
+
+/**
+ * Puts every server on the first CPU this process may use (curl goes on the second), or, when
+ * any pin fails, gives them all back every allowed CPU and runs unpinned.
+ */
+async function pinServers(): Promise<void> {
+  if (!PIN_CPUS) return;
+  try {
+    for (const target of targets) await pinGroup(target.pgid, String(PIN_CPUS[0]));
+    pinned = true;
+  } catch (err) {
+    process.stderr.write(`bulk runs unpinned: ${errorLine(err)}\n`);
+    for (const target of targets) await pinGroup(target.pgid, PIN_CPUS.join(",")).catch(() => undefined);
+  }
 }
 
 /** Measures `count` handshakes against one server on one protocol into its tally. */
@@ -415,7 +456,7 @@ try {
     await forEachCase((target, protocol, tally) => measureRound(target, protocol, perRound, tally));
     process.stderr.write(`handshake round ${round}/${ROUNDS} done\n`);
   }
-  if (PIN) for (const target of targets) await pinGroup(target.pgid, 0);
+  await pinServers();
   // Unmeasured downloads first, for the same reason as the handshake warm-up.
   for (let i = 0; i < BULK_WARMUP; i++) {
     await forEachCase(async (target, protocol) => {
@@ -456,7 +497,7 @@ console.log(
   `mutual TLS, RSA-2048 server and client keys; ${HANDSHAKES} full handshakes per server ` +
     `and protocol at concurrency ${CONCURRENCY}, in ${ROUNDS} interleaved rounds; bulk ${BULK_BYTES / 1048576} MiB ` +
     `over one connection, best of ${BULK_TRIES} after ${BULK_WARMUP} unmeasured` +
-    (PIN ? " (server on CPU 0, curl on CPU 1)" : ""),
+    (pinned && PIN_CPUS ? ` (servers on CPU ${PIN_CPUS[0]}, curl on CPU ${PIN_CPUS[1]})` : " (unpinned)"),
 );
 console.log(
   `load average ${loadAtStart.map((l) => l.toFixed(2)).join(" ")} at start, ` +

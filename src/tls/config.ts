@@ -3,7 +3,7 @@
  * versions, keys and trust anchors are objects, not strings).
  */
 
-import { ConfigError } from "../errors.ts";
+import { ConfigError, type OptionNamer } from "../errors.ts";
 import type { PrivateKeyHandle } from "../keys/types.ts";
 import type { AlertDescription } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
@@ -46,6 +46,14 @@ export interface ClientConfig {
 /** A TLS version as a wire value or as "1.1" / "1.2" / "1.3" (client and server options). */
 export type VersionOption = ProtocolVersion | "1.1" | "1.2" | "1.3";
 
+/** Wire versions a numeric option may name (TLS 1.0 only to be refused by name below the floor). */
+const WIRE_VERSIONS: ReadonlySet<number> = new Set([
+  ProtocolVersion.TLS10,
+  ProtocolVersion.TLS11,
+  ProtocolVersion.TLS12,
+  ProtocolVersion.TLS13,
+]);
+
 /** Both sides' version range unless told otherwise: TLS 1.2 to 1.3, nothing below 1.1 at all. */
 export const VERSION_DEFAULTS = {
   min: ProtocolVersion.TLS12,
@@ -64,15 +72,25 @@ export function resolveVersionRange(
   const resolve = (option: "minVersion" | "maxVersion", fallback: ProtocolVersion): ProtocolVersion => {
     const v = options[option];
     if (v === undefined) return fallback;
-    const parsed = typeof v === "number" ? v : parseVersion(v);
-    if (parsed === undefined)
-      throw new ConfigError((name) => `unknown TLS version '${v}' in ${name(option)} (use 1.1, 1.2 or 1.3)`);
+    const parsed = typeof v === "number" ? (WIRE_VERSIONS.has(v) ? v : undefined) : parseVersion(v);
+    if (parsed === undefined) {
+      const shown = typeof v === "number" ? versionName(v) : `'${v}'`;
+      throw new ConfigError(
+        (name) => `unknown TLS version ${shown} in ${name(option)} (use 1.1, 1.2 or 1.3)`,
+      );
+    }
     return parsed;
   };
   const minVersion = resolve("minVersion", defaults.min);
   const maxVersion = resolve("maxVersion", defaults.max);
-  if (minVersion > maxVersion)
-    throw new ConfigError((name) => `${name("minVersion")} is above ${name("maxVersion")}`);
+  if (minVersion > maxVersion) {
+    // Name the default when one side was left out: the caller may not know it.
+    const side = (name: OptionNamer, option: "minVersion" | "maxVersion", v: ProtocolVersion) =>
+      `${options[option] === undefined ? "the default " : ""}${name(option)} (${versionName(v)})`;
+    throw new ConfigError(
+      (name) => `${side(name, "minVersion", minVersion)} is above ${side(name, "maxVersion", maxVersion)}`,
+    );
+  }
   if (minVersion < defaults.floor)
     throw new ConfigError(
       (name) => `${name("minVersion")} below ${versionName(defaults.floor)} is not supported`,

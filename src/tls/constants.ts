@@ -51,11 +51,15 @@ export function versionName(v: number): string {
   }
 }
 
-/** Parses "1.1" | "1.2" | "1.3" (as in --tls-min) into a wire version. */
+const VERSION_NAMES: Readonly<Record<string, ProtocolVersion>> = {
+  "1.1": ProtocolVersion.TLS11,
+  "1.2": ProtocolVersion.TLS12,
+  "1.3": ProtocolVersion.TLS13,
+};
+
+/** Parses "1.1" | "1.2" | "1.3" (as in --tls-min) into a wire version; undefined for anything else. */
 export function parseVersion(text: string): ProtocolVersion | undefined {
-  return (
-    { "1.1": ProtocolVersion.TLS11, "1.2": ProtocolVersion.TLS12, "1.3": ProtocolVersion.TLS13 } as const
-  )[text as "1.1" | "1.2" | "1.3"];
+  return Object.hasOwn(VERSION_NAMES, text) ? VERSION_NAMES[text] : undefined;
 }
 
 /** Extension code points. */

@@ -18,6 +18,7 @@ import { initCa } from "../../src/pki/ca_init.ts";
 import { PkiError } from "../../src/pki/errors.ts";
 import { TlsError } from "../../src/tls/alert.ts";
 import { type ConnectOptions, connect } from "../../src/tls/client.ts";
+import type { ProtocolVersion } from "../../src/tls/constants.ts";
 import { createServer, type TlsServerOptions } from "../../src/tls/server.ts";
 import { opensslServer, type Peer } from "../helpers/peers.ts";
 import { makePki, type Pki } from "../helpers/pki.ts";
@@ -90,7 +91,21 @@ test("TLS options: connect() and createServer() throw ConfigErrors naming the op
   try {
     assert.throws(
       client({ minVersion: "1.3", maxVersion: "1.2" }),
-      configError("minVersion", /'minVersion' is above 'maxVersion'/),
+      configError("minVersion", /^'minVersion' \(TLSv1.3\) is above 'maxVersion' \(TLSv1.2\)$/),
+    );
+    assert.throws(
+      client({ maxVersion: "1.1" }),
+      configError("minVersion", /^the default 'minVersion' \(TLSv1.2\) is above 'maxVersion' \(TLSv1.1\)$/),
+    );
+    for (const bad of ["toString", "__proto__"]) {
+      assert.throws(
+        client({ minVersion: bad as "1.2" }),
+        configError("minVersion", new RegExp(`unknown TLS version '${bad}' in 'minVersion'`)),
+      );
+    }
+    assert.throws(
+      serverWith({ maxVersion: 0x0399 as ProtocolVersion }),
+      configError("maxVersion", /unknown TLS version 0x0399 in 'maxVersion'/),
     );
     assert.throws(
       serverWith({ maxVersion: "1.4" as "1.3" }),
@@ -134,7 +149,7 @@ test("TLS options: connect() and createServer() throw ConfigErrors naming the op
       await other.close();
     }
     const range = thrown(client({ minVersion: "1.3", maxVersion: "1.2" }));
-    assert.equal(describeError(range), "--tls-min is above --tls-max");
+    assert.equal(describeError(range), "--tls-min (TLSv1.3) is above --tls-max (TLSv1.2)");
   } finally {
     await key.close();
   }

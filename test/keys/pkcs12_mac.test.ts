@@ -36,14 +36,16 @@ function withMacByteFlipped(pfx: Buffer): Buffer {
   return copy;
 }
 
-for (const macalg of ["sha1", "sha256"]) {
-  describe(`an OpenSSL PKCS#12 with a ${macalg} MAC`, () => {
+// -nomaciter: MacData without its iteration count (DEFAULT 1), as old Windows wrote them.
+for (const [macalg, ...extra] of [["sha1"], ["sha256"], ["sha1", "-nomaciter"]] as const) {
+  const label = `${macalg}${extra.join("")}`;
+  describe(`an OpenSSL PKCS#12 with a ${macalg} MAC ${extra.join(" ")}`, () => {
     let pfx: Buffer;
     before(async () => {
-      const key = join(dir, `${macalg}.key`);
+      const key = join(dir, `${label}.key`);
       const pair = generateKeyPairSync("rsa", { modulusLength: 2048 });
       writeFileSync(key, pair.privateKey.export({ type: "pkcs8", format: "pem" }));
-      const cert = join(dir, `${macalg}.pem`);
+      const cert = join(dir, `${label}.pem`);
       await runChecked("openssl", [
         "req",
         "-x509",
@@ -56,10 +58,10 @@ for (const macalg of ["sha1", "sha256"]) {
         "-out",
         cert,
       ]);
-      const out = join(dir, `${macalg}.pfx`);
+      const out = join(dir, `${label}.pfx`);
       await runChecked("openssl", [
         ...["pkcs12", "-export", "-in", cert, "-inkey", key, "-passout", "pass:right", "-out", out],
-        ...["-macalg", macalg],
+        ...["-macalg", macalg, ...extra],
       ]);
       pfx = readFileSync(out);
     });

@@ -64,10 +64,11 @@ export function checkPfxMac(pfx: Asn1, password: string): void {
   if (!hash) throw unreadable("unsupported MAC digest algorithm");
   const [name, length] = hash;
   const salt = bytes(saltNode, OCTET_STRING, "MAC salt");
+  // As node-forge reads MacData: the count only when the third field is a plain INTEGER, else 1.
   const iterations =
-    iterationsNode === undefined
-      ? 1
-      : Number.parseInt(forge.util.bytesToHex(bytes(iterationsNode, INTEGER, "MAC iterations")) || "0", 16);
+    isUniversal(iterationsNode, INTEGER) && typeof iterationsNode?.value === "string"
+      ? Number.parseInt(forge.util.bytesToHex(iterationsNode.value) || "0", 16)
+      : 1;
   const key = Buffer.from(pkcs12Key(password, salt, 3, iterations, length, name), "binary");
   const mac = createHmac(name, key)
     .update(Buffer.from(authSafeOctets(authSafe), "binary"))
