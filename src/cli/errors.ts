@@ -20,6 +20,8 @@ export class CliError extends Error {
 /** API options whose flag is not simply their kebab-case name. */
 const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   algorithm: "--alg",
+  // The TLS client's trust anchors (`hsmkit curl --cacert`); no message names a CA directory `ca`.
+  ca: "--cacert",
   maxVersion: "--tls-max",
   minVersion: "--tls-min",
   pkcs11: "--master-key",

@@ -27,7 +27,7 @@ export class HsmkitAgent extends Agent {
   constructor(tls: AgentTlsOptions, options: AgentOptions = {}) {
     super({ keepAlive: true, ...options });
     // Parse the trust anchors once, not on every connection.
-    const ca = tls.ca === undefined ? undefined : certificateList(tls.ca);
+    const ca = tls.ca === undefined ? undefined : certificateList("ca", tls.ca);
     this.tls = { ...tls, ca };
   }
 

@@ -29,7 +29,7 @@ export type ConnectorCallback = (err: Error | null, socket: Duplex | null) => vo
 export function hsmkitConnector(
   tls: AgentTlsOptions,
 ): (opts: ConnectorOptions, callback: ConnectorCallback) => void {
-  const ca = tls.ca === undefined ? undefined : certificateList(tls.ca);
+  const ca = tls.ca === undefined ? undefined : certificateList("ca", tls.ca);
   const sessionCache = tls.sessionCache ?? new ClientSessionCache();
   return (opts, callback) => {
     if (opts.protocol !== "https:") {

@@ -98,7 +98,7 @@ export function clientConfig(options: ConnectOptions): ClientConfig {
     throw new ConfigError(
       (name) => `a client certificate (${name("cert")}) was given without its ${name("key")}`,
     );
-  const roots = options.ca ? certificateList(options.ca) : loadSystemRoots();
+  const roots = options.ca ? certificateList("ca", options.ca) : loadSystemRoots();
   return {
     serverName: isIP(host) ? undefined : host,
     minVersion,

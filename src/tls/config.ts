@@ -11,6 +11,7 @@ import { ProtocolVersion, parseVersion, versionName } from "./constants.ts";
 import type { NamedGroup } from "./key_share.ts";
 import type { ClientSessionCache } from "./psk.ts";
 import { type Certificate, parsePemBundle } from "./x509/certificate.ts";
+import { X509ParseError } from "./x509/errors.ts";
 
 /** The verdict on a peer's certificate chain. */
 export type ChainVerdict = { ok: true } | { ok: false; reason: string; alert: AlertDescription };
@@ -98,7 +99,19 @@ export function resolveVersionRange(
   return { minVersion, maxVersion };
 }
 
-/** Certificates given as PEM text or already parsed (trust anchors, client CAs). */
-export function certificateList(input: string | Buffer | readonly Certificate[]): Certificate[] {
-  return typeof input === "string" || Buffer.isBuffer(input) ? parsePemBundle(input.toString()) : [...input];
+/**
+ * Certificates given as PEM text or already parsed (a chain, trust anchors, client CAs); PEM
+ * that holds none, or a bad one, is a ConfigError naming `option`.
+ */
+export function certificateList(
+  option: "ca" | "cert" | "clientCa",
+  input: string | Buffer | readonly Certificate[],
+): Certificate[] {
+  if (!(typeof input === "string" || Buffer.isBuffer(input))) return [...input];
+  try {
+    return parsePemBundle(input.toString());
+  } catch (err) {
+    if (!(err instanceof X509ParseError)) throw err;
+    throw new ConfigError((name) => `${name(option)}: ${err.message}`, { cause: err });
+  }
 }

@@ -21,7 +21,7 @@ import type {
 } from "./server_config.ts";
 import { SessionStore, type SessionStoreOptions } from "./session.ts";
 import { verifyPeerChain } from "./verify_peer.ts";
-import { type Certificate, parsePemBundle } from "./x509/certificate.ts";
+import type { Certificate } from "./x509/certificate.ts";
 import type { ValidationProfile } from "./x509/verify.ts";
 
 /** Options for {@link createServer}, named like tls.createServer()'s where they overlap. */
@@ -62,7 +62,7 @@ export interface TlsServerOptions {
 }
 
 function clientAuthConfig(options: TlsServerOptions): ClientAuthConfig | undefined {
-  const roots = options.clientCa ? certificateList(options.clientCa) : [];
+  const roots = options.clientCa ? certificateList("clientCa", options.clientCa) : [];
   if (!(options.requestCert ?? options.clientCa !== undefined)) return undefined;
   const require = options.rejectUnauthorized ?? true;
   if (require && roots.length === 0)
@@ -78,7 +78,7 @@ function clientAuthConfig(options: TlsServerOptions): ClientAuthConfig | undefin
 
 /** Resolves user options into the handshake's configuration. Throws on unusable options. */
 export function serverConfig(options: TlsServerOptions): ServerConfig {
-  const chain = parsePemBundle(options.cert.toString());
+  const chain = certificateList("cert", options.cert);
   if (!chain[0]!.spki.equals(options.key.spki)) {
     throw new ConfigError(
       (name) =>

@@ -137,6 +137,17 @@ test("TLS options: connect() and createServer() throw ConfigErrors naming the op
       client({ cert: "no pem here", key }),
       configError("cert", /'cert' holds no CERTIFICATE block/),
     );
+    // PEM with no certificate in it, for each option that takes certificates.
+    assert.throws(client({ ca: "junk" }), configError("ca", /^'ca': no CERTIFICATE block in PEM input$/));
+    assert.throws(
+      serverWith({ clientCa: "junk" }),
+      configError("clientCa", /^'clientCa': no CERTIFICATE block in PEM input$/),
+    );
+    assert.throws(serverWith({ cert: "junk" }), configError("cert", /^'cert': no CERTIFICATE block/));
+    assert.equal(
+      describeError(thrown(client({ ca: "junk" }))),
+      "--cacert: no CERTIFICATE block in PEM input",
+    );
     const other = await openKey(pki.client.keyPath);
     try {
       const mismatch = thrown(serverWith({ key: other }));
