@@ -5,7 +5,8 @@
  *
  * Nothing here knows about TLS; each bench/*.ts brings its own peers and cases.
  */
-import { type ChildProcess, fork } from "node:child_process";
+import { type ChildProcess, execFileSync, fork, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 
 /** CPU time (user + system) this process has used so far, in milliseconds. Includes libuv worker threads. */
@@ -373,4 +374,24 @@ export function servePeerRequests(handler: (body: unknown) => unknown | Promise<
       );
   });
   process.on("disconnect", () => process.exit(0));
+}
+
+/**
+ * The first two CPUs this process may run on (its affinity, from /proc), when `taskset` works;
+ * undefined otherwise. Benchmarks put the two ends of a transfer on these, one each, so a
+ * figure does not depend on where the scheduler put them.
+ */
+export function twoAllowedCpus(): [number, number] | undefined {
+  if (spawnSync("taskset", ["--version"]).status !== 0) return undefined;
+  const list = /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? "";
+  const cpus = list.split(",").flatMap((range) => {
+    const [from, to = from] = range.split("-").map(Number) as [number, number?];
+    return Array.from({ length: Math.max(0, Math.min(2, to - from + 1)) }, (_, i) => from + i);
+  });
+  return cpus.length >= 2 ? [cpus[0]!, cpus[1]!] : undefined;
+}
+
+/** Binds every thread of process `pid` to `cpus` (a taskset list such as "0" or "0,1"); throws on failure. */
+export function pinProcess(pid: number, cpus: string): void {
+  execFileSync("taskset", ["-a", "-p", "-c", cpus, String(pid)], { stdio: "ignore" });
 }

@@ -18,7 +18,6 @@
  * CONCURRENCY (default 8) connections in flight, after WARMUP (default 1000) unmeasured ones. The run takes 40 s to 1.5 minutes on 2 cores.
  */
 
-import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -36,8 +35,10 @@ import {
   fmtRatio,
   formatTable,
   formatTargetSummary,
+  pinProcess,
   type RatioTarget,
   type TargetLine,
+  twoAllowedCpus,
 } from "./lib.ts";
 
 const hsm = softHsm();
@@ -76,20 +77,6 @@ function countSetting(name: string, fallback: number, least: number): number {
   if (!Number.isInteger(value) || value < least)
     throw new Error(`${name} must be a whole number >= ${least}`);
   return value;
-}
-
-/**
- * The first two CPUs this process may run on (its affinity, from /proc), when `taskset` works;
- * undefined otherwise, and the bulk phase runs unpinned.
- */
-function twoAllowedCpus(): [number, number] | undefined {
-  if (spawnSync("taskset", ["--version"]).status !== 0) return undefined;
-  const list = /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? "";
-  const cpus = list.split(",").flatMap((range) => {
-    const [from, to = from] = range.split("-").map(Number) as [number, number?];
-    return Array.from({ length: Math.max(0, Math.min(2, to - from + 1)) }, (_, i) => from + i);
-  });
-  return cpus.length >= 2 ? [cpus[0]!, cpus[1]!] : undefined;
 }
 
 /** A protocol the client asks for, and what it must negotiate. */
@@ -308,7 +295,7 @@ async function download(port: number, protocol: Protocol): Promise<number> {
 
 /** Binds every thread of every process in a process group to `cpus` (a taskset list). */
 async function pinGroup(pgid: number, cpus: string): Promise<void> {
-  for (const pid of groupMembers(pgid)) await runChecked("taskset", ["-a", "-p", "-c", cpus, String(pid)]);
+  for (const pid of groupMembers(pgid)) pinProcess(pid, cpus);
 }
 
 /**
