@@ -8,6 +8,7 @@ import { AlertDescription, fail, TlsError } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import { HandshakeType, MAX_HANDSHAKE_MESSAGE, type ProtocolVersion } from "./constants.ts";
 import type { RecordProtection } from "./protection.ts";
+import { copyFront } from "./record.ts";
 
 /** What a completed handshake tells the connection. */
 export interface HandshakeResult {
@@ -154,22 +155,10 @@ export class HandshakeAssembler {
     throw new RangeError("byteAt past the buffered bytes");
   }
 
-  /** Copies the first n bytes out and drops them (one splice, not Array.shift per part, keeps this linear). */
+  /** Copies the first n bytes out and drops them. */
   private take(n: number): Buffer {
-    const out = Buffer.allocUnsafe(n);
-    let filled = 0;
-    let i = 0;
-    while (filled < n) {
-      const part = this.parts[i]!;
-      const used = Math.min(part.length, n - filled);
-      part.copy(out, filled, 0, used);
-      filled += used;
-      if (used === part.length) i++;
-      else this.parts[i] = part.subarray(used);
-    }
-    this.parts.splice(0, i);
     this.size -= n;
-    return out;
+    return copyFront(this.parts, n, true);
   }
 }
 

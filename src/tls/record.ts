@@ -71,20 +71,29 @@ export class RecordReader {
 
   /** Copies the first n buffered bytes out of several chunks (consuming them when `consume`). */
   private gather(n: number, consume: boolean): Buffer {
-    const out = Buffer.allocUnsafe(n);
-    let filled = 0;
-    let i = 0;
-    while (filled < n) {
-      const chunk = this.chunks[i]!;
-      const used = Math.min(chunk.length, n - filled);
-      chunk.copy(out, filled, 0, used);
-      filled += used;
-      if (consume && used < chunk.length) this.chunks[i] = chunk.subarray(used);
-      else i++;
-    }
-    if (consume) this.chunks.splice(0, i);
-    return out;
+    return copyFront(this.chunks, n, consume);
   }
+}
+
+/**
+ * Copies the first `n` bytes of a list of chunks into one new buffer; with `consume` they also
+ * leave the list, in one splice at the end, so the work stays linear however many chunks they
+ * span. The list must hold at least `n` bytes.
+ */
+export function copyFront(chunks: Buffer[], n: number, consume: boolean): Buffer {
+  const out = Buffer.allocUnsafe(n);
+  let filled = 0;
+  let i = 0;
+  while (filled < n) {
+    const chunk = chunks[i]!;
+    const used = Math.min(chunk.length, n - filled);
+    chunk.copy(out, filled, 0, used);
+    filled += used;
+    if (consume && used < chunk.length) chunks[i] = chunk.subarray(used);
+    else i++;
+  }
+  if (consume) chunks.splice(0, i);
+  return out;
 }
 
 /** Frames one protected record body. */
