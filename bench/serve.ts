@@ -294,7 +294,7 @@ async function download(port: number, protocol: Protocol): Promise<number> {
 }
 
 /** Binds every thread of every process in a process group to `cpus` (a taskset list). */
-async function pinGroup(pgid: number, cpus: string): Promise<void> {
+function pinGroup(pgid: number, cpus: string): void {
   for (const pid of groupMembers(pgid)) pinProcess(pid, cpus);
 }
 
@@ -302,14 +302,20 @@ async function pinGroup(pgid: number, cpus: string): Promise<void> {
  * Puts every server on the first CPU this process may use (curl goes on the second), or, when
  * any pin fails, gives them all back every allowed CPU and runs unpinned.
  */
-async function pinServers(): Promise<void> {
+function pinServers(): void {
   if (!PIN_CPUS) return;
   try {
-    for (const target of targets) await pinGroup(target.pgid, String(PIN_CPUS[0]));
+    for (const target of targets) pinGroup(target.pgid, String(PIN_CPUS[0]));
     pinned = true;
   } catch (err) {
     process.stderr.write(`bulk runs unpinned: ${errorLine(err)}\n`);
-    for (const target of targets) await pinGroup(target.pgid, PIN_CPUS.join(",")).catch(() => undefined);
+    for (const target of targets) {
+      try {
+        pinGroup(target.pgid, PIN_CPUS.join(","));
+      } catch {
+        // Best effort: that server runs where the scheduler puts it.
+      }
+    }
   }
 }
 
@@ -443,7 +449,7 @@ try {
     await forEachCase((target, protocol, tally) => measureRound(target, protocol, perRound, tally));
     process.stderr.write(`handshake round ${round}/${ROUNDS} done\n`);
   }
-  await pinServers();
+  pinServers();
   // Unmeasured downloads first, for the same reason as the handshake warm-up.
   for (let i = 0; i < BULK_WARMUP; i++) {
     await forEachCase(async (target, protocol) => {

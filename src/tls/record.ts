@@ -57,21 +57,16 @@ export class RecordReader {
   }
 
   private peek(n: number): Buffer {
-    return this.chunks[0]!.length >= n ? this.chunks[0]!.subarray(0, n) : this.gather(n, false);
+    return this.chunks[0]!.length >= n ? this.chunks[0]!.subarray(0, n) : copyFront(this.chunks, n, false);
   }
 
   private take(n: number): Buffer {
     this.buffered -= n;
     const first = this.chunks[0]!;
-    if (first.length < n) return this.gather(n, true);
+    if (first.length < n) return copyFront(this.chunks, n, true);
     if (first.length === n) this.chunks.shift();
     else this.chunks[0] = first.subarray(n);
     return first.subarray(0, n);
-  }
-
-  /** Copies the first n buffered bytes out of several chunks (consuming them when `consume`). */
-  private gather(n: number, consume: boolean): Buffer {
-    return copyFront(this.chunks, n, consume);
   }
 }
 
