@@ -11,7 +11,7 @@ import { openKey } from "../keys/index.ts";
 import { KeyError, type PrivateKeyHandle } from "../keys/types.ts";
 import { alertName, NegotiationError, TlsError } from "../tls/alert.ts";
 import { CliError, messageWithFlags } from "./errors.ts";
-import { readTextFile } from "./input.ts";
+import { readTextFile, tlsVersionFlag } from "./input.ts";
 import { type ValidationProfile, validationProfileOption } from "./profile_option.ts";
 
 interface CurlFlags {
@@ -104,11 +104,8 @@ async function runCurl(url: string, flags: CurlFlags): Promise<void> {
   try {
     if (flags.cert && !flags.key) throw new CliError("--cert needs --key", 2);
     if (flags.key && !flags.cert) throw new CliError("--key needs --cert (the client certificate chain)", 2);
-    const versions = ["1.1", "1.2", "1.3"];
-    for (const v of [flags.tlsMin, flags.tlsMax]) {
-      if (v !== undefined && !versions.includes(v))
-        throw new CliError(`unknown TLS version '${v}' (use 1.1, 1.2 or 1.3)`, 2);
-    }
+    const minVersion = tlsVersionFlag(flags.tlsMin);
+    const maxVersion = tlsVersionFlag(flags.tlsMax);
     const body =
       flags.data === undefined
         ? undefined
@@ -132,8 +129,8 @@ async function runCurl(url: string, flags: CurlFlags): Promise<void> {
       ca,
       cert,
       key,
-      minVersion: flags.tlsMin as "1.1" | undefined,
-      maxVersion: flags.tlsMax as "1.1" | undefined,
+      minVersion,
+      maxVersion,
       ciphers: flags.ciphers,
       servername: flags.servername,
       profile: flags.profile,

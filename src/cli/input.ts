@@ -1,6 +1,6 @@
 /**
  * What several commands read from the user the same way: a text file named by a flag, a
- * `--listen HOST:PORT`, and the signal that stops a server.
+ * `--listen HOST:PORT`, a `--tls-min`/`--tls-max` version, and the signal that stops a server.
  */
 import { readFileSync } from "node:fs";
 import { CliError } from "./errors.ts";
@@ -21,6 +21,12 @@ export function parseListen(text: string): { host: string; port: number } | unde
   const port = m ? Number(m[3]) : Number.NaN;
   const host = m?.[1] ?? m?.[2];
   return host === undefined || port > 65535 ? undefined : { host, port };
+}
+
+/** A `--tls-min`/`--tls-max` value (undefined when not given), or a usage error. */
+export function tlsVersionFlag(v: string | undefined): "1.1" | "1.2" | "1.3" | undefined {
+  if (v === undefined || v === "1.1" || v === "1.2" || v === "1.3") return v;
+  throw new CliError(`unknown TLS version '${v}' (use 1.1, 1.2 or 1.3)`, 2);
 }
 
 /** Resolves with the signal when SIGTERM or SIGINT arrives. */

@@ -9,7 +9,7 @@ import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, startServe } from "..
 import { openKey } from "../keys/index.ts";
 import type { PrivateKeyHandle } from "../keys/types.ts";
 import { CliError } from "./errors.ts";
-import { parseListen, readTextFile, stopSignal } from "./input.ts";
+import { parseListen, readTextFile, stopSignal, tlsVersionFlag } from "./input.ts";
 import { type ValidationProfile, validationProfileOption } from "./profile_option.ts";
 
 interface ServeFlags {
@@ -34,11 +34,6 @@ function wholeNumber(flag: string, value: string, max: number): number {
   if (!Number.isSafeInteger(n) || n < 1 || n > max)
     throw new CliError(`${flag} must be a whole number from 1 to ${max}, not '${value}'`, 2);
   return n;
-}
-
-function checkVersion(v: string | undefined): "1.1" | "1.2" | "1.3" | undefined {
-  if (v === undefined || v === "1.1" || v === "1.2" || v === "1.3") return v;
-  throw new CliError(`unknown TLS version '${v}' (use 1.1, 1.2 or 1.3)`, 2);
 }
 
 /** Adds `hsmkit serve`. */
@@ -81,8 +76,8 @@ async function runServe(flags: ServeFlags): Promise<void> {
   const { host, port } = listen;
   const maxConnections = wholeNumber("--max-connections", flags.maxConnections, 1_000_000);
   const idleTimeoutMs = wholeNumber("--idle-timeout", flags.idleTimeout, 86_400) * 1000;
-  const minVersion = checkVersion(flags.tlsMin);
-  const maxVersion = checkVersion(flags.tlsMax);
+  const minVersion = tlsVersionFlag(flags.tlsMin);
+  const maxVersion = tlsVersionFlag(flags.tlsMax);
   const cert = readTextFile(flags.cert, "certificate file", 2);
   const clientCa = flags.clientCa ? readTextFile(flags.clientCa, "client CA file", 2) : undefined;
   let key: PrivateKeyHandle | undefined;
