@@ -5,7 +5,7 @@
  * is certified the same way as one we generate. Only certificates with chosen dates (expired
  * ones) go through `openssl ca`, because `x509` in OpenSSL 3.0 cannot set notBefore/notAfter.
  */
-import { createPublicKey, randomBytes, X509Certificate } from "node:crypto";
+import { createPublicKey, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { runChecked } from "./process.ts";
@@ -257,4 +257,38 @@ function caTime(d: Date): string {
 
 function fail(message: string): never {
   throw new Error(message);
+}
+
+/**
+ * An RSA-2048 key and a self-signed certificate for it, exported by `openssl pkcs12 -export`
+ * with `password` and `args` (PBE, MAC and iteration options) to `dir/name.pfx`: the file's bytes.
+ */
+export async function opensslSelfSignedPfx(
+  dir: string,
+  name: string,
+  password: string,
+  args: readonly string[],
+): Promise<Buffer> {
+  const key = path.join(dir, `${name}.key`);
+  const pair = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  await writeFile(key, pair.privateKey.export({ type: "pkcs8", format: "pem" }));
+  const cert = path.join(dir, `${name}.pem`);
+  await runChecked("openssl", [
+    "req",
+    "-x509",
+    "-key",
+    key,
+    "-subj",
+    `/CN=${name}`,
+    "-days",
+    "1",
+    "-out",
+    cert,
+  ]);
+  const out = path.join(dir, `${name}.pfx`);
+  await runChecked("openssl", [
+    ...["pkcs12", "-export", "-in", cert, "-inkey", key, "-passout", `pass:${password}`, "-out", out],
+    ...args,
+  ]);
+  return readFile(out);
 }

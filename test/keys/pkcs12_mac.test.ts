@@ -4,15 +4,14 @@
  * and SHA-256 MACs pass; a wrong password, a changed MAC byte or a changed content byte fail.
  */
 import assert from "node:assert/strict";
-import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import forge from "node-forge";
 import { PfxError, readPfx } from "../../src/keys/pkcs12/index.ts";
 import { checkPfxMac } from "../../src/keys/pkcs12/mac.ts";
-import { runChecked } from "../helpers/process.ts";
+import { opensslSelfSignedPfx } from "../helpers/pki-openssl.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hsmkit-pfx-mac-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -42,28 +41,7 @@ for (const [macalg, ...extra] of [["sha1"], ["sha256"], ["sha1", "-nomaciter"]] 
   describe(`an OpenSSL PKCS#12 with a ${macalg} MAC ${extra.join(" ")}`, () => {
     let pfx: Buffer;
     before(async () => {
-      const key = join(dir, `${label}.key`);
-      const pair = generateKeyPairSync("rsa", { modulusLength: 2048 });
-      writeFileSync(key, pair.privateKey.export({ type: "pkcs8", format: "pem" }));
-      const cert = join(dir, `${label}.pem`);
-      await runChecked("openssl", [
-        "req",
-        "-x509",
-        "-key",
-        key,
-        "-subj",
-        "/CN=mac",
-        "-days",
-        "1",
-        "-out",
-        cert,
-      ]);
-      const out = join(dir, `${label}.pfx`);
-      await runChecked("openssl", [
-        ...["pkcs12", "-export", "-in", cert, "-inkey", key, "-passout", "pass:right", "-out", out],
-        ...["-macalg", macalg, ...extra],
-      ]);
-      pfx = readFileSync(out);
+      pfx = await opensslSelfSignedPfx(dir, label, "right", ["-macalg", macalg, ...extra]);
     });
 
     it("passes with the right password, and reads", () => {

@@ -4,43 +4,23 @@
  * held readPfx, and the event loop, for hours. Real files, up to the bound, still read.
  */
 import assert from "node:assert/strict";
-import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, it } from "node:test";
 import * as asn1js from "asn1js";
 import { MAX_PFX_BYTES, MAX_PFX_ITERATIONS, PfxError, readPfx } from "../../src/keys/pkcs12/index.ts";
-import { runChecked } from "../helpers/process.ts";
+import { opensslSelfSignedPfx } from "../helpers/pki-openssl.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hsmkit-pfx-iter-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** An RSA key and self-signed certificate in an OpenSSL PKCS#12 (3DES, SHA-1 MAC) with `iterations`. */
-async function opensslPfx(iterations: number, ...extra: string[]): Promise<Buffer> {
-  const key = join(dir, "key.pem");
-  writeFileSync(
-    key,
-    generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" }),
-  );
-  const cert = join(dir, "cert.pem");
-  await runChecked("openssl", ["req", "-x509", "-key", key, "-subj", "/CN=pfx", "-days", "1", "-out", cert]);
-  const out = join(dir, `${iterations}.pfx`);
-  await runChecked("openssl", [
-    ...["pkcs12", "-export", "-in", cert, "-inkey", key, "-passout", "pass:pw", "-out", out],
-    ...[
-      "-certpbe",
-      "PBE-SHA1-3DES",
-      "-keypbe",
-      "PBE-SHA1-3DES",
-      "-macalg",
-      "sha1",
-      "-iter",
-      String(iterations),
-      ...extra,
-    ],
+function opensslPfx(iterations: number, ...extra: string[]): Promise<Buffer> {
+  return opensslSelfSignedPfx(dir, String(iterations), "pw", [
+    ...["-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES", "-macalg", "sha1"],
+    ...["-iter", String(iterations), ...extra],
   ]);
-  return readFileSync(out);
 }
 
 /** The same file with MacData.iterations encoded as `count` (the MAC is never reached). */
